@@ -1,0 +1,30 @@
+# botfleet: the commands the README names. Everything runs from the project's .venv.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test test-fast bench crd lint clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## create .venv with everything botfleet and its tests need (cached)
+	bash scripts/setup.sh
+
+demo: setup  ## train the example bot end to end on this machine (embedded object store, local Ray)
+	$(VENV)/bin/botfleet demo
+
+test: setup  ## the whole test suite, against a real API server, S3 server, Ray and DeepSpeed
+	$(PY) -m pytest
+
+test-fast: setup  ## only the tests that need neither the control plane nor training
+	$(PY) -m pytest -m "not cluster and not slow"
+
+bench: setup  ## benchmarks, each reported as a ratio against a baseline run side by side
+	$(PY) -m bench
+
+crd: setup  ## regenerate the CRD from the schema in operator/botfleet/api.py
+	$(VENV)/bin/botfleet crd > charts/botfleet/crds/botrequests.botfleet.dev.yaml
+
+clean:  ## remove build outputs (keeps .venv and the control-plane cache)
+	rm -rf build out .pytest_cache

@@ -1,0 +1,640 @@
+"""The BotRequest API: the one source of truth.
+
+``SPEC_SCHEMA`` and ``STATUS_SCHEMA`` are OpenAPI v3 structural schemas. The CRD
+(``charts/botfleet/crds/``) is generated from them (``botfleet crd``), the CLI validates
+request files with them (``validate``), and the typed dataclasses below are checked
+against them by the tests, so the four cannot drift. Every rule is plain OpenAPI
+(pattern, enum, ranges, item counts) because the oldest API server we support (1.20)
+has no CEL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+GROUP = "botfleet.dev"
+VERSION = "v1alpha1"
+KIND = "BotRequest"
+PLURAL = "botrequests"
+SINGULAR = "botrequest"
+SHORT_NAMES = ["bot", "br"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# The label Kueue reads; passed through to the RayJob when a request carries it.
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+def _str(description: str, **rules: Any) -> dict:
+    return {"type": "string", "description": description, **rules}
+
+
+def _int(description: str, **rules: Any) -> dict:
+    return {"type": "integer", "description": description, **rules}
+
+
+def _obj(description: str, properties: dict, **rules: Any) -> dict:
+    return {"type": "object", "description": description, "properties": properties, **rules}
+
+
+def _secret_ref(description: str) -> dict:
+    return _obj(
+        description,
+        {"name": _str("Secret name, in the BotRequest's namespace."), "key": _str("Key in the Secret.")},
+        required=["name", "key"],
+    )
+
+
+S3_OR_FILE_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
+HTTP_URL = r"^https?://[^\s/]+(/.*)?$"
+
+SOURCE_SCHEMA = _obj(
+    "Where the posts come from: exactly one of the fields.",
+    {
+        "archive": _obj(
+            "A Twitter/X archive export: the .zip, or its data/tweets*.js.",
+            {"uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI)},
+            required=["uri"],
+        ),
+        "dataset": _obj(
+            "Records with a `text` field and optional `is_retweet`, `id`, `created_at`.",
+            {
+                "uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI),
+                "format": _str("File format.", enum=["jsonl", "csv"], default="jsonl"),
+            },
+            required=["uri"],
+        ),
+        "mastodon": _obj(
+            "A Mastodon account's public statuses; boosts count as retweets.",
+            {"instance": _str("Base URL of the instance, e.g. https://mastodon.social.", pattern=HTTP_URL)},
+            required=["instance"],
+        ),
+        "bluesky": _obj(
+            "A Bluesky account's public author feed; reposts count as retweets.",
+            {
+                "service": _str(
+                    "Base URL of the AppView serving the public API.",
+                    pattern=HTTP_URL,
+                    default="https://public.api.bsky.app",
+                )
+            },
+        ),
+        "twitter": _obj(
+            "Twitter API v2 user timeline (a paid API); needs a bearer token.",
+            {
+                "bearerTokenSecretRef": _secret_ref("Secret holding the API v2 bearer token."),
+                "apiBase": _str("API base URL.", pattern=HTTP_URL, default="https://api.twitter.com"),
+            },
+            required=["bearerTokenSecretRef"],
+        ),
+    },
+    minProperties=1,
+    maxProperties=1,
+)
+
+HANDLE_SCHEMA = _obj(
+    "One person whose posts train the bot.",
+    {
+        "handle": _str(
+            "Account name; a leading @ is ignored. Letters, digits, _ . and - (Bluesky handles are domains).",
+            pattern=r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$",
+        ),
+        "displayName": _str("Name shown in the model card; defaults to the handle.", maxLength=100),
+        "source": SOURCE_SCHEMA,
+    },
+    required=["handle", "source"],
+)
+
+SPEC_SCHEMA = _obj(
+    "What bot to make.",
+    {
+        "handles": {
+            "type": "array",
+            "description": "One to three people; more than one makes an AI CYBORG.",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": HANDLE_SCHEMA,
+        },
+        "data": _obj(
+            "How posts are gathered and turned into a dataset.",
+            {
+                "maxPosts": _int("Newest posts to gather per handle.", minimum=1, maximum=100000, default=3200),
+                "seed": _int("Seed for shuffling and the train/validation split.", minimum=0, default=42),
+            },
+            default={},
+        ),
+        "training": _obj(
+            "Fine-tuning settings; the defaults are the reference pipeline's.",
+            {
+                "baseModel": _str("A model hub id or an s3:// folder of a saved causal LM.", minLength=1, default="gpt2"),
+                "epochs": _int("Reshuffled copies of the data written into the training text.", minimum=1, maximum=100, default=4),
+                "learningRate": {
+                    "type": "number",
+                    "description": "Peak learning rate (cosine schedule, no warmup).",
+                    "exclusiveMinimum": True,
+                    "minimum": 0,
+                    "maximum": 1,
+                    "default": 1.372e-4,
+                },
+                "blockSize": _int("Tokens per training sequence.", minimum=8, maximum=8192, default=1024),
+                "batchSizePerWorker": _int("Sequences per step per worker.", minimum=1, maximum=1024, default=1),
+                "gradientAccumulation": _int("Steps accumulated per optimizer step.", minimum=1, maximum=1024, default=1),
+                "zeroStage": _int("DeepSpeed ZeRO stage.", minimum=0, maximum=3, default=2),
+                "precision": _str("bf16, or fp32 (CPU only); empty means bf16 on GPUs and fp32 on CPU.", enum=["", "bf16", "fp32"], default=""),
+                "workers": _int("Ray Train workers.", minimum=1, maximum=64, default=1),
+                "gpusPerWorker": _int("GPUs per worker; 0 trains on CPU.", minimum=0, maximum=8, default=1),
+                "seed": _int("Training seed.", minimum=0, default=42),
+            },
+            default={},
+        ),
+        "resources": _obj(
+            "Resources of each Ray worker pod (and the head) when run on a cluster.",
+            {
+                "cpusPerWorker": _int("CPUs per worker.", minimum=1, maximum=256, default=4),
+                "memoryPerWorker": _str("Memory per worker, a Kubernetes quantity.", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$", default="16Gi"),
+            },
+            default={},
+        ),
+        "tracking": _obj(
+            "Experiment tracking.",
+            {
+                "wandb": _obj(
+                    "Weights & Biases: online with an API key, offline files kept with the outputs otherwise.",
+                    {
+                        "mode": _str("online, offline or disabled; empty means online with a key, else offline.", enum=["", "online", "offline", "disabled"], default=""),
+                        "project": _str("W&B project.", default="huggingtweets", minLength=1),
+                        "entity": _str("W&B entity (team or user); empty means the key's default."),
+                        "apiKeySecretRef": _secret_ref("Secret holding the W&B API key."),
+                    },
+                    default={},
+                )
+            },
+            default={},
+        ),
+        "output": _obj(
+            "Where the dataset, checkpoints, model and card go: <uri>/<model-id>/...",
+            {
+                "uri": _str("s3://bucket/prefix (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI),
+                "deletePolicy": _str("Retain keeps the artifacts when the BotRequest is deleted.", enum=["Retain", "Delete"], default="Retain"),
+            },
+            required=["uri"],
+        ),
+    },
+    required=["handles", "output"],
+)
+
+PHASES = ["Pending", "PreparingData", "Training", "Publishing", "Succeeded", "Failed"]
+
+_COUNTS = _obj(
+    "Posts counted by the data stage, as in the model card.",
+    {name: _int(f"{name} posts.") for name in ("downloaded", "retweets", "short", "kept")},
+)
+
+STATUS_SCHEMA = _obj(
+    "Observed state, written by the operator only.",
+    {
+        "phase": _str("Where the request is.", enum=PHASES),
+        "reason": _str("Machine-readable reason for the phase (e.g. Queued, SourceFailed)."),
+        "message": _str("Human-readable detail for the phase."),
+        "observedGeneration": _int("The spec generation this status describes.", format="int64"),
+        "modelId": _str("Handles lower-cased, sorted and joined with '-'."),
+        "handles": _str("The handles, comma-separated (for kubectl get)."),
+        "startTime": _str("When work on this generation started.", format="date-time"),
+        "completionTime": _str("When this generation reached Succeeded or Failed.", format="date-time"),
+        "keptPosts": _int("Posts kept for training, all handles together."),
+        "counts": {
+            "type": "object",
+            "description": "Per-handle counts.",
+            "additionalProperties": _COUNTS,
+        },
+        "progress": _obj(
+            "Training progress from the job's progress file.",
+            {
+                "percent": _str("Progress for kubectl get, e.g. '42%'."),
+                "step": _int("Optimizer steps done."),
+                "totalSteps": _int("Optimizer steps planned."),
+                "epoch": {"type": "number", "description": "Epochs done (fractional)."},
+                "loss": {"type": "number", "description": "Latest training loss."},
+                "tokensPerSecond": {"type": "number", "description": "Training throughput."},
+                "etaSeconds": {"type": "number", "description": "Estimated seconds left."},
+            },
+        ),
+        "metrics": _obj(
+            "Evaluation on the validation text.",
+            {
+                name: {"type": "number", "description": desc}
+                for name, desc in (
+                    ("validLossBefore", "Validation loss before fine-tuning."),
+                    ("validLossAfter", "Validation loss after fine-tuning."),
+                    ("perplexityBefore", "Validation perplexity before fine-tuning."),
+                    ("perplexityAfter", "Validation perplexity after fine-tuning."),
+                    ("trainLoss", "Final training loss."),
+                )
+            },
+        ),
+        "artifacts": _obj(
+            "Where the outputs are.",
+            {
+                name: _str(desc)
+                for name, desc in (
+                    ("dataset", "The dataset folder."),
+                    ("checkpoints", "The checkpoint folder."),
+                    ("model", "The model folder (Hugging Face format)."),
+                    ("card", "The model card."),
+                    ("trackingRun", "The W&B run, when there is one."),
+                )
+            },
+        ),
+        "job": _obj(
+            "The training job.",
+            {
+                "executor": _str("kuberay or ray."),
+                "name": _str("RayJob name or Ray job submission id."),
+                "jobStatus": _str("Ray job status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."),
+                "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
+            },
+        ),
+        "conditions": {
+            "type": "array",
+            "description": "Standard conditions: Ready, DataReady, Trained.",
+            "items": _obj(
+                "A condition.",
+                {
+                    "type": _str("Condition type."),
+                    "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+                    "reason": _str("CamelCase reason."),
+                    "message": _str("Human-readable detail."),
+                    "lastTransitionTime": _str("When status last changed.", format="date-time"),
+                    "observedGeneration": _int("Generation the condition describes.", format="int64"),
+                },
+                required=["type", "status"],
+            ),
+        },
+    },
+)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class ValidationError(ValueError):
+    """A request that breaks the schema; the message names the field and the rule."""
+
+
+def validate(value: Any, schema: dict, path: str) -> list[str]:
+    """Check `value` against the subset of OpenAPI the schemas above use.
+
+    Returns one message per problem, each naming the field path and the rule, in the
+    style of the API server ("spec.handles: at most 3 items").
+    """
+    errors: list[str] = []
+    kind = schema.get("type")
+    python_types = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float)}
+    if kind and (not isinstance(value, python_types[kind]) or isinstance(value, bool)):
+        return [f"{path}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {value!r}"]
+    if kind == "string":
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
+        if len(value) < schema.get("minLength", 0):
+            errors.append(f"{path}: must not be empty" if schema["minLength"] == 1 else f"{path}: at least {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(f"{path}: at most {schema['maxLength']} characters")
+    if kind in ("integer", "number"):
+        if "minimum" in schema:
+            if schema.get("exclusiveMinimum") and value <= schema["minimum"]:
+                errors.append(f"{path}: must be greater than {schema['minimum']}")
+            elif value < schema["minimum"]:
+                errors.append(f"{path}: must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path}: must be at most {schema['maximum']}")
+    if kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            errors.append(f"{path}: at least {schema['minItems']} item{'s' if schema['minItems'] > 1 else ''}")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(f"{path}: at most {schema['maxItems']} items")
+        for index, item in enumerate(value):
+            errors += validate(item, schema["items"], f"{path}[{index}]")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(f"{path}.{name}: required")
+        if "minProperties" in schema and len(value) < schema["minProperties"] or (
+            "maxProperties" in schema and len(value) > schema["maxProperties"]
+        ):
+            choices = ", ".join(properties)
+            errors.append(f"{path}: exactly one of {choices}, got {len(value)}" if schema.get("maxProperties") == 1 else f"{path}: wrong number of fields")
+        for name, item in value.items():
+            if name in properties:
+                errors += validate(item, properties[name], f"{path}.{name}")
+            elif "additionalProperties" in schema:
+                errors += validate(item, schema["additionalProperties"], f"{path}.{name}")
+            else:
+                errors.append(f"{path}.{name}: unknown field (known: {', '.join(properties)})")
+    return errors
+
+
+def with_defaults(value: Any, schema: dict) -> Any:
+    """Fill in schema defaults the way the API server does for a structural schema."""
+    if schema.get("type") == "object" and isinstance(value, dict):
+        filled = dict(value)
+        for name, sub in schema.get("properties", {}).items():
+            if name not in filled and "default" in sub:
+                filled[name] = sub["default"]
+            if name in filled:
+                filled[name] = with_defaults(filled[name], sub)
+        return filled
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [with_defaults(item, schema["items"]) for item in value]
+    return value
+
+
+# --------------------------------------------------------------------------- typed model
+# Field names are the schema's camelCase properties in snake_case; tests/test_api.py
+# checks that every dataclass matches its schema exactly.
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    uri: str
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    uri: str
+    format: str = "jsonl"
+
+
+@dataclass(frozen=True)
+class MastodonSource:
+    instance: str
+
+
+@dataclass(frozen=True)
+class BlueskySource:
+    service: str = "https://public.api.bsky.app"
+
+
+@dataclass(frozen=True)
+class TwitterSource:
+    bearer_token_secret_ref: SecretRef
+    api_base: str = "https://api.twitter.com"
+
+
+@dataclass(frozen=True)
+class Source:
+    archive: ArchiveSource | None = None
+    dataset: DatasetSource | None = None
+    mastodon: MastodonSource | None = None
+    bluesky: BlueskySource | None = None
+    twitter: TwitterSource | None = None
+
+    @property
+    def kind(self) -> str:
+        return next(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    @property
+    def config(self) -> Any:
+        return getattr(self, self.kind)
+
+
+@dataclass(frozen=True)
+class Handle:
+    handle: str
+    source: Source
+    display_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The handle as the model id uses it: lower-cased, without '@'."""
+        return normalize_handle(self.handle)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.handle.lstrip("@")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    max_posts: int = 3200
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    base_model: str = "gpt2"
+    epochs: int = 4
+    learning_rate: float = 1.372e-4
+    block_size: int = 1024
+    batch_size_per_worker: int = 1
+    gradient_accumulation: int = 1
+    zero_stage: int = 2
+    precision: str = ""
+    workers: int = 1
+    gpus_per_worker: int = 1
+    seed: int = 42
+
+    def resolved_precision(self) -> str:
+        """bf16 on GPUs; on CPU whatever was asked, fp32 when nothing was."""
+        return self.precision or ("bf16" if self.gpus_per_worker > 0 else "fp32")
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_worker: int = 4
+    memory_per_worker: str = "16Gi"
+
+
+@dataclass(frozen=True)
+class WandbSpec:
+    mode: str = ""
+    project: str = "huggingtweets"
+    entity: str | None = None
+    api_key_secret_ref: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    wandb: WandbSpec = field(default_factory=WandbSpec)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    uri: str
+    delete_policy: str = "Retain"
+
+
+@dataclass(frozen=True)
+class BotSpec:
+    handles: tuple[Handle, ...]
+    output: OutputSpec
+    data: DataSpec = field(default_factory=DataSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    resources: Resources = field(default_factory=Resources)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+    @property
+    def model_id(self) -> str:
+        return model_id(h.handle for h in self.handles)
+
+    @property
+    def model_uri(self) -> str:
+        """<output>/<model-id>: everything this bot writes lives under it."""
+        return self.output.uri.rstrip("/") + "/" + self.model_id
+
+
+@dataclass(frozen=True)
+class BotRequest:
+    name: str
+    spec: BotSpec
+    namespace: str = "default"
+    labels: dict = field(default_factory=dict)
+    generation: int = 1
+
+
+def normalize_handle(handle: str) -> str:
+    return handle.strip().lstrip("@").lower()
+
+
+def model_id(handles) -> str:
+    """The reference's id: handles lower-cased, '@' stripped, sorted, joined with '-'."""
+    return "-".join(sorted(normalize_handle(h) for h in handles))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def _build(cls: type, value: Any) -> Any:
+    """Turn a validated, defaulted dict into the dataclass `cls` (recursively)."""
+    if not dataclasses.is_dataclass(cls) or value is None:
+        return value
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, item in value.items():
+        name = _snake(key)
+        kwargs[name] = _build_typed(hints[name], item)
+    return cls(**kwargs)
+
+
+def _build_typed(hint: str, value: Any) -> Any:
+    target = hint.split(" | ")[0]
+    if target.startswith("tuple["):
+        element = globals()[target[len("tuple[") : -len(", ...]")]]
+        return tuple(_build(element, item) for item in value)
+    cls = globals().get(target)
+    return _build(cls, value) if cls is not None else value
+
+
+def parse_spec(spec: Any, path: str = "spec") -> BotSpec:
+    errors = validate(spec, SPEC_SCHEMA, path)
+    names = [normalize_handle(h["handle"]) for h in spec.get("handles", []) if isinstance(h, dict) and isinstance(h.get("handle"), str)] if isinstance(spec, dict) else []
+    if len(set(names)) != len(names):
+        errors.append(f"{path}.handles: handles must be distinct")
+    if errors:
+        raise ValidationError("; ".join(errors))
+    return _build(BotSpec, with_defaults(spec, SPEC_SCHEMA))
+
+
+def parse_request(document: Any) -> BotRequest:
+    """Validate a BotRequest document (as read from YAML or the API) and type it."""
+    if not isinstance(document, dict):
+        raise ValidationError("BotRequest: must be a mapping")
+    problems = []
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(f"apiVersion: must be {API_VERSION}, got {document.get('apiVersion')!r}")
+    if document.get("kind") != KIND:
+        problems.append(f"kind: must be {KIND}, got {document.get('kind')!r}")
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        problems.append(f"metadata.name: must be a DNS label (lower-case letters, digits, '-'), got {name!r}")
+    if problems:
+        raise ValidationError("; ".join(problems))
+    return BotRequest(
+        name=name,
+        namespace=metadata.get("namespace", "default"),
+        labels=dict(metadata.get("labels") or {}),
+        generation=int(metadata.get("generation", 1)),
+        spec=parse_spec(document.get("spec")),
+    )
+
+
+def load_request(path: str) -> BotRequest:
+    """Read and validate a BotRequest YAML file, naming the file in every error."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = yaml.safe_load(stream)
+    except OSError as error:
+        raise ValidationError(f"{path}: cannot read: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ValidationError(f"{path}: not valid YAML: {error}") from error
+    try:
+        return parse_request(document)
+    except ValidationError as error:
+        raise ValidationError(f"{path}: {error}") from error
+
+
+# --------------------------------------------------------------------------- the CRD
+
+
+def crd() -> dict:
+    """The CustomResourceDefinition, generated from the schemas above."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": SHORT_NAMES, "listKind": f"{KIND}List"},
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Handles", "type": "string", "jsonPath": ".status.handles"},
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Kept", "type": "integer", "jsonPath": ".status.keptPosts", "description": "Posts kept for training"},
+                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent"},
+                        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+                        {"name": "Model", "type": "string", "jsonPath": ".status.artifacts.model", "priority": 1},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A request for a GPT-2 bot fine-tuned on one to three people's posts.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": SPEC_SCHEMA,
+                                "status": STATUS_SCHEMA,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `botfleet crd` from operator/botfleet/api.py: do not edit by hand.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)

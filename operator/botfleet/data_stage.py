@@ -1,0 +1,140 @@
+"""The data stage: a BotRequest's posts, filtered, as a dataset in the object store.
+
+Layout under ``<output>/<model-id>/data/``: ``raw/<handle>.jsonl`` (every post fetched),
+``train.txt``, ``valid.txt`` and ``stats.json``. ``stats.json`` is removed first and
+written last, so a crash never leaves a dataset that looks complete; it also carries a
+fingerprint of the request's data settings, so a rerun of the same request (a resumed
+job, a restarted operator) reuses the dataset instead of fetching different posts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from tqdm import tqdm
+
+from botfleet import __version__
+from botfleet.api import BotSpec
+from botfleet.dataset import build_dataset
+from botfleet.filters import filter_posts
+from botfleet.posts import Post
+from botfleet.sources import fetch_posts
+from botfleet.storage import Storage, StorageError
+
+
+@dataclass(frozen=True)
+class DatasetLocation:
+    prefix: str
+
+    @classmethod
+    def for_spec(cls, spec: BotSpec) -> "DatasetLocation":
+        return cls(spec.model_uri + "/data")
+
+    def raw(self, handle: str) -> str:
+        return f"{self.prefix}/raw/{handle}.jsonl"
+
+    @property
+    def train(self) -> str:
+        return f"{self.prefix}/train.txt"
+
+    @property
+    def valid(self) -> str:
+        return f"{self.prefix}/valid.txt"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}/stats.json"
+
+
+def data_fingerprint(spec: BotSpec) -> str:
+    """What decides the dataset: handles and sources, data settings, epochs baked in."""
+    relevant = {
+        "handles": [asdict(h) for h in spec.handles],
+        "data": asdict(spec.data),
+        "epochs": spec.training.epochs,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:
+    """The stats of a complete dataset made from these same settings, if there is one."""
+    location = DatasetLocation.for_spec(spec)
+    try:
+        stats = storage.read_json(location.stats)
+    except StorageError:
+        return None
+    return stats if stats.get("fingerprint") == data_fingerprint(spec) else None
+
+
+def _jsonl(posts: list[Post]) -> bytes:
+    return "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in posts).encode()
+
+
+def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progress: bool = True) -> dict:
+    """Run the data stage and return stats.json's content.
+
+    Raises SourceError, NotEnoughText or StorageError with a one-line message.
+    """
+    if reuse and (stats := read_complete_stats(storage, spec)):
+        return stats
+    location = DatasetLocation.for_spec(spec)
+    if storage.exists(location.stats):
+        storage.delete(location.stats)  # the old dataset stops looking complete before we touch it
+    started = time.monotonic()
+    kept_by_handle: dict[str, list[str]] = {}
+    handles: dict[str, dict] = {}
+    for handle in spec.handles:
+        with tqdm(
+            total=spec.data.max_posts,
+            desc=f"@{handle.name}",
+            unit="posts",
+            file=sys.stderr,
+            disable=not show_progress,
+            leave=True,
+        ) as bar:
+            posts = fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
+        storage.write_bytes(location.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
+        result = filter_posts(posts)
+        kept_by_handle[handle.name] = list(result.kept)
+        handles[handle.name] = {
+            **result.counts(),
+            "characters": result.characters,
+            "display_name": handle.label,
+            "source": handle.source.kind,
+        }
+    dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
+    storage.write_text(location.train, dataset.train)
+    storage.write_text(location.valid, dataset.valid)
+    stats = {
+        "model_id": spec.model_id,
+        "handles": handles,
+        "epochs": spec.training.epochs,
+        "seed": spec.data.seed,
+        "train_fraction": 0.9,
+        "train_characters": len(dataset.train),
+        "valid_characters": len(dataset.valid),
+        "warnings": list(dataset.warnings),
+        "fingerprint": data_fingerprint(spec),
+        "seconds": round(time.monotonic() - started, 3),
+        "botfleet_version": __version__,
+    }
+    storage.write_json(location.stats, stats)
+    return stats
+
+
+def format_table(stats: dict) -> str:
+    """The per-handle counts as the model card's table shows them."""
+    handles = stats["handles"]
+    rows = [("Data", *[f"@{h}" for h in handles])]
+    for label, key in (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept")):
+        rows.append((label, *[str(counts[key]) for counts in handles.values()]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = io.StringIO()
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() + "\n")
+    return out.getvalue()

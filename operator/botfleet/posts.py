@@ -1,0 +1,31 @@
+"""A post, as every source hands it to the data stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Post:
+    """One status/tweet/skeet, before any filtering.
+
+    `text` is the plain text (HTML already turned into text for sources that serve
+    HTML); `is_retweet` marks boosts, reposts and retweets, which the reference sets
+    aside before anything else.
+    """
+
+    id: str
+    text: str
+    is_retweet: bool = False
+    created_at: str | None = None
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Post":
+        return cls(**record)
+
+
+class SourceError(Exception):
+    """A source could not deliver posts; the message is one line naming what and where."""

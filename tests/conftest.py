@@ -1,0 +1,15 @@
+"""Shared test set-up: offline model hub, fast Ray health checks, shared fixtures."""
+
+import os
+
+# Before anything imports transformers, ray or the kubernetes client.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("WANDB_SILENT", "true")
+# Tests must never pick up a developer's object store.
+for _name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    os.environ.pop(_name, None)
+
+pytest_plugins = ["tests.fixtures.s3"]
