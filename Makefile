@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast bench crd lint clean help
+.PHONY: setup demo test test-fast bench crd docs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,8 +23,9 @@ test-fast: setup  ## only the tests that need neither the control plane nor trai
 bench: setup  ## benchmarks, each reported as a ratio against a baseline run side by side
 	$(PY) -m bench
 
-crd: setup  ## regenerate the CRD from the schema in operator/botfleet/api.py
+crd docs: setup  ## regenerate the CRD and docs/api.md from the schema in operator/botfleet/api.py
 	$(VENV)/bin/botfleet crd > charts/botfleet/crds/botrequests.botfleet.dev.yaml
+	$(VENV)/bin/botfleet api-docs > docs/api.md
 
 clean:  ## remove build outputs (keeps .venv and the control-plane cache)
 	rm -rf build out .pytest_cache

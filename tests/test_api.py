@@ -114,3 +114,7 @@ def test_load_request_names_the_file(tmp_path):
         api.load_request(str(path))
     with pytest.raises(api.ValidationError, match="cannot read"):
         api.load_request(str(tmp_path / "missing.yaml"))
+
+
+def test_committed_api_docs_are_generated_from_the_schema():
+    assert (ROOT / "docs/api.md").read_text() == api.spec_reference_markdown(), "run `make docs` to regenerate"

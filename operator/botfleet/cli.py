@@ -57,6 +57,11 @@ def cmd_crd(args) -> int:
     return 0
 
 
+def cmd_api_docs(args) -> int:
+    sys.stdout.write(api.spec_reference_markdown())
+    return 0
+
+
 def cmd_validate(args) -> int:
     for path in args.requests:
         request = api.load_request(path)
@@ -90,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     commands.add_parser("crd", help="print the BotRequest CustomResourceDefinition").set_defaults(func=cmd_crd)
+
+    commands.add_parser("api-docs", help="print the BotRequest spec reference (docs/api.md)").set_defaults(func=cmd_api_docs)
 
     validate = commands.add_parser("validate", help="check BotRequest files against the schema")
     validate.add_argument("requests", nargs="+", metavar="REQUEST.yaml")
