@@ -1,0 +1,1 @@
+"""botfleet's training job: Ray Train + DeepSpeed fine-tuning, evaluation, tracking, the model card."""
