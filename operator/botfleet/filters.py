@@ -36,8 +36,13 @@ def clean_text(text: str) -> str:
 
 def is_boring(cleaned: str) -> bool:
     """Fewer than 3 words that contain none of http, @, # (case-insensitive)."""
-    plain = [w for w in cleaned.split() if not any(mark in w.lower() for mark in ("http", "@", "#"))]
-    return len(plain) < 3
+    plain = 0
+    for word in cleaned.split():
+        if "@" not in word and "#" not in word and "http" not in word.lower():
+            plain += 1
+            if plain == 3:
+                return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class Post:
     created_at: str | None = None
 
     def to_record(self) -> dict:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies and was a tenth of the data stage's time.
+        return {"id": self.id, "text": self.text, "is_retweet": self.is_retweet, "created_at": self.created_at}
 
     @classmethod
     def from_record(cls, record: dict) -> "Post":

@@ -120,13 +120,23 @@ def _read_entries(data: bytes, name: str, key: str) -> list[tuple[str, int, dict
     return entries
 
 
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+def _parse_ctime_utc(value: str) -> datetime:
+    """The common "+0000" case by hand: strptime dominated the data stage's profile."""
+    _, month, day, clock, offset, year = value.split()
+    if offset != "+0000" or month not in _MONTHS:
+        raise ValueError(value)
+    hour, minute, second = clock.split(":")
+    return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+
+
 def parse_twitter_date(value: Any) -> datetime | None:
     """``Wed Oct 10 20:19:24 +0000 2018`` (archive, API v1.1) or ISO 8601 (notes, API v2)."""
     if not isinstance(value, str) or not value:
         return None
-    for parse in (
-        lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"),
-        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+    for parse in (_parse_ctime_utc, lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"), lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
     ):
         try:
             parsed = parse(value.strip())
