@@ -118,3 +118,10 @@ def test_load_request_names_the_file(tmp_path):
 
 def test_committed_api_docs_are_generated_from_the_schema():
     assert (ROOT / "docs/api.md").read_text() == api.spec_reference_markdown(), "run `make docs` to regenerate"
+
+
+def test_demo_example_is_the_demo_request():
+    from botfleet import demo
+
+    assert yaml.safe_load((ROOT / "examples/demo.yaml").read_text()) == demo.REQUEST
+    api.parse_request(demo.REQUEST)

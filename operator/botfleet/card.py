@@ -13,6 +13,8 @@ training stack.
 
 from __future__ import annotations
 
+import os
+
 import html
 from dataclasses import dataclass
 
@@ -319,9 +321,9 @@ def how_to_use(links: CardLinks) -> str:
         ]
     )
     parts = ["## How to use", "You can use this model directly with a pipeline for text generation:", snippet]
-    if links.model_for_pipeline.startswith("s3://"):
-        # transformers does not read s3:// itself: say so rather than ship a snippet that fails.
-        parts.append("The model is stored in an S3-compatible object store: copy that folder locally first and pass the local folder as `model`.")
+    if links.model_uri.startswith("s3://") and not os.path.isabs(links.model_for_pipeline):
+        # transformers does not read s3:// itself: say where the folder comes from.
+        parts.insert(1, f"The model is stored at `{links.model_uri}`; copy that folder to `./{links.model_for_pipeline}` (`botfleet run` does) and:")
     return "\n\n".join(parts)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -89,6 +90,51 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _job_module():
+    """The training job needs the ML stack (the `jobs` extra), which the operator image lacks."""
+    try:
+        from botfleet_jobs import job
+    except ImportError as error:
+        raise StorageError(f"`botfleet run` needs the training stack: pip install 'botfleet[jobs]' ({error})") from error
+    return job
+
+
+def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) -> int:
+    job = _job_module()
+    spec = request.spec
+    result = job.run_job(request, storage, show_progress=True)
+    local = Path(out_dir or "botfleet-output") / spec.model_id
+    storage.download_dir(result["model"], local)
+    metrics = result["metrics"]
+    print(f"\nmodel: {result['model']}\ncard:  {result['card']}\nlocal copy: {local}/ (README.md is the card)")
+    if metrics.get("perplexity_after") is not None:
+        print(f"validation perplexity: {metrics['perplexity_before']:.1f} before, {metrics['perplexity_after']:.1f} after fine-tuning")
+    print(f"\ntry it:  python -c \"from transformers import pipeline; print(pipeline('text-generation', model='{local}')('My dream is'))\"\n")
+    for sample in json.loads((local / "samples.json").read_text())["samples"]:
+        print(f"  {sample['prompt']!r} -> {sample['prediction']!r}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    request = api.load_request(args.request)
+    with open_storage(request.spec) as storage:
+        return run_request(request, storage, args.out)
+
+
+def cmd_demo(args) -> int:
+    from botfleet import demo
+
+    job = _job_module()
+    request = api.parse_request(demo.REQUEST)
+    print("botfleet demo: no pretrained weights can be downloaded here, so the base model is a small GPT-2 with RANDOM weights and the real GPT-2 tokenizer; expect a bot that has learnt the jokes' words, not fluent English.", file=sys.stderr)
+    with open_storage(request.spec) as storage:
+        if not storage.exists(demo.DATASET_URI):
+            storage.write_bytes(demo.DATASET_URI, demo.corpus_jsonl(), content_type="application/x-ndjson")
+        if not storage.exists(demo.BASE_MODEL_URI + "/config.json"):
+            job.publish_random_base_model(storage, demo.BASE_MODEL_PRESET, demo.BASE_MODEL_URI)
+        return run_request(request, storage, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,11 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--local-dir", metavar="DIR", help="also write train.txt, valid.txt and stats.json here")
     prepare.add_argument("--fresh", action="store_true", help="fetch again even if a complete dataset exists")
     prepare.set_defaults(func=cmd_prepare)
+
+    run = commands.add_parser("run", help="make the bot on this machine: data, training, model card")
+    run.add_argument("request", metavar="REQUEST.yaml")
+    run.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
+    run.set_defaults(func=cmd_run)
+
+    demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
+    demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+# A local Ray started by `run`/`demo`: no token-auth warning, no usage stats, and reports
+# that don't wait on the 1.4 s default health check (see docs in the trainer).
+LOCAL_RAY_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name, value in LOCAL_RAY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     try:
         return args.func(args)
     except api.ValidationError as error:
@@ -120,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
+    except Exception as error:  # a failed job (base model, out of memory, a crashed worker...)
+        if os.environ.get("BOTFLEET_DEBUG"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        return fail(f"{message} (BOTFLEET_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

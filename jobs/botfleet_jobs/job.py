@@ -1,0 +1,190 @@
+"""The training job's entrypoint: one BotRequest from posts to a published bot.
+
+    python -m botfleet_jobs.job        # reads the BotRequest (JSON) from $BOTFLEET_REQUEST
+
+This is what a KubeRay RayJob or a Ray job submission runs, and what `botfleet run` runs
+locally. Stages: the data stage (reused when a complete dataset for the same settings
+exists), training (resumes from the latest checkpoint), then the model card. Whatever
+happens, ``<model>/result.json`` ends up saying succeeded or failed and why, so the
+operator can report it; checkpoints are never deleted on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from botfleet import api
+from botfleet.card import CardLinks, render_card
+from botfleet.data_stage import DatasetLocation, prepare
+from botfleet.storage import S3Config, Storage, StorageError
+from botfleet_jobs.base_model import make_preset_gpt2
+from botfleet_jobs.thumbnail import render_predictions_png
+from botfleet_jobs.tracking import Tracker
+from botfleet_jobs.trainer import train
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a bot's outputs live, under <output>/<model-id>/."""
+
+    root: str
+
+    @property
+    def model(self) -> str:
+        return f"{self.root}/model"
+
+    @property
+    def card(self) -> str:
+        return f"{self.model}/README.md"
+
+    @property
+    def thumbnail(self) -> str:
+        return f"{self.model}/predictions.png"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.root}/checkpoints"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.root}/progress.json"
+
+    @property
+    def result(self) -> str:
+        return f"{self.root}/result.json"
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) < 600 else text[:597] + "..."
+
+
+class ProgressDisplay:
+    """Receives progress.json as the trainer's poller reads it: a progress bar and the tracker.
+
+    Workers write that file (the one channel that also reaches the operator), so the
+    local display shows exactly what `kubectl get` shows.
+    """
+
+    def __init__(self, tracker: Tracker, show: bool):
+        self.tracker = tracker
+        self.bar = tqdm(total=None, desc="training", unit="step", file=sys.stderr, disable=not show)
+
+    def __call__(self, progress: dict) -> None:
+        step = int(progress.get("step") or 0)
+        self.bar.total = progress.get("total_steps")
+        self.bar.n = step
+        self.bar.set_postfix(loss=progress.get("loss"), eta=f"{progress.get('eta_seconds') or 0:.0f}s", refresh=False)
+        self.bar.refresh()
+        self.tracker.log_metrics(step, {k: progress[k] for k in ("loss", "tokens_per_second", "epoch") if progress.get(k) is not None})
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def publish_random_base_model(storage: Storage, preset: str, uri: str) -> str:
+    """Save a randomly initialised GPT-2 preset (real tokenizer) into the object store."""
+    with tempfile.TemporaryDirectory(prefix="botfleet-base-") as folder:
+        make_preset_gpt2(folder, preset)
+        storage.upload_dir(folder, uri)
+    return uri
+
+
+def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dict, samples: list, tracking: dict, workdir: Path) -> str:
+    outputs = Outputs(spec.model_uri)
+    png = workdir / "predictions.png"
+    render_predictions_png(samples, f"@{spec.model_id} bot", png)
+    storage.upload_file(png, outputs.thumbnail, content_type="image/png")
+    links = CardLinks(
+        dataset_uri=DatasetLocation.for_spec(spec).prefix + "/",
+        checkpoints_uri=outputs.checkpoints + "/",
+        model_uri=outputs.model + "/",
+        thumbnail_url="predictions.png",  # next to the card, wherever the folder is copied
+        model_for_pipeline=spec.model_id,
+        tracking_run_url=tracking.get("run_url"),
+    )
+    storage.write_text(outputs.card, render_card(spec, stats, training, links), content_type="text/markdown")
+    return outputs.card
+
+
+def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
+    """Run every stage; return result.json's content (raises after recording a failure)."""
+    spec = request.spec
+    outputs = Outputs(spec.model_uri)
+    storage.delete(outputs.result)  # a rerun starts without the last run's verdict
+    stage = "data"
+    tracker = None
+    with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
+        workdir = Path(tmp)
+        try:
+            stats = prepare(spec, storage, show_progress=show_progress)
+            tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
+            log_preprocess(tracker, storage, spec, stats, workdir)
+            stage = "training"
+            tracker.start_training(asdict(spec.training))
+            display = ProgressDisplay(tracker, show_progress)
+            try:
+                trained = train(spec, storage.config, on_progress=display, ray_address=ray_address)
+            finally:
+                display.close()
+            stage = "publishing"
+            model_dir = workdir / "model"
+            storage.download_dir(outputs.model, model_dir)
+            tracking = tracker.finish_training(model_dir, trained.samples)
+            if tracking.get("run_dir"):
+                storage.upload_dir(workdir / "tracking", f"{outputs.root}/tracking")
+            card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
+        except BaseException as error:
+            if tracker is not None:
+                tracker.fail()
+            storage.write_json(outputs.result, {"status": "failed", "stage": stage, "error": one_line(error)})
+            raise
+    result = {
+        "status": "succeeded",
+        "model": outputs.model + "/",
+        "card": card,
+        "tracking_run_url": tracking.get("run_url"),
+        "metrics": {k: trained.training.get(k) for k in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss")},
+    }
+    storage.write_json(outputs.result, result)
+    return result
+
+
+def log_preprocess(tracker: Tracker, storage: Storage, spec: api.BotSpec, stats: dict, workdir: Path) -> None:
+    if not tracker.enabled:
+        return
+    location = DatasetLocation.for_spec(spec)
+    data_dir = workdir / "data"
+    storage.download_dir(location.prefix, data_dir)
+    raw = {handle: data_dir / "raw" / f"{handle}.jsonl" for handle in stats["handles"]}
+    tracker.log_preprocess(raw, data_dir / "train.txt", data_dir / "valid.txt", stats)
+
+
+def main() -> int:
+    try:
+        request = api.parse_request(json.loads(os.environ["BOTFLEET_REQUEST"]))
+    except KeyError:
+        print("error: set BOTFLEET_REQUEST to the BotRequest as JSON", file=sys.stderr)
+        return 2
+    except (ValueError, api.ValidationError) as error:
+        print(f"error: BOTFLEET_REQUEST: {one_line(error)}", file=sys.stderr)
+        return 2
+    storage = Storage(S3Config.from_env())
+    try:
+        result = run_job(request, storage, ray_address=os.environ.get("RAY_ADDRESS"), show_progress=sys.stderr.isatty())
+    except Exception as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
