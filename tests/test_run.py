@@ -1,0 +1,94 @@
+"""`botfleet run` end to end: posts in, a model that loads with transformers.pipeline out,
+with a model card in the seeds' format. Real S3 server, real local Ray, real DeepSpeed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from bench.synthetic import write_archive
+from botfleet import api
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_base_model(embedded_s3, tmp_path_factory):
+    from botfleet.storage import Storage
+    from botfleet_jobs.job import publish_random_base_model
+
+    storage = Storage(embedded_s3.config)
+    storage.ensure_bucket("models")
+    return publish_random_base_model(storage, "tiny", "s3://models/tiny-gpt2")
+
+
+def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_path):
+    archive = write_archive(tmp_path / "alice.zip", 300, seed=3)
+    request = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": "alice"},
+        "spec": {
+            "handles": [{"handle": "Alice", "displayName": "Alice A.", "source": {"archive": {"uri": f"file://{archive}"}}}],
+            "training": {"baseModel": tiny_base_model, "epochs": 2, "blockSize": 64, "batchSizePerWorker": 4, "gpusPerWorker": 0, "precision": "fp32", "learningRate": 0.002},
+            "tracking": {"wandb": {"mode": "disabled"}},
+            "output": {"uri": storage.root},
+        },
+    }
+    path = tmp_path / "alice.yaml"
+    path.write_text(yaml.safe_dump(request))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "botfleet.cli", "run", str(path), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **embedded_s3.config.to_env()},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"model: {storage.root}/alice/model/" in done.stdout and "'My dream is' ->" in done.stdout
+
+    result = storage.read_json(f"{storage.root}/alice/result.json")
+    assert result["status"] == "succeeded"
+    assert result["metrics"]["valid_loss_after"] < result["metrics"]["valid_loss_before"]
+
+    from huggingface_hub import ModelCard
+
+    card_text = storage.read_text(f"{storage.root}/alice/model/README.md")
+    card = ModelCard(card_text)
+    assert card.data.language == "en" and "huggingtweets" in card.data.tags
+    assert card.data.widget[0]["text"] == "My dream is"
+    assert "AI BOT" in card_text and "| Tweets kept |" in card_text and "wandb.ai" not in card_text
+    assert storage.exists(f"{storage.root}/alice/model/predictions.png")
+
+    # Exactly as the card's snippet says: the folder, copied as ./alice, loads by that name.
+    snippet = card_text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "model='alice'" in snippet
+    code = snippet.replace('generator("My dream is", num_return_sequences=5)', 'out = generator("My dream is", num_return_sequences=5)\nprint(json.dumps(out))')
+    shown = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code], cwd=out, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    generations = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert len(generations) == 5 and all(g["generated_text"].startswith("My dream is") for g in generations)
+
+
+def test_run_fails_cleanly_on_an_unknown_base_model(storage, embedded_s3, tmp_path):
+    archive = write_archive(tmp_path / "bob.zip", 300, seed=4)
+    request = {
+        "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "bob"},
+        "spec": {
+            "handles": [{"handle": "bob", "source": {"archive": {"uri": f"file://{archive}"}}}],
+            "training": {"baseModel": "s3://models/does-not-exist", "gpusPerWorker": 0},
+            "tracking": {"wandb": {"mode": "disabled"}},
+            "output": {"uri": storage.root},
+        },
+    }
+    path = tmp_path / "bob.yaml"
+    path.write_text(yaml.safe_dump(request))
+    done = subprocess.run([sys.executable, "-m", "botfleet.cli", "run", str(path)], capture_output=True, text=True, timeout=600, env={**os.environ, **embedded_s3.config.to_env()})
+    assert done.returncode == 1
+    assert "does-not-exist" in done.stderr.splitlines()[-1]
+    assert storage.read_json(f"{storage.root}/bob/result.json")["status"] == "failed"
+    assert storage.exists(f"{storage.root}/bob/data/stats.json")  # the finished data stage is kept
