@@ -1,0 +1,963 @@
+"""The training job: fine-tune a causal LM on a bot's dataset with Ray Train + DeepSpeed.
+
+    from botfleet.api import parse_spec
+    from botfleet.storage import S3Config
+    from botfleet_jobs.trainer import train
+
+    result = train(parse_spec(spec_dict), S3Config.from_env(), on_progress=print)
+    print(result.model_uri, result.valid_loss_after)
+
+Inputs, under ``<model_uri>`` (``spec.model_uri``): ``data/train.txt`` (the ``epochs``
+reshuffled copies already baked in: ONE pass is made over it), ``data/valid.txt``,
+``data/stats.json``. Outputs:
+
+* ``progress.json``: step, total_steps, epoch, loss, tokens_per_second, eta_seconds,
+  status, updated_at... written by rank 0 every few seconds (the operator's status).
+* ``checkpoints/<run name>/step-NNNNNNN/``: Ray Train checkpoints holding the DeepSpeed
+  engine state (model, optimizer, LR schedule) of every rank plus ``botfleet_state.json``;
+  the three newest are kept. The run name is deterministic (model id + a fingerprint of
+  the settings and data), so running the same request again resumes from the newest one.
+* ``model/``: the fine-tuned model and tokenizer in Hugging Face format, with the
+  reference's generation settings in ``task_specific_params``; ``model/samples.json``
+  (seeded sample predictions) and ``model/training.json`` (hyperparameters and metrics).
+
+Layout of this module: the driver (:func:`train`) checks the inputs, starts or joins Ray
+and runs a ``TorchTrainer``; every worker runs :class:`_Worker`. The pure parts (the
+DeepSpeed config, packing, the plan of steps, the LR schedule, the ETA) live in
+:mod:`botfleet_jobs.train_plan`.
+
+Tracking hook: ``tracker_factory(info) -> tracker`` is called on rank 0 (so it must be
+picklable: a module-level function or a ``functools.partial`` of one). The tracker may
+define ``start_training(config, base_model_dir)``, ``log_metrics(step, metrics)``,
+``finish_training(model_dir, samples) -> dict`` and ``fail()``
+(:class:`botfleet_jobs.tracking.Tracker` has exactly these).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from botfleet.api import BotSpec, TrainingSpec
+from botfleet.storage import S3Config, Storage, StorageError, join
+
+from .base_model import BaseModelError, check_base_model, load_base_model
+from .train_plan import (
+    IGNORE_INDEX,
+    TrainPlan,
+    cosine_factor,
+    deepspeed_config,
+    effective_block_size,
+    eta_seconds,
+    eval_batches,
+    pack_blocks,
+    perplexity,
+    predicted_tokens,
+    run_fingerprint,
+    run_name,
+)
+
+log = logging.getLogger("botfleet.trainer")
+
+# The reference's generation settings, saved with the model.
+GENERATION_SETTINGS = {
+    "do_sample": True,
+    "min_length": 10,
+    "max_length": 160,
+    "temperature": 1.0,
+    "top_p": 0.95,
+    "prefix": "<|endoftext|>",
+}
+TASK_SPECIFIC_PARAMS = {"text-generation": GENERATION_SETTINGS}
+SAMPLE_PROMPTS = ("My dream is", "I think that", "The best thing about")
+STATE_FILE = "botfleet_state.json"  # in every checkpoint, next to DeepSpeed's files
+OOM_ADVICE = (
+    "reduce batchSizePerWorker or blockSize (use gradientAccumulation to keep the batch),"
+    " use zeroStage 3 or more workers, use bf16, or give the workers more memory"
+)
+
+
+class TrainingError(RuntimeError):
+    """The training job failed; the message is one readable line (or a few) saying why."""
+
+
+@dataclass
+class TrainResult:
+    model_uri: str  # <output>/<model-id>
+    model_folder: str  # <model_uri>/model
+    checkpoints: str  # <model_uri>/checkpoints/<run_name>
+    run_name: str
+    steps: int
+    total_steps: int
+    resumed_from_step: int
+    tokens: int
+    valid_loss_before: float | None
+    valid_loss_after: float | None
+    perplexity_before: float | None
+    perplexity_after: float | None
+    train_loss: float | None
+    duration_seconds: float
+    samples: list = field(default_factory=list)
+    training: dict = field(default_factory=dict)  # model/training.json as written
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one bot's files are."""
+
+    model_uri: str
+
+    @property
+    def train_txt(self) -> str:
+        return join(self.model_uri, "data", "train.txt")
+
+    @property
+    def valid_txt(self) -> str:
+        return join(self.model_uri, "data", "valid.txt")
+
+    @property
+    def stats(self) -> str:
+        return join(self.model_uri, "data", "stats.json")
+
+    @property
+    def progress(self) -> str:
+        return join(self.model_uri, "progress.json")
+
+    @property
+    def checkpoints(self) -> str:
+        return join(self.model_uri, "checkpoints")
+
+    @property
+    def model(self) -> str:
+        return join(self.model_uri, "model")
+
+    @property
+    def training(self) -> str:
+        return join(self.model_uri, "model", "training.json")
+
+    @property
+    def samples(self) -> str:
+        return join(self.model_uri, "model", "samples.json")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch.OutOfMemoryError on accelerators; on CPU the allocator raises a RuntimeError."""
+    try:
+        import torch
+
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(error, (RuntimeError, MemoryError)):
+        text = str(error).lower()
+        return isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+    return False
+
+
+def oom_error(error: BaseException, where: str) -> TrainingError:
+    return TrainingError(f"out of memory {where}: {one_line(error)[:300]}; {OOM_ADVICE}")
+
+
+# =========================================================================== the driver
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything a worker needs (pickled into the workers by Ray). ``storage_config``
+    carries the S3 keys: its repr hides the secret, which matters because Ray Train shows
+    the train loop config (as text) in its state API."""
+
+    model_id: str
+    model_uri: str
+    training: TrainingSpec
+    epochs: int  # the copies really baked into train.txt (stats.json), else the spec's
+    fingerprint: str
+    run_name: str
+    storage_config: S3Config | None
+    on_gpu: bool
+    threads: int  # torch threads per worker (CPU)
+    checkpoint_every_steps: int = 0
+    progress_every_seconds: float = 5.0
+    log_every_steps: int = 5
+    sample_prompts: tuple = SAMPLE_PROMPTS
+    samples_per_prompt: int = 1
+    started_at: str = ""
+    tracker_factory: Callable | None = None
+
+
+def train(
+    spec: BotSpec,
+    storage_config: S3Config | None,
+    *,
+    on_progress: Callable[[dict], None] | None = None,
+    tracker_factory: Callable[[dict], Any] | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    cpus_per_worker: int | None = None,
+    ray_temp_dir: str | None = None,
+    checkpoint_every_steps: int = 50,
+    progress_every_seconds: float = 5.0,
+    poll_seconds: float = 2.0,
+    max_failures: int = 0,
+    sample_prompts: tuple = SAMPLE_PROMPTS,
+    samples_per_prompt: int = 1,
+) -> TrainResult:
+    """Fine-tune ``spec.training.base_model`` on the dataset under ``spec.model_uri``.
+
+    Ray: an already initialised Ray is used as is; otherwise ``ray_address`` (or
+    ``RAY_ADDRESS``) is joined; otherwise a local Ray is started with ``num_cpus`` (default:
+    all cores; ``ray_temp_dir`` keeps its files apart) and shut down at the end.
+    ``cpus_per_worker`` defaults to ``spec.resources.cpus_per_worker``, capped on a local
+    Ray to what fits. ``on_progress(progress_dict)`` is called on this thread's behalf from
+    a poller thread whenever progress.json changes. ``max_failures``: how many times Ray
+    Train restarts the workers (from the newest checkpoint) after a failure.
+
+    Raises :class:`TrainingError` (one readable message) on any failure; checkpoints
+    already written stay.
+    """
+    started = time.time()
+    training = spec.training
+    storage = Storage(storage_config)
+    layout = Layout(spec.model_uri)
+
+    # ---- pre-flight: fail before any worker starts
+    data_digest, epochs = _check_dataset(storage, layout, training)
+    try:
+        check_base_model(training.base_model, storage)
+    except BaseModelError as error:
+        raise TrainingError(str(error)) from None
+    fingerprint = run_fingerprint(training, training.workers, data_digest)
+    name = run_name(spec.model_id, fingerprint)
+
+    import ray
+
+    started_ray = _ensure_ray(ray_address, num_cpus, ray_temp_dir)
+    poller = None
+    try:
+        on_gpu = training.gpus_per_worker > 0
+        cpus = cpus_per_worker or spec.resources.cpus_per_worker
+        if started_ray:  # a local Ray: fit the workers into it
+            total = int(ray.cluster_resources().get("CPU", 1))
+            cpus = max(1, min(cpus, total // training.workers))
+        job = JobConfig(
+            model_id=spec.model_id,
+            model_uri=spec.model_uri,
+            training=training,
+            epochs=epochs,
+            fingerprint=fingerprint,
+            run_name=name,
+            storage_config=storage_config,
+            on_gpu=on_gpu,
+            threads=cpus,
+            checkpoint_every_steps=checkpoint_every_steps,
+            progress_every_seconds=progress_every_seconds,
+            sample_prompts=tuple(sample_prompts),
+            samples_per_prompt=samples_per_prompt,
+            started_at=now_iso(),
+            tracker_factory=tracker_factory,
+        )
+        trainer = _make_trainer(job, storage, layout, cpus, max_failures)
+        if on_progress is not None:
+            poller = _ProgressPoller(storage, layout.progress, on_progress, poll_seconds)
+            poller.start()
+        try:
+            trainer.fit()
+        except Exception as error:  # noqa: BLE001 - Ray wraps everything; unwrap below
+            message = describe_failure(error)
+            _mark_failed(storage, layout, message)
+            raise TrainingError(message) from None
+    finally:
+        if poller is not None:
+            poller.stop()
+        if started_ray:
+            ray.shutdown()
+
+    try:
+        record = storage.read_json(layout.training)
+        samples = storage.read_json(layout.samples).get("samples", [])
+    except StorageError as error:
+        raise TrainingError(f"training finished but its results cannot be read: {error}") from None
+    return TrainResult(
+        model_uri=spec.model_uri,
+        model_folder=layout.model,
+        checkpoints=join(layout.checkpoints, name),
+        run_name=name,
+        steps=record["steps"],
+        total_steps=record["total_steps"],
+        resumed_from_step=record["resumed_from_step"],
+        tokens=record["tokens"],
+        valid_loss_before=record["valid_loss_before"],
+        valid_loss_after=record["valid_loss_after"],
+        perplexity_before=record["perplexity_before"],
+        perplexity_after=record["perplexity_after"],
+        train_loss=record["train_loss"],
+        duration_seconds=time.time() - started,
+        samples=samples,
+        training=record,
+    )
+
+
+def _check_dataset(storage: Storage, layout: Layout, training: TrainingSpec) -> tuple[str, int]:
+    """(digest of the data, epochs baked in); TrainingError when the dataset is unusable."""
+    digest = hashlib.sha256()
+    for uri in (layout.train_txt, layout.valid_txt):
+        try:
+            data = storage.read_bytes(uri)
+        except StorageError as error:
+            raise TrainingError(f"dataset unreadable: {error} (has the data stage run for this bot?)") from None
+        if uri == layout.train_txt and not data.replace(b"<|endoftext|>", b"").strip():
+            raise TrainingError(f"dataset unusable: {uri} holds no text")
+        digest.update(hashlib.sha256(data).digest())
+    epochs = training.epochs
+    try:
+        stats = storage.read_json(layout.stats)
+        epochs = int(stats.get("epochs") or epochs)
+    except StorageError:
+        log.warning("%s missing or unreadable: assuming %d epochs are baked into train.txt", layout.stats, epochs)
+    return digest.hexdigest(), epochs
+
+
+def _ensure_ray(address: str | None, num_cpus: int | None, temp_dir: str | None) -> bool:
+    """Use, join or start Ray; True when this call started a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return False
+    # Local workers must import botfleet and botfleet_jobs like this process does.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import botfleet
+
+    paths = [here, os.path.dirname(os.path.dirname(os.path.abspath(botfleet.__file__)))]
+    existing = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + existing))}
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 1,
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        runtime_env={"env_vars": env},
+        configure_logging=False,
+    )
+    return True
+
+
+def _make_trainer(job: JobConfig, storage: Storage, layout: Layout, cpus: int, max_failures: int):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    filesystem, path = storage.pyarrow_target(layout.checkpoints)
+    resources = {"CPU": cpus}
+    if job.on_gpu:
+        resources["GPU"] = job.training.gpus_per_worker
+    return TorchTrainer(
+        _train_loop,
+        train_loop_config={"job": job},
+        scaling_config=ScalingConfig(
+            num_workers=job.training.workers, use_gpu=job.on_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=job.run_name,
+            storage_path=path,
+            storage_filesystem=filesystem,
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
+    )
+
+
+def describe_failure(error: BaseException) -> str:
+    """A readable message for what ``trainer.fit()`` raised (Ray wraps worker errors)."""
+    failures = getattr(error, "worker_failures", None)
+    if failures:
+        parts = []
+        for rank in sorted(failures):
+            cause = failures[rank]
+            cause = getattr(cause, "_base_exc", cause)  # UserExceptionWithTraceback
+            parts.append((rank, cause))
+        # Ranks usually fail the same way (or the others fail *because* one did): show
+        # the first TrainingError, else rank 0's error.
+        ours = [p for p in parts if isinstance(p[1], TrainingError)]
+        rank, cause = (ours or parts)[0]
+        if isinstance(cause, TrainingError):
+            return str(cause)
+        if is_out_of_memory(cause):
+            return str(oom_error(cause, f"on training worker {rank}"))
+        return f"training worker {rank} failed: {_describe_cause(cause)}"
+    controller = getattr(error, "controller_failure", None)
+    if controller is not None:
+        return f"training failed in Ray Train's controller: {_describe_cause(controller)}"
+    return f"training failed: {_describe_cause(error)}"
+
+
+def _describe_cause(cause: BaseException) -> str:
+    name = type(cause).__name__
+    text = one_line(cause)
+    if "ActorDied" in name or "ActorUnavailable" in name or "died unexpectedly" in text or "SIGKILL" in text:
+        return (
+            f"the worker process died ({text[:400]}); if the OS killed it for memory, "
+            + OOM_ADVICE
+        )
+    return f"{name}: {text[:600]}"
+
+
+def _mark_failed(storage: Storage, layout: Layout, message: str) -> None:
+    """Record the failure in progress.json (best effort: the error itself matters more)."""
+    try:
+        try:
+            progress = storage.read_json(layout.progress)
+        except StorageError:
+            progress = {}
+        progress.update(status="failed", error=message, updated_at=now_iso())
+        storage.write_json(layout.progress, progress)
+    except Exception:  # noqa: BLE001
+        log.warning("could not record the failure in %s", layout.progress, exc_info=True)
+
+
+class _ProgressPoller:
+    """Calls ``callback(progress)`` whenever progress.json changes, from a daemon thread."""
+
+    def __init__(self, storage: Storage, uri: str, callback: Callable[[dict], None], seconds: float):
+        self.storage, self.uri, self.callback, self.seconds = storage, uri, callback, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="botfleet-progress", daemon=True)
+        self._last = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._poll()  # the final state
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            progress = self.storage.read_json(self.uri)
+        except StorageError:
+            return
+        key = json.dumps(progress, sort_keys=True)
+        if key != self._last:
+            self._last = key
+            try:
+                self.callback(progress)
+            except Exception:  # noqa: BLE001 - a broken callback must not stop training
+                log.warning("on_progress callback failed", exc_info=True)
+
+
+# =========================================================================== the workers
+
+
+def _train_loop(config: dict) -> None:
+    """Ray Train's entry point on every worker."""
+    _Worker(config["job"]).run()
+
+
+class _Worker:
+    """One Ray Train worker: load, (resume), evaluate, train, checkpoint, save."""
+
+    def __init__(self, job: JobConfig) -> None:
+        import ray.train
+
+        self.job = job
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world = context.get_world_size()
+        self.storage = Storage(job.storage_config)
+        self.layout = Layout(job.model_uri)
+        self.workdir = tempfile.mkdtemp(prefix="botfleet-train-")
+        self.tracker = None
+        self.progress: dict = {}
+        self._last_progress_write = 0.0
+
+    # ------------------------------------------------------------------ main flow
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except TrainingError:
+            self._tracker_call("fail")
+            raise
+        except Exception as error:
+            self._tracker_call("fail")
+            if is_out_of_memory(error):
+                raise oom_error(error, f"on training worker {self.rank}") from error
+            raise
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self) -> None:
+        self._setup_runtime()
+        import torch
+
+        job, training = self.job, self.job.training
+        started = time.time()
+        self._write_progress(status="loading", force=True)
+        folder = load_base_model(training.base_model, self.storage, self.workdir)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        n_positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+        block_size = effective_block_size(training.block_size, n_positions)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        # ---- data: every rank tokenizes the whole text (small) and takes its slots
+        try:
+            train_text = self.storage.read_text(self.layout.train_txt)
+            valid_text = self.storage.read_text(self.layout.valid_txt)
+        except StorageError as error:
+            raise TrainingError(f"dataset unreadable: {error}") from None
+        self.train_blocks, self.train_lengths = pack_blocks(tokenize(tokenizer, train_text), block_size, pad_id)
+        self.valid_blocks, self.valid_lengths = pack_blocks(tokenize(tokenizer, valid_text), block_size, pad_id)
+        if len(self.train_blocks) == 0:
+            raise TrainingError(f"dataset unusable: {self.layout.train_txt} makes no training sequence")
+        plan = TrainPlan(
+            n_blocks=len(self.train_blocks),
+            world_size=self.world,
+            micro_batch=training.batch_size_per_worker,
+            gradient_accumulation=training.gradient_accumulation,
+            epochs=job.epochs,
+            seed=training.seed,
+            checkpoint_every_steps=job.checkpoint_every_steps,
+        )
+        self.plan = plan
+        order = plan.order()
+        # tokens_done[s]: real tokens trained in the first s steps, all ranks together
+        per_step = self.train_lengths[order].reshape(plan.total_steps, plan.global_batch).sum(axis=1)
+        self.tokens_done = [0] + list(map(int, per_step.cumsum()))
+        my_batches = plan.rank_batches(self.rank)
+
+        # ---- DeepSpeed
+        engine = self._deepspeed(model, plan)
+        self.engine = engine
+        state = self._resume(engine)
+        start_step = state["step"]
+        resumed = start_step > 0
+        prior_seconds = state.get("train_seconds", 0.0)
+        torch.manual_seed(training.seed + start_step)
+
+        self.progress.update(
+            model_id=job.model_id,
+            run_name=job.run_name,
+            total_steps=plan.total_steps,
+            epochs=plan.epochs,
+            world_size=self.world,
+            block_size=block_size,
+            resumed_from_step=start_step,
+            last_checkpoint_step=start_step if resumed else None,
+        )
+        if self.rank == 0 and job.tracker_factory is not None:
+            self.tracker = job.tracker_factory({"model_id": job.model_id, "model_uri": job.model_uri})
+            self._tracker_call("start_training", self._hyperparameters(plan, block_size), folder, strict=True)
+
+        # ---- validation before (not recomputed on resume: it is in the checkpoint)
+        if state.get("valid_loss_before", "missing") == "missing":
+            self._write_progress(status="evaluating", step=start_step, force=True)
+            state["valid_loss_before"] = self._evaluate(engine)
+        loss_before = state["valid_loss_before"]
+
+        # ---- train
+        step = start_step
+        run_steps, run_start = 0, time.time()
+        window: list[float] = []
+        accumulated: list[float] = []
+        engine.train()
+        self._write_progress(status="training", step=step, loss=None, force=True, run=(0, run_start))
+        for micro in range(start_step * plan.gradient_accumulation, plan.micro_steps):
+            ids, mask, labels = self._batch(my_batches[micro])
+            loss = engine(input_ids=ids, attention_mask=mask, labels=labels).loss
+            engine.backward(loss)
+            engine.step()
+            accumulated.append(float(loss.detach()))
+            if (micro + 1) % plan.gradient_accumulation:
+                continue
+            step += 1
+            run_steps += 1
+            step_loss = sum(accumulated) / len(accumulated)
+            accumulated.clear()
+            window.append(step_loss)
+            state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + step_loss
+            state["train_loss_steps"] = state.get("train_loss_steps", 0) + 1
+            state["last_loss"] = step_loss
+            lr = engine.get_lr()[0]
+            if self.rank == 0 and step % job.log_every_steps == 0:
+                self._tracker_call("log_metrics", step, {"train/loss": step_loss, "train/learning_rate": lr, "train/epoch": plan.epoch_at(step)})
+            checkpoint = plan.is_checkpoint_step(step)
+            written = self._write_progress(
+                status="training", step=step, loss=sum(window) / len(window), learning_rate=lr,
+                force=checkpoint, run=(run_steps, run_start),
+            )
+            if written:
+                window.clear()  # the next progress.json shows the loss since this one
+            if checkpoint:
+                state["step"] = step
+                state["train_seconds"] = prior_seconds + (time.time() - run_start)
+                self._checkpoint(engine, state)
+        state["step"] = step
+        state["train_seconds"] = prior_seconds + (time.time() - run_start)
+
+        # ---- validation after, final model, samples, record
+        self._write_progress(status="evaluating", step=step, force=True)
+        loss_after = self._evaluate(engine)
+        self._write_progress(status="saving", step=step, force=True)
+        model_dir = os.path.join(self.workdir, "final")
+        self._save_final_model(engine, model, tokenizer, model_dir)
+        if self.rank == 0:
+            samples = self._samples(model_dir)
+            train_loss = state["train_loss_sum"] / state["train_loss_steps"] if state.get("train_loss_steps") else None
+            record = {
+                "model_id": job.model_id,
+                "base_model": training.base_model,
+                "hyperparameters": self._hyperparameters(plan, block_size),
+                "deepspeed": deepspeed_config(training, self.world, job.on_gpu),
+                "plan": plan.to_dict(),
+                "run_name": job.run_name,
+                "fingerprint": job.fingerprint,
+                "steps": step,
+                "total_steps": plan.total_steps,
+                "resumed_from_step": start_step,
+                "tokens": self.tokens_done[step],
+                "valid_loss_before": loss_before,
+                "valid_loss_after": loss_after,
+                "perplexity_before": perplexity(loss_before),
+                "perplexity_after": perplexity(loss_after),
+                "train_loss": train_loss,
+                "final_loss": state.get("last_loss"),
+                "train_seconds": state["train_seconds"],
+                "duration_seconds": time.time() - started,
+                "started_at": job.started_at,
+                "finished_at": now_iso(),
+            }
+            info = self._tracker_call(
+                "finish_training", model_dir, samples,
+            )
+            if isinstance(info, dict):
+                record["tracking"] = info
+            # Files first, training.json last: its presence means the model is complete.
+            self.storage.upload_dir(model_dir, self.layout.model)
+            self.storage.write_json(
+                self.layout.samples,
+                {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples},
+            )
+            self.storage.write_json(self.layout.training, record)
+            self._write_progress(
+                status="succeeded", step=step, loss=state.get("last_loss"), eta_seconds=0.0,
+                valid_loss_before=loss_before, valid_loss_after=loss_after, force=True,
+            )
+
+    # ------------------------------------------------------------------ pieces
+
+    def _setup_runtime(self) -> None:
+        job = self.job
+        if not job.on_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips probing for GPUs (and its warning)
+        import torch
+
+        if not job.on_gpu:
+            torch.set_num_threads(max(1, job.threads))
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        import deepspeed  # noqa: F401
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+        if not job.on_gpu:
+            # DeepSpeed's CPU backend JIT-compiles its shared-memory all-reduce op on first
+            # use (21 s on a fresh machine, i.e. every new pod). Only inference_all_reduce
+            # uses it; training collectives go through torch.distributed (gloo). DeepSpeed
+            # keeps this dict for the process, so marking the op incompatible skips the build.
+            try:
+                import deepspeed.ops
+
+                deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+            except Exception:  # noqa: BLE001 - an older/newer DeepSpeed: just pay the compile
+                pass
+
+    def _deepspeed(self, model, plan: TrainPlan):
+        import deepspeed
+        import torch
+
+        config = deepspeed_config(self.job.training, self.world, self.job.on_gpu)
+        total = plan.total_steps
+
+        def schedule(optimizer):
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total))
+
+        engine, _optimizer, _loader, _scheduler = deepspeed.initialize(
+            model=model, model_parameters=model.parameters(), config=config, lr_scheduler=schedule
+        )
+        return engine
+
+    def _resume(self, engine) -> dict:
+        """Load the newest checkpoint Ray Train hands us (if any); return the run state."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return {"step": 0}
+        with checkpoint.as_directory() as folder:
+            state_path = os.path.join(folder, STATE_FILE)
+            with open(state_path, encoding="utf-8") as f:
+                state = json.load(f)
+            if state.get("fingerprint") != self.job.fingerprint:
+                raise TrainingError(
+                    f"checkpoint {checkpoint.path} was made with other settings or data"
+                    f" ({state.get('fingerprint')} != {self.job.fingerprint})"
+                )
+            load_path, _client = engine.load_checkpoint(folder, tag=state["tag"])
+            if load_path is None:
+                raise TrainingError(f"checkpoint {checkpoint.path}: DeepSpeed could not load tag {state['tag']}")
+        log.info("rank %d resumed from step %d (%s)", self.rank, state["step"], checkpoint.path)
+        return state
+
+    def _checkpoint(self, engine, state: dict) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+
+        step = state["step"]
+        tag = f"step{step}"
+        folder = tempfile.mkdtemp(prefix=f"ckpt-r{self.rank}-", dir=self.workdir)
+        try:
+            state = {**state, "tag": tag, "fingerprint": self.job.fingerprint, "saved_at": now_iso()}
+            engine.save_checkpoint(folder, tag=tag, client_state={"botfleet": state})
+            if self.rank == 0:
+                with open(os.path.join(folder, STATE_FILE), "w", encoding="utf-8") as f:
+                    json.dump(state, f, indent=2)
+            has_files = any(files for _d, _s, files in os.walk(folder))
+            metrics = {
+                "step": step,
+                "epoch": self.plan.epoch_at(step),
+                "loss": state.get("last_loss"),
+                "valid_loss_before": state.get("valid_loss_before"),
+            }
+            metrics = {k: v for k, v in metrics.items() if v is not None}
+            ray.train.report(
+                metrics,
+                checkpoint=Checkpoint.from_directory(folder) if has_files else None,
+                checkpoint_dir_name=f"step-{step:07d}",
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.progress["last_checkpoint_step"] = step
+        self._write_progress(force=True)
+
+    def _batch(self, indices):
+        import torch
+
+        ids = torch.from_numpy(self.train_blocks[indices])
+        lengths = torch.from_numpy(self.train_lengths[indices])
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+        device = self.engine.device
+        return ids.to(device), mask.to(device), labels.to(device)
+
+    def _evaluate(self, engine) -> float | None:
+        """Mean validation loss per predicted token, all ranks together (None: no data)."""
+        import torch
+        import torch.distributed as dist
+        import torch.nn.functional as F
+
+        n = len(self.valid_blocks)
+        batch = max(1, self.job.training.batch_size_per_worker)
+        totals = torch.zeros(2, dtype=torch.float64, device=engine.device)
+        engine.eval()
+        with torch.no_grad():
+            for indices, weights in eval_batches(n, self.world, self.rank, batch):
+                ids = torch.from_numpy(self.valid_blocks[indices]).to(engine.device)
+                lengths = torch.from_numpy(self.valid_lengths[indices]).to(engine.device)
+                mask = (torch.arange(ids.shape[1], device=engine.device)[None, :] < lengths[:, None]).long()
+                logits = engine.module(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+                keep = mask[:, 1:].to(torch.float64) * torch.tensor(weights, dtype=torch.float64, device=engine.device)[:, None]
+                totals[0] += (losses.to(torch.float64) * keep).sum()
+                totals[1] += keep.sum()
+        engine.train()
+        if self.world > 1:
+            dist.all_reduce(totals)
+        return float(totals[0] / totals[1]) if totals[1] > 0 else None
+
+    def _save_final_model(self, engine, model, tokenizer, folder: str) -> None:
+        """The trained weights in fp32, gathered from the ZeRO shards (every rank takes
+        part: the gathers are collective), saved by rank 0 in Hugging Face format."""
+        import torch
+        from deepspeed.utils import safe_get_full_fp32_param
+        from transformers import AutoModelForCausalLM
+
+        state = {}
+        for name, param in engine.module.named_parameters():
+            full = safe_get_full_fp32_param(param)  # ZeRO-1/2/3 and bf16: the fp32 master
+            if full is None:  # plain fp32 parameters (no ZeRO partitioning of them)
+                full = param.detach()
+            if self.rank == 0:
+                state[name] = full.detach().to("cpu", torch.float32).clone()
+        if self.rank != 0:
+            return
+        config = model.config
+        config.task_specific_params = TASK_SPECIFIC_PARAMS
+        final = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        missing, unexpected = final.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not _is_tied(final, k)]
+        if missing or unexpected:
+            raise TrainingError(f"final model assembly failed: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        final.tie_weights()
+        generation = final.generation_config
+        for key in ("do_sample", "min_length", "max_length", "temperature", "top_p"):
+            setattr(generation, key, GENERATION_SETTINGS[key])
+        if generation.max_length and getattr(config, "n_positions", None):
+            generation.max_length = min(generation.max_length, config.n_positions)
+        if generation.pad_token_id is None:
+            generation.pad_token_id = tokenizer.eos_token_id
+        final.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    def _samples(self, folder: str) -> list[dict]:
+        """Seeded sample predictions with the saved settings (what the pipeline would show)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        if self.job.on_gpu:
+            model = model.to(self.engine.device)
+        model.eval()
+        limit = getattr(model.config, "n_positions", None) or GENERATION_SETTINGS["max_length"]
+        prefix_ids = tokenizer(GENERATION_SETTINGS["prefix"], add_special_tokens=False)["input_ids"]
+        samples = []
+        for i, prompt in enumerate(self.job.sample_prompts):
+            ids = tokenizer(GENERATION_SETTINGS["prefix"] + prompt, return_tensors="pt", add_special_tokens=False)
+            ids = {k: v.to(model.device) for k, v in ids.items()}
+            torch.manual_seed(self.job.training.seed + i)
+            with torch.no_grad():
+                out = model.generate(
+                    **ids,
+                    do_sample=True,
+                    top_p=GENERATION_SETTINGS["top_p"],
+                    temperature=GENERATION_SETTINGS["temperature"],
+                    min_length=GENERATION_SETTINGS["min_length"],
+                    max_length=min(GENERATION_SETTINGS["max_length"], limit),
+                    num_return_sequences=self.job.samples_per_prompt,
+                    pad_token_id=tokenizer.eos_token_id,
+                )
+            for row in out:
+                text = tokenizer.decode(row[len(prefix_ids):], skip_special_tokens=True)
+                samples.append({"prompt": prompt, "prediction": text})
+        return samples
+
+    def _hyperparameters(self, plan: TrainPlan, block_size: int) -> dict:
+        t = self.job.training
+        return {
+            "base_model": t.base_model,
+            "learning_rate": t.learning_rate,
+            "lr_schedule": "cosine, no warm-up",
+            "epochs": plan.epochs,
+            "block_size": block_size,
+            "block_size_requested": t.block_size,
+            "batch_size_per_worker": t.batch_size_per_worker,
+            "gradient_accumulation": t.gradient_accumulation,
+            "global_batch": plan.global_batch,
+            "workers": self.world,
+            "gpus_per_worker": t.gpus_per_worker,
+            "zero_stage": t.zero_stage,
+            "precision": t.resolved_precision(),
+            "optimizer": "AdamW (torch), betas 0.9/0.999, eps 1e-8, weight decay 0",
+            "gradient_clipping": 1.0,
+            "seed": t.seed,
+            "threads_per_worker": self.job.threads if not self.job.on_gpu else None,
+        }
+
+    # ------------------------------------------------------------------ progress, tracking
+
+    def _write_progress(self, *, force: bool = False, run: tuple[int, float] | None = None, **fields) -> bool:
+        """Rank 0 writes progress.json: at most every progress_every_seconds unless forced.
+        Returns whether it wrote."""
+        if self.rank != 0:
+            return False
+        self.progress.update({k: v for k, v in fields.items()})
+        if "step" in fields:
+            step = fields["step"]
+            total = self.progress.get("total_steps") or 0
+            self.progress["epoch"] = self.plan.epoch_at(step) if total else 0.0
+            if run is not None:
+                run_steps, run_start = run
+                seconds = time.time() - run_start
+                start = step - run_steps
+                tokens = self.tokens_done[step] - self.tokens_done[start]
+                self.progress["tokens_per_second"] = tokens / seconds if run_steps and seconds > 0 else None
+                self.progress["eta_seconds"] = eta_seconds(run_steps, seconds, total - step)
+        now = time.time()
+        if not force and now - self._last_progress_write < self.job.progress_every_seconds:
+            return False
+        document = dict(self.progress)
+        document.setdefault("step", 0)
+        document["updated_at"] = now_iso()
+        document["started_at"] = self.job.started_at
+        try:
+            self.storage.write_json(self.layout.progress, document)
+        except StorageError as error:  # progress is advisory: never fail training for it
+            log.warning("progress not written: %s", error)
+            return False
+        self._last_progress_write = now
+        return True
+
+    def _tracker_call(self, method: str, *args, strict: bool = False):
+        if self.tracker is None or not hasattr(self.tracker, method):
+            return None
+        try:
+            return getattr(self.tracker, method)(*args)
+        except Exception as error:  # noqa: BLE001
+            if strict:
+                raise TrainingError(f"tracking failed ({method}): {one_line(error)}") from error
+            log.warning("tracking %s failed: %s", method, one_line(error))
+            return None
+
+
+def _is_tied(model, key: str) -> bool:
+    """Whether ``key`` is a weight tied to another (e.g. GPT-2's lm_head to the embeddings)."""
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    if isinstance(tied, dict):
+        return key in tied
+    return key in tied or key.startswith("lm_head.")
+
+
+def tokenize(tokenizer, text: str) -> list[int]:
+    """Token ids of the whole text. Split on the end-of-text marker and encoded in a batch
+    (same ids as one call: special tokens are split out first anyway, and no sequence-length
+    warning), with the marker's id put back between the pieces."""
+    eos_text, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    pieces = text.split(eos_text)
+    encoded = tokenizer(pieces, add_special_tokens=False, verbose=False)["input_ids"] if pieces else []
+    ids: list[int] = []
+    for i, piece in enumerate(encoded):
+        if i:
+            ids.append(eos_id)
+        ids.extend(piece)
+    return ids
