@@ -34,7 +34,7 @@ class TrackingError(RuntimeError):
 
 
 def resolve_mode(spec: WandbSpec, api_key: str | None) -> str:
-    if spec.mode == "":
+    if spec.mode is None:
         return "online" if api_key else "offline"
     if spec.mode == "online" and not api_key:
         raise TrackingError(

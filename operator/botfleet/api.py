@@ -144,7 +144,9 @@ SPEC_SCHEMA = _obj(
                 "batchSizePerWorker": _int("Sequences per step per worker.", minimum=1, maximum=1024, default=1),
                 "gradientAccumulation": _int("Steps accumulated per optimizer step.", minimum=1, maximum=1024, default=1),
                 "zeroStage": _int("DeepSpeed ZeRO stage.", minimum=0, maximum=3, default=2),
-                "precision": _str("bf16, or fp32 (CPU only); empty means bf16 on GPUs and fp32 on CPU.", enum=["", "bf16", "fp32"], default=""),
+                # No default: absent means "pick for the hardware" (and a 1.20 API server
+                # rejects an empty-string default).
+                "precision": _str("bf16, or fp32 (CPU only); absent means bf16 on GPUs and fp32 on CPU.", enum=["bf16", "fp32"]),
                 "workers": _int("Ray Train workers.", minimum=1, maximum=64, default=1),
                 "gpusPerWorker": _int("GPUs per worker; 0 trains on CPU.", minimum=0, maximum=8, default=1),
                 "seed": _int("Training seed.", minimum=0, default=42),
@@ -165,7 +167,7 @@ SPEC_SCHEMA = _obj(
                 "wandb": _obj(
                     "Weights & Biases: online with an API key, offline files kept with the outputs otherwise.",
                     {
-                        "mode": _str("online, offline or disabled; empty means online with a key, else offline.", enum=["", "online", "offline", "disabled"], default=""),
+                        "mode": _str("online, offline or disabled; absent means online with a key, else offline.", enum=["online", "offline", "disabled"]),
                         "project": _str("W&B project.", default="huggingtweets", minLength=1),
                         "entity": _str("W&B entity (team or user); empty means the key's default."),
                         "apiKeySecretRef": _secret_ref("Secret holding the W&B API key."),
@@ -441,7 +443,7 @@ class TrainingSpec:
     batch_size_per_worker: int = 1
     gradient_accumulation: int = 1
     zero_stage: int = 2
-    precision: str = ""
+    precision: str | None = None
     workers: int = 1
     gpus_per_worker: int = 1
     seed: int = 42
@@ -459,7 +461,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class WandbSpec:
-    mode: str = ""
+    mode: str | None = None
     project: str = "huggingtweets"
     entity: str | None = None
     api_key_secret_ref: SecretRef | None = None

@@ -1,0 +1,139 @@
+{{/* Names and labels. */}}
+{{- define "botfleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "botfleet.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "botfleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "botfleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "botfleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "botfleet.labels" -}}
+helm.sh/chart: {{ include "botfleet.chart" . }}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: botfleet
+{{- end -}}
+
+{{- define "botfleet.operatorLabels" -}}
+{{ include "botfleet.labels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "botfleet.operatorSelectorLabels" -}}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "botfleet.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "botfleet.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An image reference from {repository, tag, digest}; the tag defaults to appVersion. */}}
+{{- define "botfleet.image" -}}
+{{- $image := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MinIO. */}}
+{{- define "botfleet.minio.fullname" -}}
+{{- printf "%s-minio" (include "botfleet.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "botfleet.minio.secretName" -}}
+{{- default (include "botfleet.minio.fullname" .) .Values.minio.existingSecret -}}
+{{- end -}}
+
+{{- define "botfleet.minio.selectorLabels" -}}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/component: minio
+{{- end -}}
+
+{{/* The object store as the operator sees it. */}}
+{{- define "botfleet.s3.endpoint" -}}
+{{- if .Values.minio.enabled -}}
+{{- printf "http://%s.%s.svc:9000" (include "botfleet.minio.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.objectStore.endpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "botfleet.s3.secret" -}}
+{{- if .Values.minio.enabled -}}
+{{- include "botfleet.minio.secretName" . -}}
+{{- else -}}
+{{- .Values.objectStore.credentialsSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "botfleet.s3.region" -}}
+{{- if not .Values.minio.enabled -}}
+{{- .Values.objectStore.region -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The operator's rules inside a watched namespace (or cluster-wide): exactly the calls of
+operator/botfleet/operator (handlers.py, executors.py) and kopf's watches and events.
+*/}}
+{{- define "botfleet.rbac.namespacedRules" -}}
+# BotRequests: kopf lists and watches them, and patches metadata only (its finalizer
+# and bookkeeping annotations). No create, update or delete: Git owns the spec.
+- apiGroups: ["botfleet.dev"]
+  resources: ["botrequests"]
+  verbs: ["get", "list", "watch", "patch"]
+# Every operator write to a request is a merge patch of the status subresource.
+- apiGroups: ["botfleet.dev"]
+  resources: ["botrequests/status"]
+  verbs: ["get", "patch"]
+{{- if eq .Values.executor.type "kuberay" }}
+# The RayJob it creates carries an ownerReference with blockOwnerDeletion, which
+# clusters with OwnerReferencesPermissionEnforcement allow only with this.
+- apiGroups: ["botfleet.dev"]
+  resources: ["botrequests/finalizers"]
+  verbs: ["update"]
+# One RayJob per request generation: created, read back, deleted when superseded.
+- apiGroups: ["ray.io"]
+  resources: ["rayjobs"]
+  verbs: ["get", "create", "delete"]
+{{- end }}
+# Events on BotRequests (the operator's and kopf's), for `kubectl describe`: create only.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if eq .Values.executor.type "ray" }}
+# The ray executor reads the Secret keys a request names (Ray's job API has no Secret
+# references); get by name only: no list, no watch. The kuberay executor never reads
+# Secrets: it passes secretKeyRefs to the RayJob's pods.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
+{{- end -}}
