@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "data": "bench.data_bench",
+    "train": "bench.train_bench",
 }
 
 

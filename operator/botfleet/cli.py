@@ -135,6 +135,14 @@ def cmd_demo(args) -> int:
         return run_request(request, storage, args.out)
 
 
+def cmd_operator(operator_args: list[str]) -> int:
+    try:
+        from botfleet.operator import main as operator_main
+    except ImportError as error:
+        raise StorageError(f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})") from error
+    return operator_main(operator_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
     demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
     demo.set_defaults(func=cmd_demo)
+
+    operator = commands.add_parser(
+        "operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)"
+    )
+    operator.set_defaults(func=lambda args: cmd_operator([]))
     return parser
 
 
@@ -171,6 +184,9 @@ LOCAL_RAY_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["operator"]:  # its flags are the operator's own (botfleet.operator.settings)
+        return cmd_operator(argv[1:])
     args = build_parser().parse_args(argv)
     for name, value in LOCAL_RAY_DEFAULTS.items():
         os.environ.setdefault(name, value)
