@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "data": "bench.data_bench",
     "train": "bench.train_bench",
+    "operator": "bench.operator_bench",
 }
 
 

@@ -7,7 +7,6 @@ and tests/test_fleet.py through `cluster()` below.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
@@ -99,8 +98,6 @@ def env_of(container: dict) -> dict:
 # One control plane for the session, shared by test_chart.py and test_fleet.py (pytest
 # would make one per module from a fixture defined in both), stopped at exit.
 
-_cluster_lock = threading.Lock()
-_cluster: dict = {}
 
 
 class Cluster:
@@ -161,34 +158,13 @@ SERVICE_MONITOR_CRD = {
 }
 
 
-def cluster() -> Cluster:
-    """The session's control plane with botfleet's, KubeRay's and a ServiceMonitor CRD."""
-    with _cluster_lock:
-        if "cluster" not in _cluster:
-            from tests.cluster.controlplane import ControlPlane, downgrade_crd_for_k8s_1_20, install_crds, install_kuberay_crds
-
-            control_plane = ControlPlane().start()
-            atexit.register(control_plane.stop)
-            # The 1.20 API server refuses `default: ""` on strings: the same in-memory
-            # transform as tests/fixtures/cluster.py (the file itself is never edited).
-            crd = downgrade_crd_for_k8s_1_20(yaml.safe_load(CRD_FILE.read_text()))
-            install_crds(control_plane.kubeconfig, [crd, SERVICE_MONITOR_CRD])
-            install_kuberay_crds(control_plane.kubeconfig)
-            _cluster["cluster"] = Cluster(control_plane)
-        return _cluster["cluster"]
-
-
 @pytest.fixture(scope="module")
-def k8s(request) -> Cluster:
-    """The session control plane of tests/fixtures/cluster.py when that plugin is registered
-    (conftest), else this module's own (same CRDs, shared with test_fleet.py)."""
-    if request.config.pluginmanager.has_plugin("tests.fixtures.cluster"):
-        from tests.cluster.controlplane import install_crds
+def k8s(control_plane) -> Cluster:
+    """The session's control plane (tests/fixtures/cluster.py) plus a ServiceMonitor CRD."""
+    from tests.cluster.controlplane import install_crds
 
-        shared = request.getfixturevalue("control_plane")
-        install_crds(shared.kubeconfig, [SERVICE_MONITOR_CRD])
-        return Cluster(shared)
-    return cluster()
+    install_crds(control_plane.kubeconfig, [SERVICE_MONITOR_CRD])
+    return Cluster(control_plane)
 
 
 # --------------------------------------------------------------------------- lint and render

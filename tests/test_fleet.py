@@ -86,18 +86,8 @@ def test_operator_never_writes_a_spec():
 # --------------------------------------------------------------------------- the control plane
 
 
-def without_empty_strings(value):
-    """Drop "" values: the 1.20 test server gets the CRD without its `default: ""` entries
-    (it refuses them; see tests/fixtures/cluster.py), so it cannot fill those two in."""
-    if isinstance(value, dict):
-        return {k: without_empty_strings(v) for k, v in value.items() if v != ""}
-    if isinstance(value, list):
-        return [without_empty_strings(v) for v in value]
-    return value
-
-
 def expected_spec(document: dict) -> dict:
-    return without_empty_strings(api.with_defaults(document["spec"], api.SPEC_SCHEMA))
+    return api.with_defaults(document["spec"], api.SPEC_SCHEMA)
 
 
 def objects(k8s: Cluster, namespace: str) -> dict[str, dict]:
@@ -127,7 +117,7 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     assert set(stored) == {d["metadata"]["name"] for d in requests}
     for document in requests:
         got = stored[document["metadata"]["name"]]
-        assert without_empty_strings(got["spec"]) == expected_spec(document)
+        assert got["spec"] == expected_spec(document)
         assert got["metadata"]["generation"] == 1
     versions = {name: o["metadata"]["resourceVersion"] for name, o in stored.items()}
 
@@ -154,7 +144,7 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     for document in requests:
         got = after[document["metadata"]["name"]]
         assert got["metadata"]["generation"] == 1
-        assert without_empty_strings(got["spec"]) == expected_spec(document)
+        assert got["spec"] == expected_spec(document)
         assert got["status"]["reason"] == "Queued"
         # Git's field manager owns the spec; the operator's manager owns no spec field
         managers = {m["manager"]: m for m in got["metadata"]["managedFields"]}

@@ -9,7 +9,6 @@ pinned package.
 from __future__ import annotations
 
 import fnmatch
-import io
 import os
 import re
 import shlex

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from botfleet import api
 from botfleet.card import CardLinks, render_card
 from botfleet.data_stage import DatasetLocation, prepare
-from botfleet.storage import S3Config, Storage, StorageError
+from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker

@@ -1,0 +1,60 @@
+"""The BotRequest operator (kopf): BotRequests in, RayJobs (or Ray jobs) out, status back.
+
+Entrypoints: :func:`main` (``botfleet operator`` arguments) and :func:`run` (a
+:class:`Settings`). Layout: ``settings`` (configuration), ``rayjob`` (pure rendering of
+names, environment and the RayJob), ``status`` (pure status mapping, conditions and
+queueing), ``executors`` (kuberay and ray), ``reconciler`` (one reconcile, blocking I/O),
+``handlers`` (kopf), ``metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from botfleet.operator.settings import Settings, add_arguments, parser
+
+__all__ = ["Settings", "run", "main", "add_arguments", "parser"]
+
+
+def run(settings: Settings) -> None:
+    """Run the operator until it is stopped (SIGINT/SIGTERM). Blocks.
+
+    Uses the in-cluster service account when there is one, else ``$KUBECONFIG``
+    (or ~/.kube/config).
+    """
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
+    import kopf  # after logging and $KUBECONFIG are set (kopf reads it at import)
+
+    from botfleet.operator import handlers, metrics
+
+    registry, _reconciler, phases = handlers.build(settings)
+    metrics.serve(settings.metrics_port, settings.bind_address, phases)
+    liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
+    logging.getLogger("botfleet.operator").info(
+        "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
+        settings.executor, settings.max_concurrent or "unlimited", ",".join(settings.namespaces) or "all",
+        settings.metrics_port, settings.health_port,
+    )
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=liveness,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``botfleet operator [flags]``: parse flags (and BOTFLEET_OPERATOR_* variables) and run."""
+    try:
+        settings = Settings.from_argv(argv)
+    except ValueError as exc:
+        print(f"botfleet operator: error: {exc}", file=sys.stderr)
+        return 2
+    run(settings)
+    return 0

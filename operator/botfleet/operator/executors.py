@@ -1,0 +1,189 @@
+"""The two ways a training runs, behind one interface.
+
+``name(body)`` the job's deterministic name for the request's current generation;
+``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body)`` make it
+exist (idempotent: an existing job is adopted, never duplicated); ``delete(body, name)``
+stop and remove it. All calls block (the handlers run them in threads).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from botfleet import api
+from botfleet.operator import rayjob as render
+from botfleet.operator.settings import Settings
+from botfleet.operator.status import JobObservation, observe_ray_job, observe_rayjob
+
+log = logging.getLogger("botfleet.operator")
+
+RAY_GROUP, RAY_VERSION, RAYJOBS = "ray.io", "v1", "rayjobs"
+
+
+class Executor(Protocol):
+    kind: str
+
+    def name(self, body: dict) -> str: ...
+
+    def observe(self, body: dict, name: str) -> JobObservation: ...
+
+    def submit(self, body: dict) -> JobObservation: ...
+
+    def delete(self, body: dict, name: str) -> None: ...
+
+
+def _generation(body: dict) -> int:
+    return int(body["metadata"].get("generation") or 1)
+
+
+class KubeRayExecutor:
+    """A KubeRay ``RayJob`` per request generation, owned by the BotRequest."""
+
+    kind = "kuberay"
+
+    def __init__(self, settings: Settings, custom_api) -> None:
+        self.settings = settings
+        self.api = custom_api  # kubernetes.client.CustomObjectsApi
+
+    def name(self, body: dict) -> str:
+        meta = body["metadata"]
+        return render.job_name(meta["name"], _generation(body), meta.get("namespace", ""))
+
+    def _get(self, namespace: str, name: str) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _ours(self, body: dict, rayjob: dict) -> bool:
+        uid = body["metadata"].get("uid")
+        owners = rayjob.get("metadata", {}).get("ownerReferences") or []
+        return any(o.get("uid") == uid for o in owners)
+
+    def observe(self, body: dict, name: str) -> JobObservation:
+        rayjob = self._get(body["metadata"]["namespace"], name)
+        if rayjob is not None and not self._ours(body, rayjob):
+            # A predecessor's (same name, deleted BotRequest) RayJob the garbage collector
+            # has not removed yet: not ours; it goes away on its own.
+            return JobObservation(self.kind, name, message="an older object's RayJob of the same name is being garbage-collected")
+        if rayjob is not None and rayjob["metadata"].get("deletionTimestamp"):
+            return JobObservation(self.kind, name)
+        return observe_rayjob(name, rayjob)
+
+    def submit(self, body: dict) -> JobObservation:
+        from kubernetes.client.exceptions import ApiException
+
+        manifest = render.render_rayjob(body, self.settings)
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            created = self.api.create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            created = self._get(namespace, name)  # already there: adopt it
+        return observe_rayjob(name, created)
+
+    def delete(self, body: dict, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, body["metadata"]["namespace"], RAYJOBS, name, propagation_policy="Background"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+class RayExecutor:
+    """A job submitted to an existing Ray cluster through Ray's job submission API."""
+
+    kind = "ray"
+
+    def __init__(self, settings: Settings, secret_reader, s3_env: dict[str, str]) -> None:
+        self.settings = settings
+        self.read_secret = secret_reader  # (namespace, name, key) -> str | None
+        self.s3_env = s3_env
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._client = JobSubmissionClient(self.settings.ray_address)
+        return self._client
+
+    def name(self, body: dict) -> str:
+        meta = body["metadata"]
+        return render.submission_id(meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body))
+
+    def _info(self, name: str):
+        try:
+            return self.client.get_job_info(name)
+        except RuntimeError as exc:  # the client raises RuntimeError on 404
+            if "404" in str(exc) or "does not exist" in str(exc).lower() or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def observe(self, body: dict, name: str) -> JobObservation:
+        info = self._info(name)
+        if info is None:
+            return observe_ray_job(name, None)
+        return observe_ray_job(name, str(getattr(info.status, "value", info.status)), info.message, info.start_time, info.end_time)
+
+    def _env(self, body: dict) -> dict[str, str]:
+        spec = api.parse_spec(body.get("spec"))
+        namespace = body["metadata"]["namespace"]
+        values: dict[str, str] = {}
+        for ref in render.referenced_secrets(spec):
+            value = self.read_secret(namespace, ref.name, ref.key)
+            if value is not None:
+                values[render.secret_env_name(ref)] = value
+        wandb_ref = spec.tracking.wandb.api_key_secret_ref
+        if wandb_ref is not None:
+            value = self.read_secret(namespace, wandb_ref.name, wandb_ref.key)
+        elif self.settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
+            value = self.read_secret(namespace, self.settings.wandb_secret, self.settings.wandb_secret_key)
+        else:
+            value = None
+        if value:
+            values["WANDB_API_KEY"] = value
+        return render.ray_job_env(body, spec, self.s3_env, values)
+
+    def submit(self, body: dict) -> JobObservation:
+        name = self.name(body)
+        existing = self.observe(body, name)
+        if existing.exists:
+            return existing
+        meta = body["metadata"]
+        try:
+            self.client.submit_job(
+                entrypoint=self.settings.job_entrypoint,
+                submission_id=name,
+                runtime_env={"env_vars": self._env(body)},
+                metadata={"botfleet.dev/request": f"{meta['namespace']}/{meta['name']}", "botfleet.dev/generation": str(_generation(body))},
+            )
+        except RuntimeError:
+            # Refused: most likely it exists already (a concurrent or earlier submit).
+            existing = self.observe(body, name)
+            if existing.exists:
+                return existing
+            raise
+        return self.observe(body, name)
+
+    def delete(self, body: dict, name: str) -> None:
+        info = self._info(name)
+        if info is None:
+            return
+        status = str(getattr(info.status, "value", info.status))
+        if status in ("PENDING", "RUNNING"):
+            try:
+                self.client.stop_job(name)
+            except RuntimeError as exc:
+                log.warning("could not stop Ray job %s: %s", name, exc)

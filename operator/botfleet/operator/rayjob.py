@@ -1,0 +1,231 @@
+"""Pure rendering of what the operator creates: names, the job environment, the KubeRay RayJob.
+
+Nothing here talks to a cluster; everything is a function of the BotRequest object (as the
+API server returns it, defaults filled in) and the operator's :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from botfleet import api
+from botfleet.operator.settings import Settings
+from botfleet.secrets import secret_env_name
+
+# KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
+# fit 53 characters (its pods and services add more): a RayJob name has at most 47
+# (ray-operator/controllers/ray/utils: MaxRayJobNameLength), and is a DNS-1035 label.
+MAX_RAYJOB_NAME = 47
+MAX_SUBMISSION_ID = 120
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_REQUEST = "botfleet.dev/request"
+LABEL_GENERATION = "botfleet.dev/generation"
+MANAGED_BY = "botfleet"
+
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def _hash(*parts: str, length: int = 8) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def job_name(name: str, generation: int, namespace: str = "") -> str:
+    """The deterministic RayJob name of a request's generation: ``<name>-g<generation>``.
+
+    Too long for KubeRay (47 characters) is cut and made unique with a hash; a name that
+    does not start with a letter (DNS-1035) gets a ``bot-`` prefix.
+    """
+    suffix = f"-g{generation}"
+    base = name if re.match(r"^[a-z]", name) else f"bot-{name}"
+    full = base + suffix
+    if len(full) <= MAX_RAYJOB_NAME:
+        return full
+    tag = "-" + _hash(namespace, name)
+    keep = MAX_RAYJOB_NAME - len(tag) - len(suffix)
+    return base[:keep].rstrip("-") + tag + suffix
+
+
+def submission_id(namespace: str, name: str, uid: str, generation: int) -> str:
+    """The deterministic Ray job submission id (the ``ray`` executor's idempotency key).
+
+    It carries the object's uid, so a BotRequest deleted and made again with the same name
+    never meets its predecessor's job.
+    """
+    base = f"botfleet-{namespace}-{name}"
+    tail = f"-{uid[:8]}-g{generation}"
+    if len(base) + len(tail) > MAX_SUBMISSION_ID:
+        base = base[: MAX_SUBMISSION_ID - len(tail) - 9] + "-" + _hash(namespace, name)
+    return base + tail
+
+
+def request_json(body: dict) -> str:
+    """The BotRequest the job reads from ``BOTFLEET_REQUEST``: apiVersion, kind, the
+    identifying metadata and the spec (never status, never managed fields)."""
+    meta = body.get("metadata", {})
+    document = {
+        "apiVersion": body.get("apiVersion", api.API_VERSION),
+        "kind": body.get("kind", api.KIND),
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels") if meta.get(k) is not None
+        },
+        "spec": body.get("spec", {}),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
+    """Every Secret key a request names (source tokens, the W&B key), without duplicates."""
+    refs: list[api.SecretRef] = []
+    for handle in spec.handles:
+        ref = getattr(handle.source.config, "bearer_token_secret_ref", None)
+        if ref is not None:
+            refs.append(ref)
+    if spec.tracking.wandb.api_key_secret_ref is not None:
+        refs.append(spec.tracking.wandb.api_key_secret_ref)
+    unique: list[api.SecretRef] = []
+    for ref in refs:
+        if ref not in unique:
+            unique.append(ref)
+    return unique
+
+
+def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dict]:
+    """Environment of the Ray containers: the request inline, every credential from a Secret."""
+    env = [
+        {"name": "BOTFLEET_REQUEST", "value": request_json(body)},
+        {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+        {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
+    ]
+    if settings.s3_endpoint:
+        env += [
+            {"name": "BOTFLEET_S3_ENDPOINT", "value": settings.s3_endpoint},
+            {"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint},
+        ]
+    env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}} for key in S3_KEYS]
+    for ref in referenced_secrets(spec):
+        env.append({"name": secret_env_name(ref), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    wandb_ref = spec.tracking.wandb.api_key_secret_ref
+    if wandb_ref is not None:
+        env.append({"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": wandb_ref.name, "key": wandb_ref.key}}})
+    elif settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
+        env.append(
+            {
+                "name": "WANDB_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": settings.wandb_secret, "key": settings.wandb_secret_key, "optional": True}},
+            }
+        )
+    return env
+
+
+def labels_for(body: dict, generation: int) -> dict:
+    meta = body["metadata"]
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_REQUEST: meta["name"],
+        LABEL_GENERATION: str(generation),
+    }
+    queue = (meta.get("labels") or {}).get(api.QUEUE_LABEL)
+    if queue:
+        labels[api.QUEUE_LABEL] = queue
+    return labels
+
+
+def owner_reference(body: dict) -> dict:
+    meta = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion", api.API_VERSION),
+        "kind": body.get("kind", api.KIND),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container(name: str, settings: Settings, env: list[dict], cpus: int, memory: str, gpus: int, ports: list[dict] | None = None) -> dict:
+    limits = {"cpu": str(cpus), "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    container = {
+        "name": name,
+        "image": settings.job_image,
+        "env": env,
+        "resources": {"requests": dict(limits), "limits": limits},
+    }
+    if ports:
+        container["ports"] = ports
+    return container
+
+
+def render_rayjob(body: dict, settings: Settings) -> dict:
+    """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
+    meta = body["metadata"]
+    generation = int(meta.get("generation", 1))
+    spec = api.parse_spec(body.get("spec"))
+    env = container_env(body, spec, settings)
+    training, resources = spec.training, spec.resources
+    labels = labels_for(body, generation)
+    pod_labels = {k: v for k, v in labels.items() if k != api.QUEUE_LABEL}
+    worker_gpus = training.gpus_per_worker
+    head = _container(
+        "ray-head",
+        settings,
+        env,
+        settings.head_cpus,
+        settings.head_memory,
+        0,
+        ports=[{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"}, {"containerPort": 10001, "name": "client"}],
+    )
+    worker = _container("ray-worker", settings, env, resources.cpus_per_worker, resources.memory_per_worker, worker_gpus)
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {
+            "name": job_name(meta["name"], generation, meta.get("namespace", "")),
+            "namespace": meta.get("namespace", "default"),
+            "labels": labels,
+            "annotations": {"botfleet.dev/model-uri": spec.model_uri},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": {
+            "entrypoint": settings.job_entrypoint,
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            "backoffLimit": settings.backoff_limit,
+            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "rayClusterSpec": {
+                "rayVersion": settings.ray_version,
+                "headGroupSpec": {
+                    # No Ray tasks on the head: the driver (data stage) runs there, training on workers.
+                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [head]}},
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "gpu-workers" if worker_gpus else "cpu-workers",
+                        "replicas": training.workers,
+                        "minReplicas": training.workers,
+                        "maxReplicas": training.workers,
+                        "rayStartParams": {"num-cpus": str(resources.cpus_per_worker), **({"num-gpus": str(worker_gpus)} if worker_gpus else {})},
+                        "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [worker]}},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def ray_job_env(body: dict, spec: api.BotSpec, s3_env: dict[str, str], secret_values: dict[str, str]) -> dict[str, str]:
+    """Environment of a job submitted to an existing Ray cluster (the ``ray`` executor).
+
+    ``secret_values`` maps env names (``secret_env_name``, ``WANDB_API_KEY``) to the values the
+    operator read from the referenced Secrets: Ray's job API has no Secret references.
+    """
+    env = {"BOTFLEET_REQUEST": request_json(body), "RAY_USAGE_STATS_ENABLED": "0"}
+    env.update(s3_env)
+    env.update(secret_values)
+    return env

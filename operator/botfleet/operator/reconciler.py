@@ -1,0 +1,313 @@
+"""One reconcile of one BotRequest: read the world, compute the status, converge.
+
+Blocking code (Kubernetes, S3 and Ray calls); the kopf handlers run it in threads. The
+decisions are the pure functions of :mod:`botfleet.operator.status`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from botfleet import api
+from botfleet.operator import metrics
+from botfleet.operator.executors import Executor
+from botfleet.operator.settings import Settings
+from botfleet.operator.status import (
+    FAILED,
+    JOB_FAILED,
+    JOB_SUCCEEDED,
+    TERMINAL,
+    JobFiles,
+    JobObservation,
+    Layout,
+    QueueEntry,
+    compute_status,
+    decide_admission,
+    is_terminal_for,
+    merge_patch,
+    now_iso,
+    parse_time,
+)
+from botfleet.storage import Storage, StorageError
+
+log = logging.getLogger("botfleet.operator")
+
+
+@dataclass
+class Outcome:
+    """What a reconcile did: the status patch it applied and the events to post."""
+
+    patch: dict | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    phase: str | None = None
+
+
+def _key(body: dict) -> str:
+    meta = body["metadata"]
+    return f"{meta.get('namespace')}/{meta['name']}"
+
+
+def _fingerprint_ok(stats: dict, spec: api.BotSpec) -> bool:
+    """Whether stats.json describes this spec's data (data_stage's fingerprint)."""
+    try:
+        from botfleet.data_stage import data_fingerprint
+    except Exception:  # noqa: BLE001 - data stage not importable here: trust the file
+        return True
+    expected = data_fingerprint(spec)
+    return stats.get("fingerprint") in (None, expected)
+
+
+def fallback_card(spec: api.BotSpec, stats: dict | None, training: dict | None, layout: Layout) -> str:
+    """A minimal model card, written only when a successful job left none."""
+    names = ", ".join(f"@{h.name}" for h in spec.handles)
+    lines = [
+        "---",
+        "language: en",
+        "tags: [huggingtweets, botfleet]",
+        "---",
+        "",
+        f"# {spec.model_id}",
+        "",
+        f"A GPT-2 bot fine-tuned by botfleet on posts by {names} (base model `{spec.training.base_model}`).",
+        "",
+    ]
+    if stats and isinstance(stats.get("handles"), dict):
+        lines += ["| Data | " + " | ".join(f"@{h}" for h in stats["handles"]) + " |", "|---" * (len(stats["handles"]) + 1) + "|"]
+        for label, key in (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept")):
+            lines.append(f"| {label} | " + " | ".join(str(c.get(key, "")) for c in stats["handles"].values()) + " |")
+        lines.append("")
+    if training:
+        for key in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after"):
+            if key in training:
+                lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
+        lines.append("")
+    lines += [f"Dataset: {layout.dataset}", "", "This card was written by the botfleet operator because the job left none."]
+    return "\n".join(lines) + "\n"
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, executor: Executor, storage: Storage | None, patch_status) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.storage = storage
+        self.patch_status = patch_status  # (namespace, name, merge_patch) -> None
+        self._lock = threading.Lock()
+        self._reserved: dict[str, int] = {}  # key -> generation started by this process
+        self._key_locks: dict[str, threading.Lock] = {}
+        # key -> (uid, status) last written: this operator is the status's only writer, so
+        # its last write is newer than whatever a lagging watch delivered.
+        self._written: dict[str, tuple[str, dict]] = {}
+
+    # ----------------------------------------------------------------- queue
+
+    def reserved(self) -> set[str]:
+        with self._lock:
+            return set(self._reserved)
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._reserved.pop(key, None)
+
+    def _admit(self, key: str, generation: int, entries: list[QueueEntry]):
+        with self._lock:
+            decision = decide_admission(key, entries, self.settings.max_concurrent, set(self._reserved))
+            if decision.admit:
+                self._reserved[key] = generation
+            return decision
+
+    def key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._reserved.pop(key, None)
+            self._key_locks.pop(key, None)
+            self._written.pop(key, None)
+
+    def with_latest_status(self, body: dict) -> dict:
+        """``body`` with the status this process last wrote, when it is newer than the body's."""
+        with self._lock:
+            written = self._written.get(_key(body))
+        if written is not None and written[0] == body["metadata"].get("uid"):
+            return {**body, "status": copy.deepcopy(written[1])}
+        return body
+
+    # ----------------------------------------------------------------- files
+
+    def _read_json(self, uri: str) -> dict | None:
+        if self.storage is None:
+            return None
+        try:
+            value = self.storage.read_json(uri)
+        except StorageError as exc:
+            if not str(exc).endswith("not found"):
+                log.debug("cannot read %s: %s", uri, exc)
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _exists(self, uri: str) -> bool:
+        try:
+            return self.storage.exists(uri)
+        except StorageError as exc:
+            log.debug("cannot check %s: %s", uri, exc)
+            return False
+
+    def read_files(self, layout: Layout, spec: api.BotSpec, job: JobObservation) -> JobFiles:
+        if self.storage is None:
+            # Nothing to read: trust the job.
+            done = job.state == JOB_SUCCEEDED
+            return JobFiles(model_present=done, card_present=done)
+        stats = self._read_json(layout.stats)
+        if stats is not None and not _fingerprint_ok(stats, spec):
+            stats = None
+        result = self._read_json(layout.result)
+        progress = self._read_json(layout.progress) if stats is not None else None
+        finished_ok = job.state == JOB_SUCCEEDED or (result or {}).get("status") == "succeeded"
+        training = self._read_json(layout.training) if finished_ok else None
+        model = self._exists(layout.model_config) if finished_ok else False
+        named = (result or {}).get("card")
+        card_uri = named if isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card else None
+        card = self._exists(card_uri or layout.card) if finished_ok else False
+        return JobFiles(stats=stats, progress=progress, result=result, training=training, model_present=model, card_present=card, card_uri=card_uri)
+
+    def clear_previous_run(self, layout: Layout) -> None:
+        """Remove the files of an earlier run that would be mistaken for this one's."""
+        if self.storage is None:
+            return
+        for uri in (layout.result, layout.progress):
+            try:
+                self.storage.delete(uri)
+            except StorageError as exc:
+                log.warning("cannot remove %s before a new run: %s", uri, exc)
+
+    # ----------------------------------------------------------------- reconcile
+
+    def reconcile(self, body: dict, entries: list[QueueEntry]) -> Outcome:
+        key = _key(body)
+        with self.key_lock(key):
+            return self._reconcile(body, entries)
+
+    def _reconcile(self, body: dict, entries: list[QueueEntry]) -> Outcome:
+        started = time.monotonic()
+        try:
+            return self._converge(self.with_latest_status(body), entries)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _apply(self, body: dict, old: dict, new: dict) -> dict | None:
+        patch = merge_patch(old, new)
+        if patch:
+            meta = body["metadata"]
+            self.patch_status(meta["namespace"], meta["name"], patch)
+            with self._lock:
+                self._written[_key(body)] = (meta.get("uid"), copy.deepcopy(new))
+        return patch
+
+    def _converge(self, body: dict, entries: list[QueueEntry]) -> Outcome:
+        meta = body["metadata"]
+        key = _key(body)
+        generation = int(meta.get("generation") or 1)
+        old = body.get("status") or {}
+        if meta.get("deletionTimestamp"):
+            return Outcome()
+        if is_terminal_for(body):
+            self.release(key)
+            return Outcome(phase=old.get("phase"))
+
+        try:
+            spec = api.parse_spec(body.get("spec"))
+            invalid = None
+        except api.ValidationError as exc:
+            spec, invalid = None, str(exc)
+        name = self.executor.name(body)
+        empty_job = JobObservation(self.executor.kind, name)
+        if invalid:
+            handles = [h.get("handle", "") for h in (body.get("spec") or {}).get("handles", []) if isinstance(h, dict)]
+            desired = compute_status(body, model_id="", handles=handles, layout=Layout(""), job=empty_job, files=JobFiles(), invalid=invalid)
+            patch = self._apply(body, old, desired.status)
+            self.release(key)
+            return Outcome(patch, desired.events, FAILED)
+
+        layout = Layout(spec.model_uri)
+        handles = [h.name for h in spec.handles]
+        old_job = old.get("job") or {}
+        events: list[tuple[str, str, str]] = []
+
+        # A spec change while an older generation's job runs: that job is superseded.
+        if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
+            try:
+                self.executor.delete(body, old_job["name"])
+                events.append(("Normal", "Superseded", f"spec changed (generation {generation}): stopped job {old_job['name']}"))
+            except Exception as exc:  # noqa: BLE001 - retried next reconcile
+                log.warning("%s: cannot stop superseded job %s: %s", key, old_job["name"], exc)
+
+        started_here = old_job.get("name") == name and old.get("observedGeneration") == generation
+        if not started_here:
+            decision = self._admit(key, generation, entries)
+            if not decision.admit:
+                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), queue=decision)
+                patch = self._apply(body, old, desired.status)
+                return Outcome(patch, events + desired.events, desired.status["phase"])
+            # Admitted: reserve the slot in status first (a restart then finds it), then start.
+            self.clear_previous_run(layout)
+            desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles())
+            self._apply(body, old, desired.status)
+            events += desired.events
+            old = desired.status
+            body = {**body, "status": old}
+
+        job = self.executor.observe(body, name)
+        files = None
+        if not job.exists and not job.message:
+            files = self.read_files(layout, spec, job)
+            result = (files.result or {}).get("status")
+            if result in ("succeeded", "failed"):
+                # The job is gone (TTL, a restarted Ray cluster) but finished: its result stands.
+                job = dataclasses.replace(job, state=JOB_SUCCEEDED if result == "succeeded" else JOB_FAILED, reason=None if result == "succeeded" else "JobFailed")
+            else:
+                job = self.executor.submit(body)
+                metrics.JOBS_STARTED.labels(self.executor.kind).inc()
+                events.append(("Normal", "JobCreated", f"created {'RayJob' if self.executor.kind == 'kuberay' else 'Ray job'} {name}"))
+                files = None
+        if files is None or job.finished:
+            files = self.read_files(layout, spec, job)
+
+        desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files)
+        if desired.need_card and self.storage is not None:
+            try:
+                self.storage.write_text(layout.card, fallback_card(spec, files.stats, files.training, layout), content_type="text/markdown; charset=utf-8")
+                events.append(("Normal", "CardWritten", f"the job left no model card: wrote {layout.card}"))
+                files = dataclasses.replace(files, card_present=True)
+                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files)
+            except StorageError as exc:
+                events.append(("Warning", "CardFailed", f"cannot write the model card: {exc}"))
+        patch = self._apply(body, old, desired.status)
+        phase = desired.status["phase"]
+        if phase in TERMINAL:
+            self.release(key)
+            if patch and "phase" in patch:
+                start = parse_time(desired.status.get("startTime"))
+                end = parse_time(desired.status.get("completionTime"))
+                if start and end:
+                    metrics.JOB_SECONDS.labels(phase).observe(max(0.0, (end - start).total_seconds()))
+                if phase == FAILED:
+                    metrics.FAILURES.labels(desired.status.get("reason") or "Unknown").inc()
+        return Outcome(patch, events + desired.events, phase)
+
+    # ----------------------------------------------------------------- deletion
+
+    def delete_artifacts(self, body: dict) -> int:
+        """Remove the request's outputs (deletePolicy: Delete)."""
+        spec = api.parse_spec(body.get("spec"))
+        if self.storage is None:
+            raise StorageError("the operator has no object store configured: cannot delete artifacts")
+        return self.storage.delete_prefix(spec.model_uri)
+
+
+__all__ = ["Reconciler", "Outcome", "fallback_card", "now_iso"]

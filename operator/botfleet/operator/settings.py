@@ -1,0 +1,110 @@
+"""The operator's configuration: one dataclass, filled from the environment and/or flags.
+
+Every setting has an environment variable (``BOTFLEET_OPERATOR_<NAME>``, upper case) and a
+flag (``--<name-with-dashes>``) of ``botfleet operator``; flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+EXECUTORS = ("kuberay", "ray")
+ENV_PREFIX = "BOTFLEET_OPERATOR_"
+
+
+@dataclass
+class Settings:
+    executor: str = field(default="kuberay", metadata={"help": "how trainings run: kuberay (a RayJob per request) or ray (an existing Ray cluster)"})
+    ray_address: str = field(default="http://127.0.0.1:8265", metadata={"help": "Ray dashboard address, for the ray executor"})
+    job_image: str = field(default="ghcr.io/botfleet/botfleet-jobs:0.1.0", metadata={"help": "container image of the Ray head and workers (kuberay executor)"})
+    job_entrypoint: str = field(default="python -m botfleet_jobs.job", metadata={"help": "the training job's command"})
+    ray_version: str = field(default="2.60.0", metadata={"help": "Ray version in the job image (RayJob rayClusterSpec.rayVersion)"})
+    max_concurrent: int = field(default=4, metadata={"help": "most trainings at once; the rest wait in Pending (0 = no limit)"})
+    namespaces: tuple[str, ...] = field(default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"})
+    s3_endpoint: str = field(default="", metadata={"help": "object store endpoint the jobs use (default: the operator's BOTFLEET_S3_ENDPOINT)"})
+    s3_secret: str = field(default="botfleet-s3", metadata={"help": "Secret (in the request's namespace) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for jobs"})
+    wandb_secret: str = field(default="", metadata={"help": "default Secret holding the W&B API key for requests that name none (empty = none)"})
+    wandb_secret_key: str = field(default="WANDB_API_KEY", metadata={"help": "key of the API key in the default W&B Secret"})
+    ttl_seconds_after_finished: int = field(default=300, metadata={"help": "RayJob ttlSecondsAfterFinished"})
+    backoff_limit: int = field(default=1, metadata={"help": "RayJob backoffLimit (retries of a failed job)"})
+    active_deadline_seconds: int = field(default=6 * 3600, metadata={"help": "RayJob activeDeadlineSeconds"})
+    head_cpus: int = field(default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"})
+    head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
+    reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
+    metrics_port: int = field(default=9090, metadata={"help": "Prometheus /metrics port (0 = off)"})
+    health_port: int = field(default=8080, metadata={"help": "liveness /healthz port (0 = off)"})
+    bind_address: str = field(default="0.0.0.0", metadata={"help": "address the metrics and health endpoints listen on"})
+    workers: int = field(default=16, metadata={"help": "threads for blocking calls (Kubernetes, S3, Ray)"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.namespaces, str):
+            self.namespaces = tuple(n.strip() for n in self.namespaces.split(",") if n.strip())
+        self.namespaces = tuple(self.namespaces)
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.max_concurrent < 0:
+            raise ValueError(f"max_concurrent: must be at least 0, got {self.max_concurrent}")
+        for name in ("ttl_seconds_after_finished", "backoff_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be at least 0, got {getattr(self, name)}")
+        if self.active_deadline_seconds < 1:
+            raise ValueError(f"active_deadline_seconds: must be at least 1, got {self.active_deadline_seconds}")
+        if self.reconcile_interval <= 0:
+            raise ValueError(f"reconcile_interval: must be positive, got {self.reconcile_interval}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+        args = parser().parse_args(argv)
+        overrides = {k: v for k, v in vars(args).items() if v is not None}
+        return cls.from_env(env, **{k: _convert(_field(k), v) if isinstance(v, str) else v for k, v in overrides.items()})
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(Settings) if f.name == name)
+
+
+def _convert(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{f.name}: must be a number, got {raw!r}") from None
+    if kind.startswith("tuple"):
+        return tuple(n.strip() for n in raw.split(",") if n.strip())
+    return raw
+
+
+def parser(prog: str = "botfleet operator") -> argparse.ArgumentParser:
+    """The flags of ``botfleet operator`` (each also readable from BOTFLEET_OPERATOR_<NAME>)."""
+    p = argparse.ArgumentParser(prog=prog, description="Run the BotRequest operator (in a cluster, or against $KUBECONFIG).")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} [env {ENV_PREFIX}{f.name.upper()}; default {f.default!r}]"
+        if f.name == "executor":
+            p.add_argument(flag, choices=EXECUTORS, default=None, help=help_text)
+        else:
+            p.add_argument(flag, default=None, help=help_text)

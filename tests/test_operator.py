@@ -1,0 +1,352 @@
+"""Unit tests of the operator's pure logic: names, RayJob rendering, status mapping, queueing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from botfleet import api
+from botfleet.operator import rayjob as render
+from botfleet.operator import status as st
+from botfleet.operator.settings import Settings
+from botfleet.operator.reconciler import fallback_card
+from botfleet.secrets import secret_env_name
+
+NOW = "2025-01-01T00:00:00Z"
+
+
+def body(name="alice", generation=1, spec=None, status=None, labels=None, uid="0123456789abcdef"):
+    spec = spec or {
+        "handles": [{"handle": "@Alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
+        "output": {"uri": "s3://bots/"},
+    }
+    spec = api.with_defaults(spec, api.SPEC_SCHEMA)
+    document = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": generation, "creationTimestamp": NOW},
+        "spec": spec,
+    }
+    if labels:
+        document["metadata"]["labels"] = labels
+    if status is not None:
+        document["status"] = status
+    return document
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_from_env_and_flags():
+    env = {"BOTFLEET_OPERATOR_EXECUTOR": "ray", "BOTFLEET_OPERATOR_MAX_CONCURRENT": "7", "BOTFLEET_OPERATOR_NAMESPACES": "a, b"}
+    settings = Settings.from_env(env)
+    assert (settings.executor, settings.max_concurrent, settings.namespaces) == ("ray", 7, ("a", "b"))
+    flagged = Settings.from_argv(["--max-concurrent", "2", "--reconcile-interval", "0.5"], env=env)
+    assert (flagged.executor, flagged.max_concurrent, flagged.reconcile_interval) == ("ray", 2, 0.5)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"BOTFLEET_OPERATOR_EXECUTOR": "k8s"}, "executor: must be one of kuberay, ray"),
+    ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
+    ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
+])
+def test_settings_errors_name_the_setting(env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_job_names_are_deterministic_and_fit_kuberay():
+    assert render.job_name("alice", 3) == "alice-g3"
+    long = "a" * 63
+    name = render.job_name(long, 12, "ns")
+    assert len(name) <= render.MAX_RAYJOB_NAME and name.endswith("-g12")
+    assert name == render.job_name(long, 12, "ns")
+    assert render.job_name(long, 12, "other") != name  # hashed with the namespace
+    assert render.job_name("1st-bot", 1) == "bot-1st-bot-g1"  # DNS-1035: starts with a letter
+
+
+def test_submission_ids_carry_uid_and_generation():
+    a = render.submission_id("ns", "alice", "0123456789abcdef", 2)
+    assert a == "botfleet-ns-alice-01234567-g2"
+    assert render.submission_id("ns", "alice", "fedcba9876543210", 2) != a
+    assert len(render.submission_id("n" * 63, "x" * 63, "u" * 36, 99999)) <= render.MAX_SUBMISSION_ID
+
+
+# --------------------------------------------------------------------------- RayJob
+
+
+def test_rayjob_rendering():
+    settings = Settings(job_image="img:1", s3_endpoint="http://s3:9000", s3_secret="s3-creds", ttl_seconds_after_finished=60, backoff_limit=2, active_deadline_seconds=3600)
+    spec = {
+        "handles": [
+            {"handle": "bob", "source": {"twitter": {"bearerTokenSecretRef": {"name": "tw", "key": "token"}}}},
+            {"handle": "carol", "source": {"mastodon": {"instance": "https://m.example"}}},
+        ],
+        "training": {"workers": 2, "gpusPerWorker": 1},
+        "resources": {"cpusPerWorker": 8, "memoryPerWorker": "32Gi"},
+        "tracking": {"wandb": {"apiKeySecretRef": {"name": "wandb", "key": "key"}}},
+        "output": {"uri": "s3://bots/x"},
+    }
+    doc = body("bob", generation=4, spec=spec, labels={api.QUEUE_LABEL: "gpu-queue", "other": "x"})
+    job = render.render_rayjob(doc, settings)
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    meta = job["metadata"]
+    assert meta["name"] == "bob-g4" and meta["namespace"] == "ns"
+    assert meta["labels"][api.QUEUE_LABEL] == "gpu-queue" and "other" not in meta["labels"]
+    assert meta["ownerReferences"] == [{"apiVersion": api.API_VERSION, "kind": api.KIND, "name": "bob", "uid": "0123456789abcdef", "controller": True, "blockOwnerDeletion": True}]
+    js = job["spec"]
+    assert (js["shutdownAfterJobFinishes"], js["ttlSecondsAfterFinished"], js["backoffLimit"], js["activeDeadlineSeconds"]) == (True, 60, 2, 3600)
+    assert js["entrypoint"] == "python -m botfleet_jobs.job"
+    workers = js["rayClusterSpec"]["workerGroupSpecs"]
+    assert len(workers) == 1 and workers[0]["replicas"] == 2 == workers[0]["minReplicas"] == workers[0]["maxReplicas"]
+    worker = workers[0]["template"]["spec"]["containers"][0]
+    assert worker["image"] == "img:1"
+    assert worker["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}
+    head = js["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in head["resources"]["limits"]
+    # Credentials only as Secret references, never inline.
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
+    token = secret_env_name(api.SecretRef("tw", "token"))
+    assert env[token]["valueFrom"]["secretKeyRef"] == {"name": "tw", "key": "token"}
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "wandb", "key": "key"}
+    assert env["BOTFLEET_S3_ENDPOINT"]["value"] == "http://s3:9000"
+    request = json.loads(env["BOTFLEET_REQUEST"]["value"])
+    assert request["metadata"]["name"] == "bob" and request["spec"]["handles"][0]["handle"] == "bob"
+    assert all("value" not in e or e["name"] in ("BOTFLEET_REQUEST", "BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "RAY_USAGE_STATS_ENABLED", "AWS_EC2_METADATA_DISABLED") for e in worker["env"])
+
+
+def test_rayjob_cpu_workers_and_default_wandb_secret():
+    settings = Settings(wandb_secret="team-wandb")
+    doc = body(spec={"handles": [{"handle": "a", "source": {"bluesky": {}}}], "training": {"gpusPerWorker": 0}, "output": {"uri": "s3://bots"}})
+    job = render.render_rayjob(doc, settings)
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["groupName"] == "cpu-workers" and "num-gpus" not in group["rayStartParams"]
+    env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "team-wandb", "key": "WANDB_API_KEY", "optional": True}
+    assert "nvidia.com/gpu" not in group["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+
+# --------------------------------------------------------------------------- observations
+
+
+@pytest.mark.parametrize("deployment, job_status, state", [
+    (None, None, st.JOB_STARTING),
+    ("Initializing", None, st.JOB_STARTING),
+    ("Running", "PENDING", st.JOB_STARTING),
+    ("Running", "RUNNING", st.JOB_RUNNING),
+    ("Running", "SUCCEEDED", st.JOB_SUCCEEDED),
+    ("Complete", "SUCCEEDED", st.JOB_SUCCEEDED),
+    ("Complete", "FAILED", st.JOB_FAILED),
+    ("Failed", "FAILED", st.JOB_FAILED),
+    ("Retrying", "FAILED", st.JOB_RETRYING),
+    ("Suspended", None, st.JOB_SUSPENDED),
+])
+def test_rayjob_status_mapping(deployment, job_status, state):
+    rayjob = {"status": {k: v for k, v in (("jobDeploymentStatus", deployment), ("jobStatus", job_status)) if v}}
+    obs = st.observe_rayjob("x-g1", rayjob)
+    assert obs.state == state and obs.exists
+    assert st.observe_rayjob("x-g1", None).state == st.JOB_ABSENT
+
+
+def test_ray_job_status_mapping():
+    assert st.observe_ray_job("id", None).exists is False
+    assert st.observe_ray_job("id", "PENDING").state == st.JOB_STARTING
+    assert st.observe_ray_job("id", "RUNNING").state == st.JOB_RUNNING
+    assert st.observe_ray_job("id", "SUCCEEDED", start_ms=1_700_000_000_000).start_time == "2023-11-14T22:13:20Z"
+    stopped = st.observe_ray_job("id", "STOPPED")
+    assert stopped.state == st.JOB_FAILED and stopped.reason == "JobStopped"
+
+
+# --------------------------------------------------------------------------- status
+
+LAYOUT = st.Layout("s3://bots/alice")
+STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}, "fingerprint": "f"}
+
+
+def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW):
+    return st.compute_status(doc, model_id="alice", handles=["alice"], layout=LAYOUT, job=job, files=files, queue=queue, now=now, invalid=invalid)
+
+
+def running(state=st.JOB_RUNNING, **kw):
+    return st.JobObservation("kuberay", "alice-g1", state=state, job_status=kw.pop("job_status", "RUNNING"), deployment_status=kw.pop("deployment_status", "Running"), **kw)
+
+
+def test_status_walks_the_phases():
+    doc = body()
+    queued = compute(doc, st.JobObservation("kuberay", "alice-g1"), queue=st.QueueDecision(False, position=2, queued=3, running=4, limit=4))
+    assert (queued.status["phase"], queued.status["reason"]) == ("Pending", "Queued")
+    assert "position 2 of 3" in queued.status["message"] and "startTime" not in queued.status
+
+    starting = compute(doc, running(st.JOB_STARTING, job_status=None, deployment_status="Initializing"))
+    assert (starting.status["phase"], starting.status["reason"]) == ("Pending", "JobStarting")
+    assert starting.status["job"] == {"executor": "kuberay", "name": "alice-g1", "jobDeploymentStatus": "Initializing"}
+
+    preparing = compute(doc, running())
+    assert preparing.status["phase"] == "PreparingData" and "counts" not in preparing.status
+
+    data = compute(doc, running(), st.JobFiles(stats=STATS))
+    assert data.status["phase"] == "Training" and data.status["reason"] == "TrainingStarting"
+    assert data.status["counts"] == {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}
+    assert data.status["keptPosts"] == 85 and data.status["artifacts"]["dataset"] == "s3://bots/alice/data/"
+    conditions = {c["type"]: c for c in data.status["conditions"]}
+    assert conditions["DataReady"]["status"] == "True" and conditions["Ready"]["status"] == "False"
+
+    progress = {"step": 30, "total_steps": 120, "epoch": 1.0, "loss": 3.2, "tokens_per_second": 250.5, "eta_seconds": 90}
+    training = compute(doc, running(), st.JobFiles(stats=STATS, progress=progress))
+    assert training.status["progress"] == {"percent": "25%", "step": 30, "totalSteps": 120, "epoch": 1.0, "loss": 3.2, "tokensPerSecond": 250.5, "etaSeconds": 90.0}
+
+    files = st.JobFiles(stats=STATS, progress=progress, result={"status": "succeeded", "tracking_run_url": "https://wandb.ai/r"}, training={"valid_loss_before": 5.0, "valid_loss_after": 3.0, "perplexity_before": 148.4, "perplexity_after": 20.1, "train_loss": 2.9}, model_present=True)
+    no_card = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), files)
+    assert no_card.status["phase"] == "Publishing" and no_card.need_card
+
+    done = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), st.JobFiles(**{**files.__dict__, "card_present": True}))
+    s = done.status
+    assert (s["phase"], s["reason"], s["completionTime"]) == ("Succeeded", "Succeeded", NOW)
+    assert s["progress"]["percent"] == "100%" and s["progress"]["step"] == 120
+    assert s["metrics"] == {"validLossBefore": 5.0, "validLossAfter": 3.0, "perplexityBefore": 148.4, "perplexityAfter": 20.1, "trainLoss": 2.9}
+    assert s["artifacts"] == {
+        "dataset": "s3://bots/alice/data/",
+        "checkpoints": "s3://bots/alice/checkpoints/",
+        "model": "s3://bots/alice/model/",
+        "card": "s3://bots/alice/model/README.md",
+        "trackingRun": "https://wandb.ai/r",
+    }
+    assert all(c["status"] == "True" for c in s["conditions"])
+    assert done.events == [("Normal", "Succeeded", "Succeeded: model published at s3://bots/alice/model/")]
+
+
+def test_every_status_field_is_declared_in_the_crd():
+    files = st.JobFiles(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
+    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
+    assert api.validate(s, api.STATUS_SCHEMA, "status") == []
+
+    def undeclared(value, schema, path):
+        if isinstance(value, dict):
+            props = schema.get("properties")
+            for k, v in value.items():
+                sub = props.get(k) if props is not None else schema.get("additionalProperties")
+                assert sub is not None, f"{path}.{k} is not in STATUS_SCHEMA (the API server would prune it)"
+                undeclared(v, sub, f"{path}.{k}")
+        elif isinstance(value, list):
+            for item in value:
+                undeclared(item, schema["items"], path + "[]")
+
+    undeclared(s, api.STATUS_SCHEMA, "status")
+
+
+def test_failure_reasons_are_readable():
+    doc = body()
+    failed_job = running(st.JOB_FAILED, job_status="FAILED", deployment_status="Failed", reason="AppFailed", message="job exited 1")
+    data_error = compute(doc, failed_job, st.JobFiles(result={"status": "failed", "error": "@alice: not enough posts (3 kept, need 10)"}))
+    assert (data_error.status["phase"], data_error.status["reason"]) == ("Failed", "NotEnoughPosts")
+    assert data_error.status["message"] == "@alice: not enough posts (3 kept, need 10)"
+    assert data_error.events[0][0] == "Warning"
+    ready = {c["type"]: c for c in data_error.status["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "NotEnoughPosts"
+
+    own_reason = compute(doc, failed_job, st.JobFiles(result={"status": "failed", "error": "boom", "reason": "SourceFailed"}))
+    assert own_reason.status["reason"] == "SourceFailed"
+    training_error = compute(doc, failed_job, st.JobFiles(stats=STATS, result={"status": "failed", "error": "CUDA out of memory"}))
+    assert training_error.status["reason"] == "TrainingFailed"
+
+    deadline = compute(doc, running(st.JOB_FAILED, job_status="RUNNING", deployment_status="Failed", reason="DeadlineExceeded", message="activeDeadlineSeconds passed"))
+    assert (deadline.status["reason"], deadline.status["message"]) == ("DeadlineExceeded", "activeDeadlineSeconds passed")
+
+    missing = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), st.JobFiles(stats=STATS))
+    assert (missing.status["phase"], missing.status["reason"]) == ("Failed", "ModelMissing")
+
+    invalid = compute(doc, st.JobObservation("kuberay", "alice-g1"), invalid="spec.handles: handles must be distinct")
+    assert (invalid.status["phase"], invalid.status["reason"]) == ("Failed", "InvalidSpec") and "job" not in invalid.status
+
+
+def test_retrying_and_suspended_are_pending():
+    doc = body()
+    retry = compute(doc, running(st.JOB_RETRYING, deployment_status="Retrying", job_status="FAILED", failed_attempts=1, message="worker died"))
+    assert (retry.status["phase"], retry.status["reason"]) == ("Pending", "Retrying") and "attempt 2" in retry.status["message"]
+    suspended = compute(doc, running(st.JOB_SUSPENDED, deployment_status="Suspended", job_status=None))
+    assert (suspended.status["phase"], suspended.status["reason"]) == ("Pending", "Suspended")
+
+
+def test_transition_times_and_events_only_on_change():
+    doc = body()
+    first = compute(doc, running(), now="2025-01-01T00:00:00Z").status
+    again = compute(body(status=first), running(), now="2025-01-01T00:05:00Z")
+    assert again.events == [] and st.merge_patch(first, again.status) is None
+    assert again.status["startTime"] == "2025-01-01T00:00:00Z"
+    later = compute(body(status=first), running(), st.JobFiles(stats=STATS), now="2025-01-01T00:10:00Z")
+    conds = {c["type"]: c for c in later.status["conditions"]}
+    assert conds["DataReady"]["lastTransitionTime"] == "2025-01-01T00:10:00Z"
+    assert conds["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+    assert [e[1] for e in later.events] == ["TrainingStarting"]
+    # A new generation starts over: new start time, no completion time.
+    done = {**first, "phase": "Succeeded", "completionTime": "2025-01-01T01:00:00Z"}
+    regen = compute(body(generation=2, status=done), st.JobObservation("kuberay", "alice-g2", state=st.JOB_STARTING), now="2025-01-02T00:00:00Z").status
+    assert regen["observedGeneration"] == 2 and regen["startTime"] == "2025-01-02T00:00:00Z" and "completionTime" not in regen
+    assert st.merge_patch(done, regen)["completionTime"] is None
+
+
+def test_merge_patch():
+    old = {"a": 1, "b": {"x": 1, "y": 2}, "c": [1], "d": 4}
+    new = {"a": 1, "b": {"x": 1, "z": 3}, "c": [1, 2]}
+    assert st.merge_patch(old, new) == {"b": {"y": None, "z": 3}, "c": [1, 2], "d": None}
+    assert st.merge_patch(new, new) is None
+
+
+# --------------------------------------------------------------------------- queueing
+
+
+def entry(key, created, active=False, waiting=True):
+    return st.QueueEntry(key, created, active, waiting and not active)
+
+
+def test_admission_is_first_come_first_served():
+    entries = [entry("ns/a", "t1", active=True), entry("ns/b", "t2"), entry("ns/c", "t3"), entry("ns/d", "t4")]
+    assert st.decide_admission("ns/b", entries, 2).admit
+    c = st.decide_admission("ns/c", entries, 2)
+    assert not c.admit and (c.position, c.queued, c.running, c.limit) == (1, 2, 1, 2)
+    assert "position 1 of 2" in c.message and "1 of 2" in c.message
+    assert st.decide_admission("ns/d", entries, 0).admit  # 0 = no limit
+    assert st.decide_admission("ns/a", entries, 1).admit  # already holds a slot
+    # Slots this process just filled count even before the watch shows them.
+    assert not st.decide_admission("ns/b", entries, 2, extra_active={"ns/x"}).admit
+    # Not indexed yet: last in line.
+    assert st.decide_admission("ns/new", entries, 5).admit
+    assert not st.decide_admission("ns/new", entries, 4).admit
+
+
+def test_queue_entry_from_body():
+    assert st.queue_entry(body()) == st.QueueEntry("ns/alice", NOW, False, True)
+    running_status = {"phase": "Training", "observedGeneration": 1, "job": {"name": "alice-g1"}}
+    assert st.queue_entry(body(status=running_status)).active
+    done = {"phase": "Succeeded", "observedGeneration": 1, "job": {"name": "alice-g1"}}
+    assert st.queue_entry(body(status=done)) == st.QueueEntry("ns/alice", NOW, False, False)
+    assert st.queue_entry(body(generation=2, status=done)).waiting  # spec changed: wants a new run
+
+
+def test_fallback_card_names_the_handles():
+    spec = api.parse_spec(body()["spec"])
+    card = fallback_card(spec, STATS, {"valid_loss_after": 3.0}, LAYOUT)
+    assert "@alice" in card and "| Tweets kept | 85 |" in card and "valid loss after: 3.0" in card
+
+
+def test_failure_reason_from_the_jobs_stage():
+    failed = running(st.JOB_FAILED, job_status="FAILED")
+    stage = compute(body(), failed, st.JobFiles(stats=STATS, result={"status": "failed", "stage": "publishing", "error": "card: template missing"}))
+    assert stage.status["reason"] == "PublishingFailed"
+    source = compute(body(), failed, st.JobFiles(result={"status": "failed", "stage": "data", "error": "s3://inputs/nobody.jsonl: not found"}))
+    assert source.status["reason"] == "SourceFailed"
+    # "not found" in a training error is no source problem.
+    model = compute(body(), failed, st.JobFiles(stats=STATS, result={"status": "failed", "stage": "training", "error": "base model s3://m/x: not found"}))
+    assert model.status["reason"] == "TrainingFailed"
+
+
+def test_metrics_and_card_from_result_json():
+    files = st.JobFiles(stats=STATS, result={"status": "succeeded", "card": "s3://bots/alice/card.md", "metrics": {"valid_loss_after": 2.5}}, model_present=True, card_present=True, card_uri="s3://bots/alice/card.md")
+    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
+    assert s["metrics"] == {"validLossAfter": 2.5} and s["artifacts"]["card"] == "s3://bots/alice/card.md"

@@ -1,0 +1,228 @@
+"""End to end, executor ``ray``: control plane + embedded S3 + a local Ray head + the operator.
+
+``kubectl apply`` a BotRequest; the operator submits the job to Ray through the job
+submission API and follows it to Succeeded; the card and the model are in the object store;
+``kubectl get botrequests`` shows the columns. Requests whose source fails end Failed with
+a readable reason.
+
+The job is ``python -m botfleet_jobs.job`` when that module exists; until it does, a
+stand-in (below, the operator's ``job_entrypoint`` setting) runs the real filters and
+dataset code and writes the files the real job writes (stats, progress, model, card, result).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.request
+
+import pytest
+
+from tests.fixtures.cluster import free_port, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+REAL_JOB = importlib.util.find_spec("botfleet_jobs.job") is not None if importlib.util.find_spec("botfleet_jobs") else False
+
+STAND_IN_JOB = textwrap.dedent(
+    '''
+    """Stand-in for botfleet_jobs.job (test only): same inputs, same files, no GPT-2."""
+    import json, os, sys, time
+    from botfleet import api
+    from botfleet.dataset import NotEnoughText, build_dataset, check_amount
+    from botfleet.filters import filter_posts
+    from botfleet.posts import Post
+    from botfleet.storage import Storage, StorageError
+
+    document = json.loads(os.environ["BOTFLEET_REQUEST"])
+    spec = api.parse_spec(document["spec"])
+    storage = Storage.from_env()
+    base = spec.model_uri
+    try:
+        handles, kept = {}, {}
+        for handle in spec.handles:
+            text = storage.read_text(handle.source.dataset.uri)
+            posts = [Post.from_record(json.loads(line)) for line in text.splitlines() if line.strip()]
+            result = filter_posts(posts)
+            handles[handle.name] = result.counts()
+            kept[handle.name] = list(result.kept)
+        check_amount({h: sum(map(len, t)) for h, t in kept.items()})
+        dataset = build_dataset(kept, spec.training.epochs, spec.data.seed)
+        storage.write_text(base + "/data/train.txt", dataset.train)
+        storage.write_text(base + "/data/valid.txt", dataset.valid)
+        stats = {"model_id": spec.model_id, "handles": handles}
+        try:
+            from botfleet.data_stage import data_fingerprint
+            stats["fingerprint"] = data_fingerprint(spec)
+        except Exception:
+            pass
+        storage.write_json(base + "/data/stats.json", stats)
+        total = 4
+        for step in range(1, total + 1):
+            time.sleep(0.5)
+            storage.write_json(base + "/progress.json", {"step": step, "total_steps": total, "epoch": step / total * spec.training.epochs, "loss": 4.0 - step * 0.5, "tokens_per_second": 1000.0, "eta_seconds": (total - step) * 0.5})
+        storage.write_json(base + "/model/config.json", {"model_type": "gpt2", "n_layer": 2})
+        storage.write_json(base + "/model/training.json", {"valid_loss_before": 6.0, "valid_loss_after": 4.0, "perplexity_before": 403.4, "perplexity_after": 54.6, "train_loss": 2.0})
+        storage.write_text(base + "/model/README.md", "# " + spec.model_id + "\\n")
+        storage.write_json(base + "/result.json", {"status": "succeeded", "error": None, "tracking_run_url": None})
+    except (StorageError, NotEnoughText) as exc:
+        storage.write_json(base + "/result.json", {"status": "failed", "error": str(exc), "tracking_run_url": None})
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    '''
+)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A local Ray head with its dashboard (job submission API) on free ports; killed by PID."""
+    temp = tmp_path_factory.mktemp("ray")
+    dashboard = free_port()
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    argv = [
+        ray, "start", "--head", "--block", "--disable-usage-stats", "--num-cpus", "2",
+        "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+        "--include-dashboard", "true", "--ray-client-server-port", str(free_port()),
+        "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(temp),
+    ]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    for name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(name, None)
+    log = open(temp / "ray-head.log", "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"ray start exited {proc.returncode}: {(temp / 'ray-head.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(address + "/api/version", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 120, 0.5, "the Ray head's dashboard")
+        yield address
+    finally:
+        # `ray start --block` and the Ray processes it started share one process group: ours.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+@pytest.fixture
+def ray_operator(start_operator, namespace, embedded_s3, ray_head, tmp_path):
+    if REAL_JOB:
+        entrypoint = f"{sys.executable} -m botfleet_jobs.job"
+    else:
+        script = tmp_path / "stand_in_job.py"
+        script.write_text(STAND_IN_JOB)
+        entrypoint = f"{sys.executable} {script}"
+    return start_operator(
+        "--executor", "ray", "--ray-address", ray_head, "--namespaces", namespace,
+        "--reconcile-interval", "0.5", "--max-concurrent", "2", "--job-entrypoint", entrypoint,
+        env=embedded_s3.config.to_env(),
+    )
+
+
+def upload_posts(storage, key: str, count: int) -> str:
+    import pyjokes
+
+    jokes = pyjokes.get_jokes()[:count]
+    lines = [json.dumps({"id": str(i), "text": joke, "is_retweet": False}) for i, joke in enumerate(jokes)]
+    lines.append(json.dumps({"id": "rt", "text": "RT @someone: not mine", "is_retweet": True}))
+    return storage.write_text(storage.uri(key), "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def base_model(storage) -> str:
+    """The base model: the real job loads a tiny random GPT-2 from the object store."""
+    if not REAL_JOB:
+        return "gpt2"
+    from botfleet_jobs.job import publish_random_base_model
+
+    return publish_random_base_model(storage, "tiny", storage.uri("models", "tiny-gpt2"))
+
+
+def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_model: str = "gpt2") -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: botfleet.dev/v1alpha1
+        kind: BotRequest
+        metadata:
+          name: {name}
+        spec:
+          handles:
+            - handle: {handle}
+              source:
+                dataset: {{uri: "{uri}"}}
+          training:
+            baseModel: "{base_model}"
+            epochs: 1
+            blockSize: 64
+            batchSizePerWorker: 4
+            learningRate: 0.002
+            gpusPerWorker: 0
+            workers: 1
+            precision: fp32
+          resources:
+            cpusPerWorker: 1
+            memoryPerWorker: 2Gi
+          tracking:
+            wandb: {{mode: disabled}}
+          output:
+            uri: {output}
+        """
+    )
+
+
+def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operator, base_model):
+    uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
+
+    status = kube.wait_phase(namespace, "jokes", "Succeeded", timeout=240)
+    model_uri = storage.uri("bots", "pyjokes")
+    assert status["job"]["executor"] == "ray" and status["job"]["jobStatus"] == "SUCCEEDED"
+    assert status["counts"]["pyjokes"]["downloaded"] == 181 and status["counts"]["pyjokes"]["retweets"] == 1
+    assert status["keptPosts"] == status["counts"]["pyjokes"]["kept"] > 0
+    assert status["artifacts"]["model"] == f"{model_uri}/model/" and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    assert status["metrics"]["perplexityAfter"] > 0 and status["progress"]["percent"] == "100%"
+    assert status["metrics"]["validLossAfter"] < status["metrics"]["validLossBefore"]
+    assert storage.exists(f"{model_uri}/model/README.md") and storage.exists(f"{model_uri}/model/config.json")
+
+    table = kube.kubectl("get", "botrequests", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "HANDLES", "PHASE", "KEPT", "PROGRESS", "AGE"]
+    assert table[1].split()[:5] == ["jokes", "pyjokes", "Succeeded", str(status["keptPosts"]), "100%"]
+    reasons = {e.reason for e in kube.events(namespace, "jokes")}
+    assert {"JobCreated", "Succeeded"} <= reasons
+
+    # Applying the same manifest again changes nothing: no second job.
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
+    assert kube.get_request(namespace, "jokes")["metadata"]["generation"] == 1
+
+
+def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, storage, ray_operator):
+    few = upload_posts(storage, "in/few.jsonl", 3)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("few", few, storage.uri("bots"), handle="few"))
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("ghost", storage.uri("in/nobody.jsonl"), storage.uri("bots"), handle="nobody"))
+
+    few_status = kube.wait_phase(namespace, "few", "Failed", timeout=240)
+    assert few_status["reason"] == "NotEnoughPosts" and "not enough posts" in few_status["message"]
+    ghost = kube.wait_phase(namespace, "ghost", "Failed", timeout=240)
+    assert ghost["reason"] == "SourceFailed" and "nobody.jsonl" in ghost["message"]
+    for name in ("few", "ghost"):
+        ready = next(c for c in kube.status(namespace, name)["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False"
+        assert any(e.type == "Warning" for e in kube.events(namespace, name))

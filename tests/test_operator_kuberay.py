@@ -1,0 +1,248 @@
+"""The operator (executor kuberay) against the real control plane and KubeRay's real CRDs.
+
+No KubeRay controller runs here: the tests play its part by patching each RayJob's status
+the way KubeRay does, and write the job's files into a real S3 server the way the job does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+
+pytestmark = pytest.mark.cluster
+
+STATS = {"handles": {"alice": {"downloaded": 120, "retweets": 20, "short": 10, "kept": 90}}}
+
+
+def request(name: str, bucket: str, **spec_extra) -> dict:
+    spec = {
+        "handles": [{"handle": "alice", "source": {"dataset": {"uri": f"s3://{bucket}/in/alice.jsonl"}}}],
+        "training": {"gpusPerWorker": 1, "workers": 2},
+        "output": {"uri": f"s3://{bucket}/bots"},
+    }
+    labels = spec_extra.pop("labels", None)
+    spec.update(spec_extra)
+    meta = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"metadata": meta, "spec": spec}
+
+
+@pytest.fixture
+def operator(start_operator, namespace, embedded_s3):
+    """Start the operator on this test's namespace; extra flags may be given."""
+
+    def start(*flags: str):
+        return start_operator(
+            "--executor", "kuberay", "--namespaces", namespace, "--reconcile-interval", "0.3",
+            "--job-image", "botfleet-jobs:test", "--s3-secret", "s3-creds", *flags,
+            env=embedded_s3.config.to_env(),
+        )
+
+    return start
+
+
+def finish_job(storage, model_uri: str, card: bool = True) -> None:
+    """What a successful job leaves in the object store."""
+    storage.write_json(f"{model_uri}/model/config.json", {"model_type": "gpt2"})
+    storage.write_json(f"{model_uri}/model/training.json", {"valid_loss_before": 5.5, "valid_loss_after": 3.25, "perplexity_before": 244.7, "perplexity_after": 25.8, "train_loss": 3.0})
+    if card:
+        storage.write_text(f"{model_uri}/model/README.md", "# alice\n")
+    storage.write_json(f"{model_uri}/result.json", {"status": "succeeded", "tracking_run_url": None})
+
+
+def test_bad_specs_are_rejected_naming_the_field(kube, namespace, storage):
+    bad = request("bad", storage.test_bucket)
+    bad["spec"]["handles"] = [{"handle": "a", "source": {}}] * 4
+    result = kube.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **bad}), check=False)
+    assert result.returncode != 0
+    assert "spec.handles" in result.stderr
+
+
+def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operator):
+    op = operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket, labels={"kueue.x-k8s.io/queue-name": "gpus"}))
+    model_uri = storage.uri("bots", "alice")
+
+    rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    owner = kube.get_request(namespace, "alice")
+    assert rayjob["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert rayjob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+    spec = rayjob["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and spec["backoffLimit"] == 1
+    worker = spec["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert worker["replicas"] == 2 and worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # The API server kept every field the operator wrote: KubeRay's schema knows them all.
+    assert spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] >= 0
+
+    status = kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
+    assert status["job"]["name"] == "alice-g1" and status["observedGeneration"] == 1 and status["startTime"]
+
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Initializing")
+    kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING", jobId="alice-g1-abc")
+    kube.wait_phase(namespace, "alice", "PreparingData")
+
+    # The data stage's counts reach the status as soon as stats.json exists.
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    status = kube.wait_phase(namespace, "alice", "Training")
+    assert status["counts"] == {"alice": {"downloaded": 120, "retweets": 20, "short": 10, "kept": 90}}
+    assert status["keptPosts"] == 90 and status["artifacts"]["dataset"] == f"{model_uri}/data/"
+
+    storage.write_json(f"{model_uri}/progress.json", {"step": 10, "total_steps": 40, "epoch": 0.25, "loss": 4.0, "tokens_per_second": 1234.5, "eta_seconds": 30})
+    wait_for(lambda: kube.status(namespace, "alice").get("progress", {}).get("percent") == "25%", 30, what="progress")
+    progress = kube.status(namespace, "alice")["progress"]
+    assert progress == {"percent": "25%", "step": 10, "totalSteps": 40, "epoch": 0.25, "loss": 4.0, "tokensPerSecond": 1234.5, "etaSeconds": 30.0}
+
+    finish_job(storage, model_uri)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    status = kube.wait_phase(namespace, "alice", "Succeeded")
+    assert status["job"] == {"executor": "kuberay", "name": "alice-g1", "jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+    assert status["metrics"] == {"validLossBefore": 5.5, "validLossAfter": 3.25, "perplexityBefore": 244.7, "perplexityAfter": 25.8, "trainLoss": 3.0}
+    assert status["artifacts"]["model"] == f"{model_uri}/model/" and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    assert status["progress"]["percent"] == "100%" and status["completionTime"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert {t: c["status"] for t, c in conditions.items()} == {"Ready": "True", "DataReady": "True", "Trained": "True"}
+    assert all(c["lastTransitionTime"] and c["observedGeneration"] == 1 for c in conditions.values())
+
+    # An Event for every transition.
+    reasons = wait_for(lambda: (lambda r: r if "Succeeded" in r else None)([e.reason for e in kube.events(namespace, "alice")]), 20, what="events")
+    for expected in ("JobCreated", "JobStarting", "PreparingData", "TrainingStarting", "Succeeded"):
+        assert expected in reasons, reasons
+
+    table = kube.kubectl("get", "botrequests", "-n", namespace, "-o", "wide").stdout
+    header, row = table.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "HANDLES", "PHASE", "KEPT", "PROGRESS"]
+    assert row.split()[:5] == ["alice", "alice", "Succeeded", "90", "100%"]
+
+    text = op.metrics()
+    assert 'botfleet_botrequests{phase="Succeeded"} 1.0' in text
+    assert "botfleet_reconcile_duration_seconds_count" in text and 'botfleet_jobs_started_total{executor="kuberay"} 1.0' in text
+    # kopf's bookkeeping never went into the status (it would be pruned): no undeclared keys.
+    assert set(status) <= {"phase", "reason", "message", "observedGeneration", "modelId", "handles", "startTime", "completionTime", "keptPosts", "counts", "progress", "metrics", "artifacts", "job", "conditions"}
+
+
+def test_failures_have_readable_reasons(kube, namespace, storage, operator):
+    operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    kube.wait_phase(namespace, "alice", "PreparingData")
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Retrying", jobStatus="FAILED", failed=1, message="the driver exited")
+    status = kube.wait_phase(namespace, "alice", "Pending", reason="Retrying")
+    assert "attempt 2" in status["message"]
+    storage.write_json(storage.uri("bots", "alice", "result.json"), {"status": "failed", "error": "@alice: not enough posts to train on (4 kept; need at least 10)"})
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, reason="AppFailed")
+    status = kube.wait_phase(namespace, "alice", "Failed")
+    assert status["reason"] == "NotEnoughPosts"
+    assert status["message"] == "@alice: not enough posts to train on (4 kept; need at least 10)"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NotEnoughPosts")
+    wait_for(lambda: any(e.type == "Warning" and e.reason == "NotEnoughPosts" for e in kube.events(namespace, "alice")), 20, what="a Warning event")
+
+    # A deployment failure without the job's own word: KubeRay's reason and message.
+    kube.create_request(namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}]))
+    wait_for(lambda: kube.get_rayjob(namespace, "bob-g1"), 30, what="the RayJob")
+    kube.set_rayjob_status(namespace, "bob-g1", jobDeploymentStatus="Failed", reason="DeadlineExceeded", message="The RayJob has passed the activeDeadlineSeconds.")
+    status = kube.wait_phase(namespace, "bob", "Failed")
+    assert (status["reason"], status["message"]) == ("DeadlineExceeded", "The RayJob has passed the activeDeadlineSeconds.")
+
+
+def test_operator_writes_a_missing_card(kube, namespace, storage, operator):
+    operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    model_uri = storage.uri("bots", "alice")
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    finish_job(storage, model_uri, card=False)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    status = kube.wait_phase(namespace, "alice", "Succeeded")
+    assert status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    assert "| Tweets kept | 90 |" in storage.read_text(f"{model_uri}/model/README.md")
+
+
+def test_concurrency_limit_queues_the_rest(kube, namespace, storage, operator):
+    operator("--max-concurrent", "2")
+    for name in ("a1", "a2", "a3", "a4"):
+        kube.create_request(namespace, request(name, storage.test_bucket, handles=[{"handle": name, "source": {"bluesky": {}}}]))
+    wait_for(lambda: len(kube.list_rayjobs(namespace)) >= 2, 30, what="two RayJobs")
+    status = kube.wait_phase(namespace, "a4", "Pending", reason="Queued")
+    assert "position 2 of 2" in status["message"] and "max_concurrent" in status["message"]
+    assert kube.wait_phase(namespace, "a3", "Pending", reason="Queued")["message"].startswith("queued: position 1 of 2")
+    assert sorted(j["metadata"]["name"] for j in kube.list_rayjobs(namespace)) == ["a1-g1", "a2-g1"]
+
+    # One finishes: the first in line starts, the other keeps waiting.
+    kube.set_rayjob_status(namespace, "a1-g1", jobDeploymentStatus="Failed", reason="AppFailed")
+    kube.wait_phase(namespace, "a1", "Failed")
+    wait_for(lambda: kube.get_rayjob(namespace, "a3-g1"), 30, what="a3's RayJob")
+    kube.wait_phase(namespace, "a4", "Pending", reason="Queued")
+    assert len(kube.list_rayjobs(namespace)) == 3
+
+
+def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, storage, operator):
+    first = operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    model_uri = storage.uri("bots", "alice")
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    storage.write_json(f"{model_uri}/progress.json", {"step": 5, "total_steps": 10})
+    kube.wait_phase(namespace, "alice", "Training")
+    first.kill()
+
+    storage.write_json(f"{model_uri}/progress.json", {"step": 8, "total_steps": 10})
+    operator()
+    wait_for(lambda: kube.status(namespace, "alice").get("progress", {}).get("step") == 8, 30, what="progress after the restart")
+    jobs = kube.list_rayjobs(namespace)
+    assert [j["metadata"]["uid"] for j in jobs] == [rayjob["metadata"]["uid"]]  # the same RayJob, adopted
+    assert kube.status(namespace, "alice")["progress"]["percent"] == "80%"
+    finish_job(storage, model_uri)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    kube.wait_phase(namespace, "alice", "Succeeded")
+
+
+def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage, operator):
+    operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    model_uri = storage.uri("bots", "alice")
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    finish_job(storage, model_uri)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    done = kube.wait_phase(namespace, "alice", "Succeeded")
+    before = kube.get_request(namespace, "alice")
+
+    kube.patch_request(namespace, "alice", {"spec": {"training": {"epochs": 2}}})
+    rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g2"), 30, what="the second generation's RayJob")
+    assert rayjob["metadata"]["labels"]["botfleet.dev/generation"] == "2"
+    status = kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
+    assert status["observedGeneration"] == 2 and "completionTime" not in status and status["startTime"] >= done["startTime"]
+    # The previous run's result is not mistaken for this one's.
+    assert not storage.exists(f"{model_uri}/result.json")
+    after = kube.get_request(namespace, "alice")
+    assert after["spec"] == {**before["spec"], "training": {**before["spec"]["training"], "epochs": 2}}  # spec never written
+    kube.set_rayjob_status(namespace, "alice-g2", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    kube.wait_phase(namespace, "alice", "Training")  # stats.json is reused
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_delete_removes_children_and_honours_delete_policy(kube, namespace, storage, operator, policy):
+    operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": policy}))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    model_uri = storage.uri("bots", "alice")
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    kube.wait_phase(namespace, "alice", "Training")
+    finalizers = kube.get_request(namespace, "alice")["metadata"].get("finalizers") or []
+    assert finalizers == (["botfleet.dev/delete-artifacts"] if policy == "Delete" else [])
+    if policy == "Retain":  # nothing but the status was written: no kopf annotations either
+        assert not kube.get_request(namespace, "alice")["metadata"].get("annotations")
+
+    kube.delete_request(namespace, "alice")
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1") is None, 90, 0.5, what="the RayJob to be garbage-collected")
+    wait_for(lambda: not any(r["metadata"]["name"] == "alice" for r in kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]), 30, what="the BotRequest to go")
+    assert storage.exists(f"{model_uri}/data/stats.json") is (policy == "Retain")
