@@ -40,13 +40,16 @@ def deepspeed_config(training: TrainingSpec, world_size: int, on_gpu: bool) -> d
     least 2 warm-up steps, and the reference (HF Trainer ``cosine``, no warm-up) starts at
     the full rate, so the trainer passes a ``LambdaLR`` over :func:`cosine_factor`.
 
-    Optimizer: torch's AdamW (``torch_adam``), with the HF Trainer defaults the reference
-    used (betas 0.9/0.999, eps 1e-8, no weight decay). Measured on CPU (see the ML stack
-    notes): DeepSpeed's own AdamW is ``fused_adam`` (a 39 s JIT compile on a fresh
-    machine, i.e. on every new pod) and the ZeRO CPU optimizer is ``cpu_adam`` (another
-    39 s); ``zero_force_ds_cpu_optimizer: false`` stops DeepSpeed from swapping torch's
-    AdamW for ``cpu_adam``. On GPUs torch's fused CUDA AdamW is as fast as DeepSpeed's
-    FusedAdam without the compile.
+    Optimizer: torch's AdamW (``torch_adam``) with ``fused=True``, and the HF Trainer
+    defaults the reference used (betas 0.9/0.999, eps 1e-8, no weight decay). Why, as
+    measured on this kind of CPU machine: DeepSpeed's own AdamW is ``fused_adam``, a 39 s
+    JIT compile on a fresh machine (so on every new pod), and the ZeRO CPU optimizer is
+    ``cpu_adam`` (another 39 s); ``zero_force_ds_cpu_optimizer: false`` stops DeepSpeed
+    from swapping torch's AdamW for ``cpu_adam``. torch's fused AdamW has kernels for CPU
+    (since torch 2.4) and CUDA: on 124M parameters an optimizer step took 0.05 s against
+    0.25 s for the default for-each/loop versions, about +10-25% tokens/s end to end.
+    Precision is the request's (``resolved_precision``: fp32 on CPU unless asked); on
+    CPUs with AMX, bf16 trained about 2x faster (ZeRO-2, 124M: 336 vs 155 tokens/s).
     """
     if world_size < 1:
         raise ValueError(f"world_size must be at least 1, got {world_size}")
@@ -59,9 +62,8 @@ def deepspeed_config(training: TrainingSpec, world_size: int, on_gpu: bool) -> d
         "eps": 1e-8,
         "weight_decay": 0.0,
         "torch_adam": True,
+        "fused": True,
     }
-    if on_gpu:
-        optimizer_params["fused"] = True
     zero: dict = {"stage": training.zero_stage}
     if training.zero_stage == 3:
         # The final model is gathered from the shards with GatheredParameters; this also
@@ -126,11 +128,6 @@ def pack_blocks(token_ids: Sequence[int], block_size: int, pad_id: int) -> tuple
         blocks[full, :tail] = ids[full * block_size :]
         lengths[full] = tail
     return blocks, lengths
-
-
-def predicted_tokens(lengths: np.ndarray) -> int:
-    """Tokens that get a loss (each row predicts all of its real tokens but the first)."""
-    return int(np.maximum(np.asarray(lengths) - 1, 0).sum())
 
 
 @dataclass(frozen=True)

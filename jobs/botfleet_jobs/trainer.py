@@ -17,8 +17,10 @@ reshuffled copies already baked in: ONE pass is made over it), ``data/valid.txt`
   engine state (model, optimizer, LR schedule) of every rank plus ``botfleet_state.json``;
   the three newest are kept. The run name is deterministic (model id + a fingerprint of
   the settings and data), so running the same request again resumes from the newest one.
-* ``model/``: the fine-tuned model and tokenizer in Hugging Face format, with the
-  reference's generation settings in ``task_specific_params``; ``model/samples.json``
+* ``model/``: the fine-tuned model (fp32, gathered from the ZeRO shards) and tokenizer in
+  Hugging Face format, with the reference's generation settings in
+  ``task_specific_params`` and, because transformers 5 pipelines ignore that, also in
+  ``generation_config.json`` (do_sample, top_p...); ``model/samples.json``
   (seeded sample predictions) and ``model/training.json`` (hyperparameters and metrics).
 
 Layout of this module: the driver (:func:`train`) checks the inputs, starts or joins Ray
@@ -26,8 +28,9 @@ and runs a ``TorchTrainer``; every worker runs :class:`_Worker`. The pure parts 
 DeepSpeed config, packing, the plan of steps, the LR schedule, the ETA) live in
 :mod:`botfleet_jobs.train_plan`.
 
-Tracking hook: ``tracker_factory(info) -> tracker`` is called on rank 0 (so it must be
-picklable: a module-level function or a ``functools.partial`` of one). The tracker may
+Tracking hook: ``tracker_factory(info) -> tracker`` is called on rank 0 (it travels there
+with cloudpickle: a lambda works; what it references must be importable there). The
+tracker may
 define ``start_training(config, base_model_dir)``, ``log_metrics(step, metrics)``,
 ``finish_training(model_dir, samples) -> dict`` and ``fail()``
 (:class:`botfleet_jobs.tracking.Tracker` has exactly these).
@@ -35,19 +38,17 @@ define ``start_training(config, base_model_dir)``, ``log_metrics(step, metrics)`
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import logging
-import math
 import os
+import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
-import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -65,7 +66,6 @@ from .train_plan import (
     eval_batches,
     pack_blocks,
     perplexity,
-    predicted_tokens,
     run_fingerprint,
     run_name,
 )
@@ -206,6 +206,7 @@ class JobConfig:
     samples_per_prompt: int = 1
     started_at: str = ""
     tracker_factory: Callable | None = None
+    step_delay_seconds: float = 0.0  # demos and interruption tests only
 
 
 def train(
@@ -218,18 +219,22 @@ def train(
     num_cpus: int | None = None,
     cpus_per_worker: int | None = None,
     ray_temp_dir: str | None = None,
+    include_dashboard: bool | None = None,
     checkpoint_every_steps: int = 50,
     progress_every_seconds: float = 5.0,
     poll_seconds: float = 2.0,
     max_failures: int = 0,
     sample_prompts: tuple = SAMPLE_PROMPTS,
     samples_per_prompt: int = 1,
+    step_delay_seconds: float = 0.0,
 ) -> TrainResult:
     """Fine-tune ``spec.training.base_model`` on the dataset under ``spec.model_uri``.
 
     Ray: an already initialised Ray is used as is; otherwise ``ray_address`` (or
     ``RAY_ADDRESS``) is joined; otherwise a local Ray is started with ``num_cpus`` (default:
-    all cores; ``ray_temp_dir`` keeps its files apart) and shut down at the end.
+    all cores; ``ray_temp_dir`` keeps its files apart; ``include_dashboard`` as in
+    ``ray.init``: without the dashboard Ray Train's placement-group cleaner warns every
+    second that the state API is unavailable, harmlessly) and shut down at the end.
     ``cpus_per_worker`` defaults to ``spec.resources.cpus_per_worker``, capped on a local
     Ray to what fits. ``on_progress(progress_dict)`` is called on this thread's behalf from
     a poller thread whenever progress.json changes. ``max_failures``: how many times Ray
@@ -254,7 +259,7 @@ def train(
 
     import ray
 
-    started_ray = _ensure_ray(ray_address, num_cpus, ray_temp_dir)
+    started_ray = _ensure_ray(ray_address, num_cpus, ray_temp_dir, include_dashboard)
     poller = None
     try:
         on_gpu = training.gpus_per_worker > 0
@@ -278,10 +283,11 @@ def train(
             samples_per_prompt=samples_per_prompt,
             started_at=now_iso(),
             tracker_factory=tracker_factory,
+            step_delay_seconds=step_delay_seconds,
         )
         trainer = _make_trainer(job, storage, layout, cpus, max_failures)
         if on_progress is not None:
-            poller = _ProgressPoller(storage, layout.progress, on_progress, poll_seconds)
+            poller = _ProgressPoller(storage, layout.progress, on_progress, poll_seconds, since=job.started_at)
             poller.start()
         try:
             trainer.fit()
@@ -340,7 +346,7 @@ def _check_dataset(storage: Storage, layout: Layout, training: TrainingSpec) -> 
     return digest.hexdigest(), epochs
 
 
-def _ensure_ray(address: str | None, num_cpus: int | None, temp_dir: str | None) -> bool:
+def _ensure_ray(address: str | None, num_cpus: int | None, temp_dir: str | None, include_dashboard: bool | None) -> bool:
     """Use, join or start Ray; True when this call started a local one."""
     import ray
 
@@ -359,7 +365,7 @@ def _ensure_ray(address: str | None, num_cpus: int | None, temp_dir: str | None)
     env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + existing))}
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 1,
-        include_dashboard=False,
+        include_dashboard=include_dashboard,
         _temp_dir=temp_dir,
         runtime_env={"env_vars": env},
         configure_logging=False,
@@ -418,11 +424,15 @@ def describe_failure(error: BaseException) -> str:
 def _describe_cause(cause: BaseException) -> str:
     name = type(cause).__name__
     text = one_line(cause)
-    if "ActorDied" in name or "ActorUnavailable" in name or "died unexpectedly" in text or "SIGKILL" in text:
-        return (
-            f"the worker process died ({text[:400]}); if the OS killed it for memory, "
-            + OOM_ADVICE
-        )
+    inner = getattr(cause, "health_check_failure", None)  # WorkerHealthCheckFailedError
+    if inner is not None:
+        text = one_line(inner)
+    died = inner is not None or "ActorDied" in name or "ActorUnavailable" in name
+    if died or "died unexpectedly" in text:
+        # Ray's text is a page (actor ids, namespaces...): keep its exit detail.
+        detail = re.search(r"Worker exit detail: ([^.]*\.?)", text)
+        reason = detail.group(1).rstrip(".") if detail else text[:300]
+        return f"the worker process died ({reason}); if the OS killed it for memory, {OOM_ADVICE}"
     return f"{name}: {text[:600]}"
 
 
@@ -440,10 +450,12 @@ def _mark_failed(storage: Storage, layout: Layout, message: str) -> None:
 
 
 class _ProgressPoller:
-    """Calls ``callback(progress)`` whenever progress.json changes, from a daemon thread."""
+    """Calls ``callback(progress)`` whenever progress.json changes, from a daemon thread.
+    A file last updated before ``since`` (an earlier attempt's) is not reported."""
 
-    def __init__(self, storage: Storage, uri: str, callback: Callable[[dict], None], seconds: float):
+    def __init__(self, storage: Storage, uri: str, callback: Callable[[dict], None], seconds: float, since: str = ""):
         self.storage, self.uri, self.callback, self.seconds = storage, uri, callback, seconds
+        self.since = since
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="botfleet-progress", daemon=True)
         self._last = None
@@ -464,6 +476,8 @@ class _ProgressPoller:
         try:
             progress = self.storage.read_json(self.uri)
         except StorageError:
+            return
+        if str(progress.get("updated_at", "")) < self.since:
             return
         key = json.dumps(progress, sort_keys=True)
         if key != self._last:
@@ -498,6 +512,7 @@ class _Worker:
         self.tracker = None
         self.progress: dict = {}
         self._last_progress_write = 0.0
+        self.engine = self.plan = self.block_size = None  # set while running
 
     # ------------------------------------------------------------------ main flow
 
@@ -517,163 +532,179 @@ class _Worker:
 
     def _run(self) -> None:
         self._setup_runtime()
-        import torch
-
-        job, training = self.job, self.job.training
         started = time.time()
         self._write_progress(status="loading", force=True)
-        folder = load_base_model(training.base_model, self.storage, self.workdir)
+        folder, model, tokenizer = self._load_model()
+        self._load_data(tokenizer)
+        engine = self.engine = self._deepspeed(model)
+        state = self._resume(engine)
+        self.progress.update(
+            model_id=self.job.model_id,
+            run_name=self.job.run_name,
+            total_steps=self.plan.total_steps,
+            epochs=self.plan.epochs,
+            world_size=self.world,
+            block_size=self.block_size,
+            resumed_from_step=state["step"],
+            last_checkpoint_step=state["step"] or None,
+        )
+        if self.rank == 0 and self.job.tracker_factory is not None:
+            self.tracker = self.job.tracker_factory({"model_id": self.job.model_id, "model_uri": self.job.model_uri})
+            self._tracker_call("start_training", self._hyperparameters(), folder, strict=True)
+        if "valid_loss_before" not in state:  # a resumed run has it from its checkpoint
+            self._write_progress(status="evaluating", step=state["step"], force=True)
+            state["valid_loss_before"] = self._evaluate(engine)
+        start_step = state["step"]
+        self._train(engine, state)
+        self._finish(engine, model, tokenizer, state, start_step, started)
+
+    def _load_model(self):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        try:
+            folder = load_base_model(self.job.training.base_model, self.storage, self.workdir)
+        except BaseModelError as error:
+            raise TrainingError(str(error)) from None
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        n_positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-        block_size = effective_block_size(training.block_size, n_positions)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        config = model.config
+        n_positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        self.block_size = effective_block_size(self.job.training.block_size, n_positions)
+        return folder, model, tokenizer
 
-        # ---- data: every rank tokenizes the whole text (small) and takes its slots
+    def _load_data(self, tokenizer) -> None:
+        """Every rank tokenizes the whole text (a person's posts: small) and makes the same
+        plan; each then trains on its own slots of it."""
+        training = self.job.training
         try:
             train_text = self.storage.read_text(self.layout.train_txt)
             valid_text = self.storage.read_text(self.layout.valid_txt)
         except StorageError as error:
             raise TrainingError(f"dataset unreadable: {error}") from None
-        self.train_blocks, self.train_lengths = pack_blocks(tokenize(tokenizer, train_text), block_size, pad_id)
-        self.valid_blocks, self.valid_lengths = pack_blocks(tokenize(tokenizer, valid_text), block_size, pad_id)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.train_blocks, self.train_lengths = pack_blocks(tokenize(tokenizer, train_text), self.block_size, pad_id)
+        self.valid_blocks, self.valid_lengths = pack_blocks(tokenize(tokenizer, valid_text), self.block_size, pad_id)
         if len(self.train_blocks) == 0:
             raise TrainingError(f"dataset unusable: {self.layout.train_txt} makes no training sequence")
-        plan = TrainPlan(
+        self.plan = TrainPlan(
             n_blocks=len(self.train_blocks),
             world_size=self.world,
             micro_batch=training.batch_size_per_worker,
             gradient_accumulation=training.gradient_accumulation,
-            epochs=job.epochs,
+            epochs=self.job.epochs,
             seed=training.seed,
-            checkpoint_every_steps=job.checkpoint_every_steps,
+            checkpoint_every_steps=self.job.checkpoint_every_steps,
         )
-        self.plan = plan
-        order = plan.order()
-        # tokens_done[s]: real tokens trained in the first s steps, all ranks together
-        per_step = self.train_lengths[order].reshape(plan.total_steps, plan.global_batch).sum(axis=1)
-        self.tokens_done = [0] + list(map(int, per_step.cumsum()))
-        my_batches = plan.rank_batches(self.rank)
+        # tokens_done[s]: real (unpadded) tokens trained in the first s steps, all ranks
+        per_step = self.train_lengths[self.plan.order()].reshape(self.plan.total_steps, -1).sum(axis=1)
+        self.tokens_done = [0] + [int(n) for n in per_step.cumsum()]
 
-        # ---- DeepSpeed
-        engine = self._deepspeed(model, plan)
-        self.engine = engine
-        state = self._resume(engine)
-        start_step = state["step"]
-        resumed = start_step > 0
+    def _train(self, engine, state: dict) -> None:
+        """The optimizer steps left after ``state["step"]``; updates ``state`` in place."""
+        import torch
+
+        job, plan = self.job, self.plan
+        batches = plan.rank_batches(self.rank)
+        start_step = step = state["step"]
+        torch.manual_seed(job.training.seed + start_step)  # dropout
         prior_seconds = state.get("train_seconds", 0.0)
-        torch.manual_seed(training.seed + start_step)
-
-        self.progress.update(
-            model_id=job.model_id,
-            run_name=job.run_name,
-            total_steps=plan.total_steps,
-            epochs=plan.epochs,
-            world_size=self.world,
-            block_size=block_size,
-            resumed_from_step=start_step,
-            last_checkpoint_step=start_step if resumed else None,
-        )
-        if self.rank == 0 and job.tracker_factory is not None:
-            self.tracker = job.tracker_factory({"model_id": job.model_id, "model_uri": job.model_uri})
-            self._tracker_call("start_training", self._hyperparameters(plan, block_size), folder, strict=True)
-
-        # ---- validation before (not recomputed on resume: it is in the checkpoint)
-        if state.get("valid_loss_before", "missing") == "missing":
-            self._write_progress(status="evaluating", step=start_step, force=True)
-            state["valid_loss_before"] = self._evaluate(engine)
-        loss_before = state["valid_loss_before"]
-
-        # ---- train
-        step = start_step
-        run_steps, run_start = 0, time.time()
-        window: list[float] = []
-        accumulated: list[float] = []
+        run_start = time.time()
+        window: list[float] = []  # step losses since progress.json was last written
+        micro_losses: list[float] = []
         engine.train()
         self._write_progress(status="training", step=step, loss=None, force=True, run=(0, run_start))
         for micro in range(start_step * plan.gradient_accumulation, plan.micro_steps):
-            ids, mask, labels = self._batch(my_batches[micro])
+            ids, mask, labels = self._batch(batches[micro])
             loss = engine(input_ids=ids, attention_mask=mask, labels=labels).loss
             engine.backward(loss)
             engine.step()
-            accumulated.append(float(loss.detach()))
+            micro_losses.append(float(loss.detach()))
             if (micro + 1) % plan.gradient_accumulation:
                 continue
             step += 1
-            run_steps += 1
-            step_loss = sum(accumulated) / len(accumulated)
-            accumulated.clear()
+            step_loss = self._mean_over_ranks(sum(micro_losses) / len(micro_losses))
+            micro_losses.clear()
             window.append(step_loss)
             state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + step_loss
             state["train_loss_steps"] = state.get("train_loss_steps", 0) + 1
             state["last_loss"] = step_loss
             lr = engine.get_lr()[0]
             if self.rank == 0 and step % job.log_every_steps == 0:
-                self._tracker_call("log_metrics", step, {"train/loss": step_loss, "train/learning_rate": lr, "train/epoch": plan.epoch_at(step)})
+                metrics = {"train/loss": step_loss, "train/learning_rate": lr, "train/epoch": plan.epoch_at(step)}
+                self._tracker_call("log_metrics", step, metrics)
             checkpoint = plan.is_checkpoint_step(step)
-            written = self._write_progress(
+            if self._write_progress(
                 status="training", step=step, loss=sum(window) / len(window), learning_rate=lr,
-                force=checkpoint, run=(run_steps, run_start),
-            )
-            if written:
-                window.clear()  # the next progress.json shows the loss since this one
+                force=checkpoint, run=(step - start_step, run_start),
+            ):
+                window.clear()
             if checkpoint:
                 state["step"] = step
                 state["train_seconds"] = prior_seconds + (time.time() - run_start)
                 self._checkpoint(engine, state)
+            if job.step_delay_seconds:
+                time.sleep(job.step_delay_seconds)
         state["step"] = step
         state["train_seconds"] = prior_seconds + (time.time() - run_start)
 
-        # ---- validation after, final model, samples, record
+    def _finish(self, engine, model, tokenizer, state: dict, start_step: int, started: float) -> None:
+        """Validation after, the final model (all ranks gather it), then rank 0 writes
+        the samples, training.json and the last progress."""
+        job, training, step = self.job, self.job.training, state["step"]
         self._write_progress(status="evaluating", step=step, force=True)
-        loss_after = self._evaluate(engine)
+        loss_before, loss_after = state["valid_loss_before"], self._evaluate(engine)
         self._write_progress(status="saving", step=step, force=True)
         model_dir = os.path.join(self.workdir, "final")
         self._save_final_model(engine, model, tokenizer, model_dir)
-        if self.rank == 0:
-            samples = self._samples(model_dir)
-            train_loss = state["train_loss_sum"] / state["train_loss_steps"] if state.get("train_loss_steps") else None
-            record = {
-                "model_id": job.model_id,
-                "base_model": training.base_model,
-                "hyperparameters": self._hyperparameters(plan, block_size),
-                "deepspeed": deepspeed_config(training, self.world, job.on_gpu),
-                "plan": plan.to_dict(),
-                "run_name": job.run_name,
-                "fingerprint": job.fingerprint,
-                "steps": step,
-                "total_steps": plan.total_steps,
-                "resumed_from_step": start_step,
-                "tokens": self.tokens_done[step],
-                "valid_loss_before": loss_before,
-                "valid_loss_after": loss_after,
-                "perplexity_before": perplexity(loss_before),
-                "perplexity_after": perplexity(loss_after),
-                "train_loss": train_loss,
-                "final_loss": state.get("last_loss"),
-                "train_seconds": state["train_seconds"],
-                "duration_seconds": time.time() - started,
-                "started_at": job.started_at,
-                "finished_at": now_iso(),
-            }
-            info = self._tracker_call(
-                "finish_training", model_dir, samples,
-            )
-            if isinstance(info, dict):
-                record["tracking"] = info
-            # Files first, training.json last: its presence means the model is complete.
-            self.storage.upload_dir(model_dir, self.layout.model)
-            self.storage.write_json(
-                self.layout.samples,
-                {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples},
-            )
-            self.storage.write_json(self.layout.training, record)
-            self._write_progress(
-                status="succeeded", step=step, loss=state.get("last_loss"), eta_seconds=0.0,
-                valid_loss_before=loss_before, valid_loss_after=loss_after, force=True,
-            )
+        if self.rank != 0:
+            return
+        samples = self._samples(model_dir)
+        steps_counted = state.get("train_loss_steps")
+        record = {
+            "model_id": job.model_id,
+            "base_model": training.base_model,
+            "hyperparameters": self._hyperparameters(),
+            "deepspeed": deepspeed_config(training, self.world, job.on_gpu),
+            "plan": self.plan.to_dict(),
+            "run_name": job.run_name,
+            "fingerprint": job.fingerprint,
+            "steps": step,
+            "total_steps": self.plan.total_steps,
+            "resumed_from_step": start_step,
+            "tokens": self.tokens_done[step],
+            "valid_loss_before": loss_before,
+            "valid_loss_after": loss_after,
+            "perplexity_before": perplexity(loss_before),
+            "perplexity_after": perplexity(loss_after),
+            "train_loss": state["train_loss_sum"] / steps_counted if steps_counted else None,  # mean over all steps
+            "final_loss": state.get("last_loss"),
+            "train_seconds": state["train_seconds"],  # optimizer steps only, all attempts
+            "duration_seconds": time.time() - started,  # this attempt's worker time
+            "started_at": job.started_at,
+            "finished_at": now_iso(),
+        }
+        info = self._tracker_call("finish_training", model_dir, samples)
+        if isinstance(info, dict):
+            record["tracking"] = info
+        # Model files first, training.json last: its presence means the model is complete.
+        self.storage.upload_dir(model_dir, self.layout.model)
+        self.storage.write_json(self.layout.samples, {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples})
+        self.storage.write_json(self.layout.training, record)
+        self._write_progress(
+            status="succeeded", step=step, loss=state.get("last_loss"), eta_seconds=0.0,
+            valid_loss_before=loss_before, valid_loss_after=loss_after, force=True,
+        )
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.engine.device)
+        dist.all_reduce(tensor)
+        return float(tensor[0]) / self.world
 
     # ------------------------------------------------------------------ pieces
 
@@ -684,8 +715,18 @@ class _Worker:
         import torch
 
         if not job.on_gpu:
+            # One intra-op thread per CPU Ray gave this worker: Ray sets OMP_NUM_THREADS,
+            # but torch may already have sized its pool; more threads than CPUs thrash.
             torch.set_num_threads(max(1, job.threads))
+        if not log.handlers:  # worker processes: show our info lines in the job's logs
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        # torch.distributed deprecation notices DeepSpeed triggers on every collective.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
         import deepspeed  # noqa: F401
         from deepspeed.utils import logger as ds_logger
 
@@ -702,12 +743,12 @@ class _Worker:
             except Exception:  # noqa: BLE001 - an older/newer DeepSpeed: just pay the compile
                 pass
 
-    def _deepspeed(self, model, plan: TrainPlan):
+    def _deepspeed(self, model):
         import deepspeed
         import torch
 
         config = deepspeed_config(self.job.training, self.world, self.job.on_gpu)
-        total = plan.total_steps
+        total = self.plan.total_steps
 
         def schedule(optimizer):
             return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total))
@@ -872,8 +913,8 @@ class _Worker:
                 samples.append({"prompt": prompt, "prediction": text})
         return samples
 
-    def _hyperparameters(self, plan: TrainPlan, block_size: int) -> dict:
-        t = self.job.training
+    def _hyperparameters(self) -> dict:
+        t, plan, block_size = self.job.training, self.plan, self.block_size
         return {
             "base_model": t.base_model,
             "learning_rate": t.learning_rate,
@@ -917,7 +958,6 @@ class _Worker:
         if not force and now - self._last_progress_write < self.job.progress_every_seconds:
             return False
         document = dict(self.progress)
-        document.setdefault("step", 0)
         document["updated_at"] = now_iso()
         document["started_at"] = self.job.started_at
         try:

@@ -1,0 +1,140 @@
+"""Kill a training mid-way and run it again: it resumes from the newest checkpoint.
+
+The training runs as ``python -m botfleet_jobs.trainer_cli`` in a subprocess with its own
+session (``start_new_session``) and its own Ray temp dir. Ray's daemons and workers stay
+in that session (the workers get their own process groups), so the kill takes every
+process whose session id is the subprocess's pid: no stray Ray is left behind, and no
+other Ray on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+
+from botfleet.api import parse_spec
+from botfleet.storage import join
+from tests.test_train import REPO, ray_env_paths, spec_dict, tiny_model_dir, upload_tiny_model, write_dataset  # noqa: F401
+
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
+
+
+def registered_steps(storage, checkpoints: str) -> list[int]:
+    """Steps of the checkpoints Ray Train has registered (what a re-run resumes from).
+    Files of a checkpoint appear while it uploads; it counts once it is in the snapshot."""
+    steps = []
+    for uri in storage.list(checkpoints):
+        if uri.endswith("/" + SNAPSHOT):
+            snapshot = json.loads(storage.read_text(uri))
+            steps += [r["metrics"]["step"] for r in snapshot["checkpoint_results"]]
+    return sorted(steps)
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, session = fields[0], int(fields[3])
+        if session == sid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    for _ in range(3):
+        pids = session_pids(sid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+
+
+def start_training(spec: dict, env: dict, ray_dir: str, log_path: str, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "botfleet_jobs.trainer_cli",
+        "--spec-json", json.dumps(spec),
+        "--num-cpus", "2",
+        "--ray-temp-dir", ray_dir,
+        "--checkpoint-every-steps", "3",
+        "--progress-every-seconds", "0.5",
+        *extra,
+    ]
+    log = open(log_path, "wb")
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_model_dir, tmp_path, request):
+    base = upload_tiny_model(storage, tiny_model_dir)
+    spec_json = spec_dict(storage.root + "/bots", base, zeroStage=2, workers=1)
+    spec = parse_spec(spec_json)
+    write_dataset(storage, spec.model_uri, n_train=240)
+    checkpoints = join(spec.model_uri, "checkpoints")
+    training_json = join(spec.model_uri, "model", "training.json")
+    env = {**os.environ, **embedded_s3.config.to_env(), "PYTHONPATH": ray_env_paths()}
+    ray_dir = tempfile.mkdtemp(prefix="bfray-", dir="/tmp")  # short: Ray's socket paths
+
+    request.addfinalizer(lambda: shutil.rmtree(ray_dir, ignore_errors=True))
+
+    # ---- run 1, slowed down so that it is surely mid-way when killed
+    first = start_training(spec_json, env, ray_dir, str(tmp_path / "run1.log"), "--step-delay", "0.5")
+    try:
+        deadline = time.time() + 240
+        saved = []
+        while time.time() < deadline and first.poll() is None:
+            saved = registered_steps(storage, checkpoints)
+            if saved:
+                break
+            time.sleep(0.2)
+        assert saved, f"no checkpoint appeared:\n{(tmp_path / 'run1.log').read_text()[-3000:]}"
+    finally:
+        kill_session(first.pid)
+        first.wait(timeout=30)
+    assert not session_pids(first.pid)
+    assert first.returncode == -signal.SIGKILL
+    assert not storage.exists(training_json)
+    killed_progress = storage.read_json(join(spec.model_uri, "progress.json"))
+    assert killed_progress["step"] < killed_progress["total_steps"]
+    done_before_kill = registered_steps(storage, checkpoints)
+    assert done_before_kill and done_before_kill[-1] < killed_progress["total_steps"]
+
+    # ---- run 2: same request, no delay: resumes
+    second = start_training(spec_json, env, ray_dir, str(tmp_path / "run2.log"))
+    try:
+        second.wait(timeout=300)
+    finally:
+        kill_session(second.pid)
+    log2 = (tmp_path / "run2.log").read_text()
+    assert second.returncode == 0, log2[-3000:]
+    result = json.loads(log2.strip().splitlines()[-1])
+    training = storage.read_json(training_json)
+    progress = storage.read_json(join(spec.model_uri, "progress.json"))
+    total = training["total_steps"]
+
+    # resumed from the newest checkpoint run 1 registered before it was killed
+    assert training["resumed_from_step"] == done_before_kill[-1] > 0
+    assert progress["resumed_from_step"] == training["resumed_from_step"] == result["resumed_from_step"]
+    assert progress["status"] == "succeeded" and progress["step"] == total
+    assert training["steps"] == total
+    # run 2 trained only what was left
+    assert total - training["resumed_from_step"] < total
+    # the loss before training came from the checkpoint, not from the fine-tuned model
+    first_state = json.loads(storage.read_text(next(u for u in storage.list(checkpoints) if u.endswith("/botfleet_state.json"))))
+    assert training["valid_loss_before"] == first_state["valid_loss_before"]
+    assert training["valid_loss_after"] < training["valid_loss_before"]
