@@ -109,7 +109,6 @@ def run() -> dict:
         text = storage.read_text(spec.model_uri + "/data/train.txt")
 
         baseline = [plain_loop(model_dir, text)]
-        called = time.time()
         result = train(spec, server.config, num_cpus=THREADS, checkpoint_every_steps=10**6)
         record = result.training
         # Step-loop rate as the trainer last published it, before its end-of-epoch
@@ -133,6 +132,4 @@ def run() -> dict:
     startup = record.get("startup_seconds")
     if startup:
         report["startup_seconds"] = startup
-    if record.get("first_step_at"):
-        report["seconds_from_train_call_to_first_step"] = round(record["first_step_at"] - called, 1)
     return report

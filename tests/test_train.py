@@ -358,6 +358,9 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
     for key in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss", "steps", "tokens", "duration_seconds"):
         assert training[key] is not None, key
     assert training["hyperparameters"]["zero_stage"] == 2 and training["hyperparameters"]["precision"] == "fp32"
+    startup = training["startup_seconds"]
+    assert list(startup) == ["ray_start", "worker_group_start", "model_load", "data_load", "deepspeed_init", "checkpoint_resume", "evaluation_before", "total"]
+    assert all(v >= 0 for v in startup.values()) and startup["total"] >= startup["deepspeed_init"]
     samples = storage.read_json(join(result.model_folder, "samples.json"))["samples"]
     assert [s["prompt"] for s in samples][:1] == ["My dream is"]
     assert all(s["prediction"].startswith(s["prompt"]) for s in samples)
@@ -403,3 +406,10 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
     import torch
 
     assert model.dtype == torch.float32  # gathered fp32 master weights, not bf16 shards
+
+
+def test_startup_breakdown_adds_up():
+    from botfleet_jobs.trainer import startup_breakdown
+
+    breakdown = startup_breakdown(100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)])
+    assert breakdown == {"ray_start": 3.0, "worker_group_start": 7.0, "model_load": 1.5, "evaluation_before": 0.5, "total": 12.0}

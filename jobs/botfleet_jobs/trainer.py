@@ -205,6 +205,9 @@ class JobConfig:
     sample_prompts: tuple = SAMPLE_PROMPTS
     samples_per_prompt: int = 1
     started_at: str = ""
+    # Wall-clock marks (time.time()) for the start-up breakdown in training.json.
+    called_at: float = 0.0  # train() was called
+    ray_ready_at: float = 0.0  # Ray was started or joined
     tracker_factory: Callable | None = None
     step_delay_seconds: float = 0.0  # demos and interruption tests only
 
@@ -260,6 +263,7 @@ def train(
     import ray
 
     started_ray = _ensure_ray(ray_address, num_cpus, ray_temp_dir, include_dashboard)
+    ray_ready_at = time.time()
     poller = None
     try:
         on_gpu = training.gpus_per_worker > 0
@@ -282,6 +286,8 @@ def train(
             sample_prompts=tuple(sample_prompts),
             samples_per_prompt=samples_per_prompt,
             started_at=now_iso(),
+            called_at=started,
+            ray_ready_at=ray_ready_at,
             tracker_factory=tracker_factory,
             step_delay_seconds=step_delay_seconds,
         )
@@ -344,6 +350,21 @@ def _check_dataset(storage: Storage, layout: Layout, training: TrainingSpec) -> 
     except StorageError:
         log.warning("%s missing or unreadable: assuming %d epochs are baked into train.txt", layout.stats, epochs)
     return digest.hexdigest(), epochs
+
+
+def startup_breakdown(called_at: float, ray_ready_at: float, marks: list[tuple[str, float]]) -> dict:
+    """Seconds spent in each start-up phase, from train() being called to the first step.
+
+    ``marks`` are (phase, time it ended) in order; the first phase starts when Ray was
+    ready. A worker restarted by Ray Train reports its own attempt.
+    """
+    breakdown = {"ray_start": round(ray_ready_at - called_at, 2)}
+    previous = ray_ready_at
+    for phase, ended in marks:
+        breakdown[phase] = round(ended - previous, 2)
+        previous = ended
+    breakdown["total"] = round(previous - called_at, 2)
+    return breakdown
 
 
 def _ensure_ray(address: str | None, num_cpus: int | None, temp_dir: str | None, include_dashboard: bool | None) -> bool:
@@ -533,11 +554,16 @@ class _Worker:
     def _run(self) -> None:
         self._setup_runtime()
         started = time.time()
+        marks = [("worker_group_start", started)]
         self._write_progress(status="loading", force=True)
         folder, model, tokenizer = self._load_model()
+        marks.append(("model_load", time.time()))
         self._load_data(tokenizer)
+        marks.append(("data_load", time.time()))
         engine = self.engine = self._deepspeed(model)
+        marks.append(("deepspeed_init", time.time()))
         state = self._resume(engine)
+        marks.append(("checkpoint_resume", time.time()))
         self.progress.update(
             model_id=self.job.model_id,
             run_name=self.job.run_name,
@@ -554,6 +580,8 @@ class _Worker:
         if "valid_loss_before" not in state:  # a resumed run has it from its checkpoint
             self._write_progress(status="evaluating", step=state["step"], force=True)
             state["valid_loss_before"] = self._evaluate(engine)
+        marks.append(("evaluation_before", time.time()))
+        self.startup_seconds = startup_breakdown(self.job.called_at, self.job.ray_ready_at, marks)
         start_step = state["step"]
         self._train(engine, state)
         self._finish(engine, model, tokenizer, state, start_step, started)
@@ -683,6 +711,7 @@ class _Worker:
             "duration_seconds": time.time() - started,  # this attempt's worker time
             "started_at": job.started_at,
             "finished_at": now_iso(),
+            "startup_seconds": self.startup_seconds,  # this attempt: train() call to first step
         }
         info = self._tracker_call("finish_training", model_dir, samples)
         if isinstance(info, dict):
