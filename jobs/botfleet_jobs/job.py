@@ -27,18 +27,12 @@ from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import train
+from botfleet_jobs.trainer import Layout, train
 
 
 @dataclass(frozen=True)
-class Outputs:
-    """Where a bot's outputs live, under <output>/<model-id>/."""
-
-    root: str
-
-    @property
-    def model(self) -> str:
-        return f"{self.root}/model"
+class Outputs(Layout):
+    """The trainer's layout plus the files only the job writes."""
 
     @property
     def card(self) -> str:
@@ -49,16 +43,8 @@ class Outputs:
         return f"{self.model}/predictions.png"
 
     @property
-    def checkpoints(self) -> str:
-        return f"{self.root}/checkpoints"
-
-    @property
-    def progress(self) -> str:
-        return f"{self.root}/progress.json"
-
-    @property
     def result(self) -> str:
-        return f"{self.root}/result.json"
+        return f"{self.model_uri}/result.json"
 
 
 def one_line(error: BaseException) -> str:
@@ -139,7 +125,7 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
             storage.download_dir(outputs.model, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
             if tracking.get("run_dir"):
-                storage.upload_dir(workdir / "tracking", f"{outputs.root}/tracking")
+                storage.upload_dir(workdir / "tracking", f"{outputs.model_uri}/tracking")
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
         except BaseException as error:
             if tracker is not None:
