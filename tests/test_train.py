@@ -413,3 +413,9 @@ def test_startup_breakdown_adds_up():
 
     breakdown = startup_breakdown(100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)])
     assert breakdown == {"ray_start": 3.0, "worker_group_start": 7.0, "model_load": 1.5, "evaluation_before": 0.5, "total": 12.0}
+
+
+def test_a_single_worker_runs_zero_stage_0():
+    # Nothing to partition across one rank: stages 1-3 would only add copies.
+    for stage in (1, 2, 3):
+        assert deepspeed_config(TrainingSpec(zero_stage=stage, gpus_per_worker=0), world_size=1, on_gpu=False)["zero_optimization"]["stage"] == 0

@@ -64,12 +64,16 @@ def deepspeed_config(training: TrainingSpec, world_size: int, on_gpu: bool) -> d
         "torch_adam": True,
         "fused": True,
     }
-    zero: dict = {"stage": training.zero_stage}
-    if training.zero_stage == 3:
+    # ZeRO partitions optimizer state, gradients and parameters across data-parallel
+    # ranks; with one rank there is nothing to partition and stages 1-3 only add bucket
+    # copies (measured about 20% slower on CPU), so a single worker runs stage 0.
+    stage = training.zero_stage if world_size > 1 else 0
+    zero: dict = {"stage": stage}
+    if stage == 3:
         # The final model is gathered from the shards with GatheredParameters; this also
         # lets engine.save_16bit_model work for anyone who wants it.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
-    if training.zero_stage >= 1:
+    if stage >= 1:
         # Overlapping communication needs CUDA streams; on CPU it only adds copies.
         zero["overlap_comm"] = bool(on_gpu)
     return {
