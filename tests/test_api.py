@@ -73,7 +73,7 @@ def test_defaults_are_the_reference_settings():
     assert spec.data.max_posts == 3200
     assert spec.training.epochs == 4 and spec.training.learning_rate == 1.372e-4
     assert spec.training.block_size == 1024 and spec.training.zero_stage == 2
-    assert spec.training.resolved_precision() == "bf16"
+    assert api.WorkerDefaults().resolve(spec).training.resolved_precision() == "bf16"  # the reference trained on a GPU
     assert spec.handles[0].source.kind == "archive"
     assert spec.model_id == "dril" and spec.model_uri == "s3://bots/dril"
 
@@ -125,3 +125,47 @@ def test_demo_example_is_the_demo_request():
 
     assert yaml.safe_load((ROOT / "examples/demo.yaml").read_text()) == demo.REQUEST
     api.parse_request(demo.REQUEST)
+
+
+# --------------------------------------------------------------------------- worker defaults
+
+
+def test_worker_shape_has_no_schema_default():
+    """The CRD must not default the worker shape, or the installation's defaults never apply."""
+    spec = api.parse_request(minimal()).spec
+    assert (spec.training.workers, spec.training.gpus_per_worker) == (None, None)
+    assert (spec.resources.cpus_per_worker, spec.resources.memory_per_worker) == (None, None)
+    for section, key in api.WORKER_FIELDS:
+        node = api.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][section]
+        assert "default" not in node["properties"][key], f"spec.{section}.{key}"
+
+
+def test_worker_defaults_fill_only_what_a_request_leaves_out():
+    defaults = api.WorkerDefaults(workers=3, gpus_per_worker=2, cpus_per_worker=6, memory_per_worker="24Gi")
+    document = minimal(training={"workers": 1, "epochs": 2}, resources={"memoryPerWorker": "8Gi"})["spec"]
+    filled = defaults.fill(document)
+    assert filled["training"] == {"workers": 1, "gpusPerWorker": 2, "epochs": 2}
+    assert filled["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "8Gi"}
+    assert "resources" in filled and document["resources"] == {"memoryPerWorker": "8Gi"}  # the input is untouched
+    typed = defaults.resolve(api.parse_spec(document))
+    assert typed == api.parse_spec(filled)
+    assert (typed.training.workers, typed.training.gpus_per_worker, typed.training.epochs) == (1, 2, 2)
+    assert defaults.resolve(typed) == typed  # resolving twice changes nothing
+    assert api.WorkerDefaults().fill(minimal()["spec"])["training"] == {"workers": 1, "gpusPerWorker": 1}
+
+
+def test_unresolved_precision_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="gpus_per_worker is not resolved"):
+        api.TrainingSpec().resolved_precision()
+    assert api.TrainingSpec(gpus_per_worker=0).resolved_precision() == "fp32"
+    assert api.TrainingSpec(gpus_per_worker=1).resolved_precision() == "bf16"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"workers": 0}, r"spec.training.workers \(default\): must be at least 1"),
+    ({"gpus_per_worker": 9}, r"spec.training.gpusPerWorker \(default\): must be at most 8"),
+    ({"memory_per_worker": "lots"}, r"spec.resources.memoryPerWorker \(default\): 'lots' does not match"),
+])
+def test_worker_defaults_obey_the_request_schema(change, message):
+    with pytest.raises(api.ValidationError, match=message):
+        api.WorkerDefaults(**change)

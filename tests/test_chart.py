@@ -33,7 +33,11 @@ VALUE_SETS: dict[str, dict] = {
         "tracking": {"wandb": {"secret": "wandb"}},
         "objectStore": {"endpoint": "http://minio.storage:9000", "region": "", "caSecret": "s3-ca"},
     },
-    "namespaced": {"watchNamespaces": ["team-a", "team-b"], "maxConcurrent": 0},
+    "namespaced": {
+        "watchNamespaces": ["team-a", "team-b"],
+        "maxConcurrent": 0,
+        "job": {"workerDefaults": {"workers": 2, "gpusPerWorker": 0, "cpusPerWorker": 8, "memoryPerWorker": "12Gi"}},
+    },
 }
 
 
@@ -233,6 +237,8 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
     assert settings.namespaces == tuple(values.get("watchNamespaces", ()))
     assert settings.job_image == "botfleet/job:0.1.0"
     assert settings.max_concurrent == values.get("maxConcurrent", 2)
+    shape = {"workers": 1, "gpusPerWorker": 1, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"} | values.get("job", {}).get("workerDefaults", {})
+    assert settings.worker_defaults == worker_defaults(shape)
     if settings.executor == "ray":
         assert settings.ray_address == values["executor"]["ray"]["address"]
         assert settings.wandb_secret == "wandb"
@@ -254,6 +260,9 @@ def test_values_schema_rejects_bad_values(tmp_path):
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"objectStore": {"endpoint": "s3.example.com"}}, "objectStore.endpoint"),
         ({"job": {"head": {"memory": "lots"}}}, "job.head.memory"),
+        ({"job": {"workerDefaults": {"gpusPerWorker": -1}}}, "job.workerDefaults.gpusPerWorker"),
+        ({"job": {"workerDefaults": {"workers": 65}}}, "job.workerDefaults.workers"),
+        ({"job": {"workerDefaults": {"memoryPerWorker": "16 GB"}}}, "job.workerDefaults.memoryPerWorker"),
         ({"executr": {"type": "ray"}}, "executr"),
         ({"executor": {"type": "ray"}}, "executor.ray.address is required"),
         ({"objectStore": {"credentialsSecret": ""}}, "objectStore.credentialsSecret is required"),
@@ -261,6 +270,25 @@ def test_values_schema_rejects_bad_values(tmp_path):
         proc = helm("template", "botfleet", str(CHART), "-f", str(write_values(tmp_path, bad)), check=False)
         assert proc.returncode != 0, f"accepted {bad}"
         assert message in proc.stderr, (bad, proc.stderr)
+
+
+def worker_defaults(values: dict) -> "api.WorkerDefaults":
+    """job.workerDefaults (camelCase, as in a BotRequest) as the operator's WorkerDefaults."""
+    return api.WorkerDefaults(**{api._snake(key): value for key, value in values.items()})
+
+
+def test_worker_defaults_values_match_the_request_schema():
+    """job.workerDefaults takes exactly what a BotRequest's worker fields take, and its
+    defaults are the operator's own."""
+    values_schema = json.loads((CHART / "values.schema.json").read_text())
+    node = values_schema["properties"]["job"]["properties"]["workerDefaults"]
+    assert set(node["properties"]) == {key for _, key in api.WORKER_FIELDS}
+    rules = ("type", "minimum", "maximum", "pattern")
+    for section, key in api.WORKER_FIELDS:
+        ours = api.SPEC_SCHEMA["properties"][section]["properties"][key]
+        assert {r: node["properties"][key].get(r) for r in rules} == {r: ours.get(r) for r in rules}, key
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["job"]["workerDefaults"]
+    assert worker_defaults(values) == api.WorkerDefaults()
 
 
 def test_minio_is_optional(tmp_path):

@@ -46,7 +46,16 @@ def test_settings_from_env_and_flags():
     assert (flagged.executor, flagged.max_concurrent, flagged.reconcile_interval) == ("ray", 2, 0.5)
 
 
+def test_worker_defaults_settings():
+    env = {"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "3", "BOTFLEET_OPERATOR_DEFAULT_GPUS_PER_WORKER": "0", "BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "24Gi"}
+    settings = Settings.from_argv(["--default-cpus-per-worker", "6"], env=env)
+    assert settings.worker_defaults == api.WorkerDefaults(workers=3, gpus_per_worker=0, cpus_per_worker=6, memory_per_worker="24Gi")
+    assert Settings().worker_defaults == api.WorkerDefaults()
+
+
 @pytest.mark.parametrize("env, message", [
+    ({"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "0"}, r"spec.training.workers \(default\): must be at least 1"),
+    ({"BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "16 GB"}, r"spec.resources.memoryPerWorker \(default\)"),
     ({"BOTFLEET_OPERATOR_EXECUTOR": "k8s"}, "executor: must be one of kuberay, ray"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
@@ -130,6 +139,34 @@ def test_rayjob_cpu_workers_and_default_wandb_secret():
     env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
     assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "team-wandb", "key": "WANDB_API_KEY", "optional": True}
     assert "nvidia.com/gpu" not in group["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_rayjob_worker_shape_comes_from_the_settings_where_the_request_is_silent():
+    settings = Settings(default_workers=3, default_gpus_per_worker=2, default_cpus_per_worker=6, default_memory_per_worker="24Gi")
+    silent = render.render_rayjob(body(), settings)
+    group = silent["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 3 == group["minReplicas"] == group["maxReplicas"]
+    assert group["groupName"] == "gpu-workers" and group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "2"}
+    worker = group["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
+    # The job trains with the spec as filled in, so its card and training.json say what ran.
+    sent = json.loads({e["name"]: e for e in worker["env"]}["BOTFLEET_REQUEST"]["value"])["spec"]
+    assert (sent["training"]["workers"], sent["training"]["gpusPerWorker"]) == (3, 2)
+    assert sent["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"}
+
+    spec = body()["spec"] | {"training": {"workers": 1, "gpusPerWorker": 0}, "resources": {"memoryPerWorker": "4Gi"}}
+    group = render.render_rayjob(body(spec=spec), settings)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 1 and group["groupName"] == "cpu-workers"
+    assert group["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "4Gi"}
+
+
+def test_ray_executor_job_gets_the_filled_in_spec():
+    settings = Settings(executor="ray", default_workers=2, default_gpus_per_worker=0)
+    env = render.ray_job_env(body(), settings, {"AWS_ACCESS_KEY_ID": "k"}, {})
+    sent = json.loads(env["BOTFLEET_REQUEST"])
+    assert (sent["spec"]["training"]["workers"], sent["spec"]["training"]["gpusPerWorker"]) == (2, 0)
+    assert api.parse_spec(sent["spec"]).training.resolved_precision() == "fp32"
+    assert env["AWS_ACCESS_KEY_ID"] == "k"
 
 
 # --------------------------------------------------------------------------- observations

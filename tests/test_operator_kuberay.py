@@ -125,6 +125,24 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     assert set(status) <= {"phase", "reason", "message", "observedGeneration", "modelId", "handles", "startTime", "completionTime", "keptPosts", "counts", "progress", "metrics", "artifacts", "job", "conditions"}
 
 
+def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, storage, operator):
+    operator("--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi")
+    silent = request("alice", storage.test_bucket, resources={"cpusPerWorker": 6})
+    del silent["spec"]["training"]
+    kube.create_request(namespace, silent)
+    rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    group = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 3 and group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "2"}
+    container = group["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
+    sent = json.loads(next(e["value"] for e in container["env"] if e["name"] == "BOTFLEET_REQUEST"))["spec"]
+    assert (sent["training"], sent["resources"]) == ({"workers": 3, "gpusPerWorker": 2}, {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"})
+    # The CRD defaulted none of it, and the operator wrote no spec: Git's copy stays the truth.
+    stored = kube.get_request(namespace, "alice")["spec"]
+    assert "workers" not in stored.get("training", {}) and "gpusPerWorker" not in stored.get("training", {})
+    assert stored["resources"] == {"cpusPerWorker": 6}
+
+
 def test_failures_have_readable_reasons(kube, namespace, storage, operator):
     operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))

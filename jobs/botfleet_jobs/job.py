@@ -27,7 +27,7 @@ from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import Layout, train
+from botfleet_jobs.trainer import Layout, local_worker_defaults, train
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dic
 
 def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
-    spec = request.spec
+    spec = local_worker_defaults().resolve(request.spec)  # tracking and the card show what ran
     outputs = Outputs(spec.model_uri)
     storage.delete(outputs.result)  # a rerun starts without the last run's verdict
     stage = "data"

@@ -52,7 +52,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from botfleet.api import BotSpec, TrainingSpec
+from botfleet.api import BotSpec, TrainingSpec, WorkerDefaults
 from botfleet.storage import S3Config, Storage, StorageError, join
 
 from .base_model import BaseModelError, check_base_model, load_base_model
@@ -88,6 +88,15 @@ OOM_ADVICE = (
     "reduce batchSizePerWorker or blockSize (use gradientAccumulation to keep the batch),"
     " use zeroStage 3 or more workers, use bf16, or give the workers more memory"
 )
+
+
+def local_worker_defaults() -> WorkerDefaults:
+    """The worker shape of a request run without the operator (``botfleet run``, the trainer
+    CLI) that leaves it out: one worker, with a GPU when this machine has one. Under the
+    operator the job receives a spec with its installation's defaults already filled in."""
+    import torch
+
+    return WorkerDefaults(gpus_per_worker=1 if torch.cuda.is_available() else 0)
 
 
 class TrainingError(RuntimeError):
@@ -239,7 +248,7 @@ def train(
     ``ray.init``: without the dashboard Ray Train's placement-group cleaner warns every
     second that the state API is unavailable, harmlessly) and shut down at the end.
     ``cpus_per_worker`` defaults to ``spec.resources.cpus_per_worker``, capped on a local
-    Ray to what fits. ``on_progress(progress_dict)`` is called on this thread's behalf from
+    Ray to what fits; a worker shape the spec leaves out is :func:`local_worker_defaults`. ``on_progress(progress_dict)`` is called on this thread's behalf from
     a poller thread whenever progress.json changes. ``max_failures``: how many times Ray
     Train restarts the workers (from the newest checkpoint) after a failure.
 
@@ -247,6 +256,7 @@ def train(
     already written stay.
     """
     started = time.time()
+    spec = local_worker_defaults().resolve(spec)
     training = spec.training
     storage = Storage(storage_config)
     layout = Layout(spec.model_uri)

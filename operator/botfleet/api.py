@@ -147,17 +147,21 @@ SPEC_SCHEMA = _obj(
                 # No default: absent means "pick for the hardware" (and a 1.20 API server
                 # rejects an empty-string default).
                 "precision": _str("bf16, or fp32 (CPU only); absent means bf16 on GPUs and fp32 on CPU.", enum=["bf16", "fp32"]),
-                "workers": _int("Ray Train workers.", minimum=1, maximum=64, default=1),
-                "gpusPerWorker": _int("GPUs per worker; 0 trains on CPU.", minimum=0, maximum=8, default=1),
+                # No defaults for the worker shape: it is the installation's (see WorkerDefaults).
+                "workers": _int("Ray Train workers; absent means the installation's default.", minimum=1, maximum=64),
+                "gpusPerWorker": _int("GPUs per worker, 0 trains on CPU; absent means the installation's default.", minimum=0, maximum=8),
                 "seed": _int("Training seed.", minimum=0, default=42),
             },
             default={},
         ),
         "resources": _obj(
-            "Resources of each Ray worker pod (and the head) when run on a cluster.",
+            "Resources of each Ray worker pod when run on a cluster.",
             {
-                "cpusPerWorker": _int("CPUs per worker.", minimum=1, maximum=256, default=4),
-                "memoryPerWorker": _str("Memory per worker, a Kubernetes quantity.", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$", default="16Gi"),
+                "cpusPerWorker": _int("CPUs per worker; absent means the installation's default.", minimum=1, maximum=256),
+                "memoryPerWorker": _str(
+                    "Memory per worker, a Kubernetes quantity; absent means the installation's default.",
+                    pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+                ),
             },
             default={},
         ),
@@ -444,19 +448,23 @@ class TrainingSpec:
     gradient_accumulation: int = 1
     zero_stage: int = 2
     precision: str | None = None
-    workers: int = 1
-    gpus_per_worker: int = 1
+    workers: int | None = None
+    gpus_per_worker: int | None = None
     seed: int = 42
 
     def resolved_precision(self) -> str:
-        """bf16 on GPUs; on CPU whatever was asked, fp32 when nothing was."""
-        return self.precision or ("bf16" if self.gpus_per_worker > 0 else "fp32")
+        """What was asked; else bf16 on GPUs and fp32 on CPU."""
+        if self.precision:
+            return self.precision
+        if self.gpus_per_worker is None:
+            raise ValueError("gpus_per_worker is not resolved: apply the WorkerDefaults first")
+        return "bf16" if self.gpus_per_worker > 0 else "fp32"
 
 
 @dataclass(frozen=True)
 class Resources:
-    cpus_per_worker: int = 4
-    memory_per_worker: str = "16Gi"
+    cpus_per_worker: int | None = None
+    memory_per_worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -504,6 +512,47 @@ class BotRequest:
     namespace: str = "default"
     labels: dict = field(default_factory=dict)
     generation: int = 1
+
+
+# The worker shape has no schema default: how many workers, GPUs, CPUs and how much memory
+# a request gets when it does not say is the installation's choice (the operator's settings,
+# Helm's job.workerDefaults), and on the local CLI the machine's. (section, field) pairs.
+WORKER_FIELDS = (("training", "workers"), ("training", "gpusPerWorker"), ("resources", "cpusPerWorker"), ("resources", "memoryPerWorker"))
+
+
+@dataclass(frozen=True)
+class WorkerDefaults:
+    """What a request that leaves out (part of) its worker shape gets."""
+
+    workers: int = 1
+    gpus_per_worker: int = 1
+    cpus_per_worker: int = 4
+    memory_per_worker: str = "16Gi"
+
+    def __post_init__(self) -> None:
+        errors = []
+        for section, key in WORKER_FIELDS:
+            node = SPEC_SCHEMA["properties"][section]["properties"][key]
+            errors += validate(getattr(self, _snake(key)), node, f"spec.{section}.{key} (default)")
+        if errors:
+            raise ValidationError("; ".join(errors))
+
+    def fill(self, spec: dict) -> dict:
+        """A spec document (as stored) with each worker field it leaves out filled in."""
+        filled = dict(spec)
+        for section, key in WORKER_FIELDS:
+            filled[section] = {key: getattr(self, _snake(key)), **(filled.get(section) or {})}
+        return filled
+
+    def resolve(self, spec: BotSpec) -> BotSpec:
+        """A typed spec with each worker field it leaves out filled in."""
+        sections = {}
+        for section, key in WORKER_FIELDS:
+            part, name = sections.get(section, getattr(spec, section)), _snake(key)
+            if getattr(part, name) is None:
+                part = dataclasses.replace(part, **{name: getattr(self, name)})
+            sections[section] = part
+        return dataclasses.replace(spec, **sections)
 
 
 def normalize_handle(handle: str) -> str:
@@ -672,12 +721,21 @@ def _rows(schema: dict, path: str, required: bool):
 
 def spec_reference_markdown() -> str:
     """docs/api.md: every spec field with its type, default and rules, from the schema."""
+    shape = ", ".join(f"`spec.{section}.{key}`" for section, key in WORKER_FIELDS)
+    defaults = WorkerDefaults()
+    workers, gpus, cpus, memory = defaults.workers, defaults.gpus_per_worker, defaults.cpus_per_worker, defaults.memory_per_worker
     lines = [
         "# BotRequest API reference (`botfleet.dev/v1alpha1`)",
         "",
         "Generated by `botfleet api-docs` from `operator/botfleet/api.py`, the schema the CRD,",
         "the CLI and these docs share. The status fields are listed in the CRD",
         "(`kubectl explain botrequest.status`).",
+        "",
+        f"The worker shape ({shape}) has no default in the schema: a request that leaves it out",
+        "gets the installation's, which the operator's `--default-*` settings set (Helm values",
+        f"`job.workerDefaults`: {workers} worker(s) with {gpus} GPU(s), {cpus} CPUs and {memory} unless changed).",
+        "`botfleet run` on one machine gives such a request one worker, with a GPU when the",
+        "machine has one.",
         "",
         "| field | type | required | default | rules | description |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -257,7 +257,7 @@ def hyperparameters(spec: BotSpec, training: dict) -> list[tuple[str, str]]:
         ("Gradient accumulation", pick("gradient_accumulation", asked.gradient_accumulation)),
         ("Workers", pick("workers", asked.workers)),
         ("ZeRO stage", pick("zero_stage", asked.zero_stage)),
-        ("Precision", pick("precision", asked.resolved_precision())),
+        ("Precision", pick("precision", asked.precision)),
         ("Seed", pick("seed", asked.seed)),
     ]
 

@@ -154,7 +154,7 @@ class RayExecutor:
             value = None
         if value:
             values["WANDB_API_KEY"] = value
-        return render.ray_job_env(body, spec, self.s3_env, values)
+        return render.ray_job_env(body, self.settings, self.s3_env, values)
 
     def submit(self, body: dict) -> JobObservation:
         name = self.name(body)

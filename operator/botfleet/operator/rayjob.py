@@ -61,9 +61,14 @@ def submission_id(namespace: str, name: str, uid: str, generation: int) -> str:
     return base + tail
 
 
-def request_json(body: dict) -> str:
+def effective_spec(body: dict, settings: Settings) -> dict:
+    """The spec as the job runs it: the worker shape it leaves out is the operator's default."""
+    return settings.worker_defaults.fill(body.get("spec") or {})
+
+
+def request_json(body: dict, settings: Settings) -> str:
     """The BotRequest the job reads from ``BOTFLEET_REQUEST``: apiVersion, kind, the
-    identifying metadata and the spec (never status, never managed fields)."""
+    identifying metadata and the effective spec (never status, never managed fields)."""
     meta = body.get("metadata", {})
     document = {
         "apiVersion": body.get("apiVersion", api.API_VERSION),
@@ -71,7 +76,7 @@ def request_json(body: dict) -> str:
         "metadata": {
             k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels") if meta.get(k) is not None
         },
-        "spec": body.get("spec", {}),
+        "spec": effective_spec(body, settings),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
@@ -95,7 +100,7 @@ def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
 def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dict]:
     """Environment of the Ray containers: the request inline, every credential from a Secret."""
     env = [
-        {"name": "BOTFLEET_REQUEST", "value": request_json(body)},
+        {"name": "BOTFLEET_REQUEST", "value": request_json(body, settings)},
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
         {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
     ]
@@ -164,7 +169,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
-    spec = api.parse_spec(body.get("spec"))
+    spec = api.parse_spec(effective_spec(body, settings))
     env = container_env(body, spec, settings)
     training, resources = spec.training, spec.resources
     labels = labels_for(body, generation)
@@ -219,13 +224,13 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
     }
 
 
-def ray_job_env(body: dict, spec: api.BotSpec, s3_env: dict[str, str], secret_values: dict[str, str]) -> dict[str, str]:
+def ray_job_env(body: dict, settings: Settings, s3_env: dict[str, str], secret_values: dict[str, str]) -> dict[str, str]:
     """Environment of a job submitted to an existing Ray cluster (the ``ray`` executor).
 
     ``secret_values`` maps env names (``secret_env_name``, ``WANDB_API_KEY``) to the values the
     operator read from the referenced Secrets: Ray's job API has no Secret references.
     """
-    env = {"BOTFLEET_REQUEST": request_json(body), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {"BOTFLEET_REQUEST": request_json(body, settings), "RAY_USAGE_STATS_ENABLED": "0"}
     env.update(s3_env)
     env.update(secret_values)
     return env

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from botfleet import api
+
 EXECUTORS = ("kuberay", "ray")
 ENV_PREFIX = "BOTFLEET_OPERATOR_"
 
@@ -32,6 +34,10 @@ class Settings:
     ttl_seconds_after_finished: int = field(default=300, metadata={"help": "RayJob ttlSecondsAfterFinished"})
     backoff_limit: int = field(default=1, metadata={"help": "RayJob backoffLimit (retries of a failed job)"})
     active_deadline_seconds: int = field(default=6 * 3600, metadata={"help": "RayJob activeDeadlineSeconds"})
+    default_workers: int = field(default=api.WorkerDefaults.workers, metadata={"help": "Ray Train workers of a request that gives no spec.training.workers"})
+    default_gpus_per_worker: int = field(default=api.WorkerDefaults.gpus_per_worker, metadata={"help": "GPUs per worker of a request that gives no spec.training.gpusPerWorker"})
+    default_cpus_per_worker: int = field(default=api.WorkerDefaults.cpus_per_worker, metadata={"help": "CPUs per worker of a request that gives no spec.resources.cpusPerWorker"})
+    default_memory_per_worker: str = field(default=api.WorkerDefaults.memory_per_worker, metadata={"help": "memory per worker of a request that gives no spec.resources.memoryPerWorker"})
     head_cpus: int = field(default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"})
     head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
     reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
@@ -56,6 +62,17 @@ class Settings:
             raise ValueError(f"active_deadline_seconds: must be at least 1, got {self.active_deadline_seconds}")
         if self.reconcile_interval <= 0:
             raise ValueError(f"reconcile_interval: must be positive, got {self.reconcile_interval}")
+        self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
+
+    @property
+    def worker_defaults(self) -> api.WorkerDefaults:
+        """The worker shape of requests that leave it out (the ``default_*`` settings)."""
+        return api.WorkerDefaults(
+            workers=self.default_workers,
+            gpus_per_worker=self.default_gpus_per_worker,
+            cpus_per_worker=self.default_cpus_per_worker,
+            memory_per_worker=self.default_memory_per_worker,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
