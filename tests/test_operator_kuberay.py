@@ -136,7 +136,8 @@ def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, sto
     container = group["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
     sent = json.loads(next(e["value"] for e in container["env"] if e["name"] == "BOTFLEET_REQUEST"))["spec"]
-    assert (sent["training"], sent["resources"]) == ({"workers": 3, "gpusPerWorker": 2}, {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"})
+    assert (sent["training"]["workers"], sent["training"]["gpusPerWorker"]) == (3, 2)
+    assert sent["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"}
     # The CRD defaulted none of it, and the operator wrote no spec: Git's copy stays the truth.
     stored = kube.get_request(namespace, "alice")["spec"]
     assert "workers" not in stored.get("training", {}) and "gpusPerWorker" not in stored.get("training", {})
