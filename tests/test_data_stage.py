@@ -9,7 +9,8 @@ import pytest
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet.data_stage import DatasetLocation, data_fingerprint, prepare
+from botfleet.data_stage import data_fingerprint, prepare
+from botfleet.layout import Layout
 from botfleet.dataset import END_OF_TEXT, NotEnoughText
 from botfleet.posts import SourceError
 
@@ -30,36 +31,36 @@ def two_archives(tmp_path):
 def test_prepare_writes_a_complete_dataset(storage, two_archives):
     spec = spec_for([archive_handle("Alice", two_archives[0]), archive_handle("@bob", two_archives[1])], storage.root + "/out")
     stats = prepare(spec, storage, show_progress=False)
-    location = DatasetLocation.for_spec(spec)
-    assert location.prefix == storage.root + "/out/alice-bob/data"
-    assert set(storage.list(location.prefix)) == {location.raw("alice"), location.raw("bob"), location.train, location.valid, location.stats}
-    assert storage.read_json(location.stats) == stats
+    layout = Layout(spec.model_uri)
+    assert layout.data == storage.root + "/out/alice-bob/data"
+    assert set(storage.list(layout.data)) == {layout.raw("alice"), layout.raw("bob"), layout.train_txt, layout.valid_txt, layout.stats}
+    assert storage.read_json(layout.stats) == stats
     for counts in stats["handles"].values():
         assert counts["downloaded"] == 400
         assert counts["short"] == counts["downloaded"] - counts["retweets"] - counts["kept"]
         assert counts["retweets"] > 0 and counts["short"] > 0 and counts["kept"] > 0
-    raw = [json.loads(line) for line in storage.read_text(location.raw("alice")).splitlines()]
+    raw = [json.loads(line) for line in storage.read_text(layout.raw("alice")).splitlines()]
     assert len(raw) == 400 and {"id", "text", "is_retweet", "created_at"} <= set(raw[0])
-    train = storage.read_text(location.train)
+    train = storage.read_text(layout.train_txt)
     assert train.startswith(END_OF_TEXT) and "https://" not in train and "RT @" not in train
 
 
 def test_same_request_same_dataset_and_reuse(storage, two_archives):
     spec = spec_for([archive_handle("alice", two_archives[0])], storage.root)
-    location = DatasetLocation.for_spec(spec)
+    layout = Layout(spec.model_uri)
     first = prepare(spec, storage, show_progress=False)
-    train = storage.read_text(location.train)
-    storage.delete(location.train)  # a reused dataset is not rebuilt...
+    train = storage.read_text(layout.train_txt)
+    storage.delete(layout.train_txt)  # a reused dataset is not rebuilt...
     assert prepare(spec, storage, show_progress=False) == first
-    assert not storage.exists(location.train)
+    assert not storage.exists(layout.train_txt)
     assert prepare(spec, storage, reuse=False, show_progress=False)["fingerprint"] == data_fingerprint(spec)
-    assert storage.read_text(location.train) == train  # ...and a rebuild is identical
+    assert storage.read_text(layout.train_txt) == train  # ...and a rebuild is identical
 
 
 def test_failure_never_leaves_a_complete_looking_dataset(storage, tmp_path, two_archives):
     good = spec_for([archive_handle("alice", two_archives[0])], storage.root)
     prepare(good, storage, show_progress=False)
-    stats_uri = DatasetLocation.for_spec(good).stats
+    stats_uri = Layout(good.model_uri).stats
     # Same model id, different settings, and the source now fails half way.
     (tmp_path / "alice.zip").write_bytes(b"not a zip")
     broken = api.parse_spec({"handles": [archive_handle("alice", tmp_path / "alice.zip")], "data": {"seed": 7}, "output": {"uri": storage.root}})

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from botfleet import api
+from botfleet.layout import Layout
 from botfleet.operator import rayjob as render
 from botfleet.operator import status as st
 from botfleet.operator.settings import Settings
@@ -202,7 +203,7 @@ def test_ray_job_status_mapping():
 
 # --------------------------------------------------------------------------- status
 
-LAYOUT = st.Layout("s3://bots/alice")
+LAYOUT = Layout("s3://bots/alice")
 STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}, "fingerprint": "f"}
 
 

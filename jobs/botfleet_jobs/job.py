@@ -15,36 +15,20 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
 from botfleet import api
 from botfleet.card import CardLinks, render_card
-from botfleet.data_stage import DatasetLocation, prepare
+from botfleet.data_stage import prepare
+from botfleet.layout import Layout, folder
 from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import Layout, local_worker_defaults, train
-
-
-@dataclass(frozen=True)
-class Outputs(Layout):
-    """The trainer's layout plus the files only the job writes."""
-
-    @property
-    def card(self) -> str:
-        return f"{self.model}/README.md"
-
-    @property
-    def thumbnail(self) -> str:
-        return f"{self.model}/predictions.png"
-
-    @property
-    def result(self) -> str:
-        return f"{self.model_uri}/result.json"
+from botfleet_jobs.trainer import local_worker_defaults, train
 
 
 def one_line(error: BaseException) -> str:
@@ -84,27 +68,27 @@ def publish_random_base_model(storage: Storage, preset: str, uri: str) -> str:
 
 
 def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dict, samples: list, tracking: dict, workdir: Path) -> str:
-    outputs = Outputs(spec.model_uri)
+    layout = Layout(spec.model_uri)
     png = workdir / "predictions.png"
     render_predictions_png(samples, f"@{spec.model_id} bot", png)
-    storage.upload_file(png, outputs.thumbnail, content_type="image/png")
+    storage.upload_file(png, layout.thumbnail, content_type="image/png")
     links = CardLinks(
-        dataset_uri=DatasetLocation.for_spec(spec).prefix + "/",
-        checkpoints_uri=outputs.checkpoints + "/",
-        model_uri=outputs.model + "/",
+        dataset_uri=folder(layout.data),
+        checkpoints_uri=folder(layout.checkpoints),
+        model_uri=folder(layout.model),
         thumbnail_url="predictions.png",  # next to the card, wherever the folder is copied
         model_for_pipeline=spec.model_id,
         tracking_run_url=tracking.get("run_url"),
     )
-    storage.write_text(outputs.card, render_card(spec, stats, training, links), content_type="text/markdown")
-    return outputs.card
+    storage.write_text(layout.card, render_card(spec, stats, training, links), content_type="text/markdown")
+    return layout.card
 
 
 def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
     spec = local_worker_defaults().resolve(request.spec)  # tracking and the card show what ran
-    outputs = Outputs(spec.model_uri)
-    storage.delete(outputs.result)  # a rerun starts without the last run's verdict
+    layout = Layout(spec.model_uri)
+    storage.delete(layout.result)  # a rerun starts without the last run's verdict
     stage = "data"
     tracker = None
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
@@ -122,33 +106,32 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
                 display.close()
             stage = "publishing"
             model_dir = workdir / "model"
-            storage.download_dir(outputs.model, model_dir)
+            storage.download_dir(layout.model, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
             if tracking.get("run_dir"):
-                storage.upload_dir(workdir / "tracking", f"{outputs.model_uri}/tracking")
+                storage.upload_dir(workdir / "tracking", layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
         except BaseException as error:
             if tracker is not None:
                 tracker.fail()
-            storage.write_json(outputs.result, {"status": "failed", "stage": stage, "error": one_line(error)})
+            storage.write_json(layout.result, {"status": "failed", "stage": stage, "error": one_line(error)})
             raise
     result = {
         "status": "succeeded",
-        "model": outputs.model + "/",
+        "model": folder(layout.model),
         "card": card,
         "tracking_run_url": tracking.get("run_url"),
         "metrics": {k: trained.training.get(k) for k in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss")},
     }
-    storage.write_json(outputs.result, result)
+    storage.write_json(layout.result, result)
     return result
 
 
 def log_preprocess(tracker: Tracker, storage: Storage, spec: api.BotSpec, stats: dict, workdir: Path) -> None:
     if not tracker.enabled:
         return
-    location = DatasetLocation.for_spec(spec)
     data_dir = workdir / "data"
-    storage.download_dir(location.prefix, data_dir)
+    storage.download_dir(Layout(spec.model_uri).data, data_dir)
     raw = {handle: data_dir / "raw" / f"{handle}.jsonl" for handle in stats["handles"]}
     tracker.log_preprocess(raw, data_dir / "train.txt", data_dir / "valid.txt", stats)
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from botfleet.api import BotSpec, TrainingSpec, WorkerDefaults
+from botfleet.layout import Layout
 from botfleet.storage import S3Config, Storage, StorageError, join
 
 from .base_model import BaseModelError, check_base_model, load_base_model
@@ -121,45 +122,6 @@ class TrainResult:
     duration_seconds: float
     samples: list = field(default_factory=list)
     training: dict = field(default_factory=dict)  # model/training.json as written
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where one bot's files are."""
-
-    model_uri: str
-
-    @property
-    def train_txt(self) -> str:
-        return join(self.model_uri, "data", "train.txt")
-
-    @property
-    def valid_txt(self) -> str:
-        return join(self.model_uri, "data", "valid.txt")
-
-    @property
-    def stats(self) -> str:
-        return join(self.model_uri, "data", "stats.json")
-
-    @property
-    def progress(self) -> str:
-        return join(self.model_uri, "progress.json")
-
-    @property
-    def checkpoints(self) -> str:
-        return join(self.model_uri, "checkpoints")
-
-    @property
-    def model(self) -> str:
-        return join(self.model_uri, "model")
-
-    @property
-    def training(self) -> str:
-        return join(self.model_uri, "model", "training.json")
-
-    @property
-    def samples(self) -> str:
-        return join(self.model_uri, "model", "samples.json")
 
 
 def now_iso() -> str:

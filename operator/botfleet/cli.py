@@ -71,20 +71,21 @@ def cmd_validate(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from botfleet.data_stage import DatasetLocation, format_table, prepare
+    from botfleet.data_stage import format_table, prepare
+    from botfleet.layout import Layout, folder
 
     request = api.load_request(args.request)
     with open_storage(request.spec) as storage:
         stats = prepare(request.spec, storage, reuse=not args.fresh)
-        location = DatasetLocation.for_spec(request.spec)
+        layout = Layout(request.spec.model_uri)
         print(format_table(stats), end="")
         for warning in stats["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"dataset: {location.prefix}/")
+        print(f"dataset: {folder(layout.data)}")
         if args.local_dir:
             local = Path(args.local_dir)
             local.mkdir(parents=True, exist_ok=True)
-            for uri in (location.train, location.valid, location.stats):
+            for uri in (layout.train_txt, layout.valid_txt, layout.stats):
                 storage.download_file(uri, str(local / uri.rsplit("/", 1)[1]))
             print(f"local copy: {local}/")
     return 0

@@ -1,9 +1,9 @@
 """The data stage: a BotRequest's posts, filtered, as a dataset in the object store.
 
-Layout under ``<output>/<model-id>/data/``: ``raw/<handle>.jsonl`` (every post fetched),
-``train.txt``, ``valid.txt`` and ``stats.json``. ``stats.json`` is removed first and
-written last, so a crash never leaves a dataset that looks complete; it also carries a
-fingerprint of the request's data settings, so a rerun of the same request (a resumed
+Files under ``<output>/<model-id>/data/`` (:class:`botfleet.layout.Layout`):
+``raw/<handle>.jsonl`` (every post fetched), ``train.txt``, ``valid.txt`` and
+``stats.json``. ``stats.json`` is removed first and written last, so a crash never
+leaves a dataset that looks complete; it also carries a fingerprint of the request's data settings, so a rerun of the same request (a resumed
 job, a restarted operator) reuses the dataset instead of fetching different posts.
 """
 
@@ -14,7 +14,7 @@ import io
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from tqdm import tqdm
 
@@ -22,33 +22,10 @@ from botfleet import __version__
 from botfleet.api import BotSpec
 from botfleet.dataset import build_dataset
 from botfleet.filters import filter_posts
+from botfleet.layout import Layout
 from botfleet.posts import Post
 from botfleet.sources import fetch_posts
 from botfleet.storage import Storage, StorageError
-
-
-@dataclass(frozen=True)
-class DatasetLocation:
-    prefix: str
-
-    @classmethod
-    def for_spec(cls, spec: BotSpec) -> "DatasetLocation":
-        return cls(spec.model_uri + "/data")
-
-    def raw(self, handle: str) -> str:
-        return f"{self.prefix}/raw/{handle}.jsonl"
-
-    @property
-    def train(self) -> str:
-        return f"{self.prefix}/train.txt"
-
-    @property
-    def valid(self) -> str:
-        return f"{self.prefix}/valid.txt"
-
-    @property
-    def stats(self) -> str:
-        return f"{self.prefix}/stats.json"
 
 
 def data_fingerprint(spec: BotSpec) -> str:
@@ -63,9 +40,9 @@ def data_fingerprint(spec: BotSpec) -> str:
 
 def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:
     """The stats of a complete dataset made from these same settings, if there is one."""
-    location = DatasetLocation.for_spec(spec)
+    layout = Layout(spec.model_uri)
     try:
-        stats = storage.read_json(location.stats)
+        stats = storage.read_json(layout.stats)
     except StorageError:
         return None
     return stats if stats.get("fingerprint") == data_fingerprint(spec) else None
@@ -82,9 +59,9 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
     """
     if reuse and (stats := read_complete_stats(storage, spec)):
         return stats
-    location = DatasetLocation.for_spec(spec)
-    if storage.exists(location.stats):
-        storage.delete(location.stats)  # the old dataset stops looking complete before we touch it
+    layout = Layout(spec.model_uri)
+    if storage.exists(layout.stats):
+        storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
     started = time.monotonic()
     kept_by_handle: dict[str, list[str]] = {}
     handles: dict[str, dict] = {}
@@ -98,7 +75,7 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
             leave=True,
         ) as bar:
             posts = fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
-        storage.write_bytes(location.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
+        storage.write_bytes(layout.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
         result = filter_posts(posts)
         kept_by_handle[handle.name] = list(result.kept)
         handles[handle.name] = {
@@ -108,8 +85,8 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
             "source": handle.source.kind,
         }
     dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
-    storage.write_text(location.train, dataset.train)
-    storage.write_text(location.valid, dataset.valid)
+    storage.write_text(layout.train_txt, dataset.train)
+    storage.write_text(layout.valid_txt, dataset.valid)
     stats = {
         "model_id": spec.model_id,
         "handles": handles,
@@ -123,7 +100,7 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
         "seconds": round(time.monotonic() - started, 3),
         "botfleet_version": __version__,
     }
-    storage.write_json(location.stats, stats)
+    storage.write_json(layout.stats, stats)
     return stats
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from botfleet import api
+from botfleet.layout import Layout, folder
 from botfleet.operator import metrics
 from botfleet.operator.executors import Executor
 from botfleet.operator.settings import Settings
@@ -24,7 +25,6 @@ from botfleet.operator.status import (
     TERMINAL,
     JobFiles,
     JobObservation,
-    Layout,
     QueueEntry,
     compute_status,
     decide_admission,
@@ -86,7 +86,7 @@ def fallback_card(spec: api.BotSpec, stats: dict | None, training: dict | None, 
             if key in training:
                 lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
         lines.append("")
-    lines += [f"Dataset: {layout.dataset}", "", "This card was written by the botfleet operator because the job left none."]
+    lines += [f"Dataset: {folder(layout.data)}", "", "This card was written by the botfleet operator because the job left none."]
     return "\n".join(lines) + "\n"
 
 

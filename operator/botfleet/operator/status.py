@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botfleet import api
+from botfleet.layout import Layout, folder
 
 PENDING, PREPARING, TRAINING, PUBLISHING, SUCCEEDED, FAILED = api.PHASES
 TERMINAL = (SUCCEEDED, FAILED)
@@ -143,49 +144,6 @@ class JobFiles:
     model_present: bool = False  # model/config.json
     card_present: bool = False  # model/README.md (or the card result.json names)
     card_uri: str | None = None  # the card result.json names, when not model/README.md
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a request's outputs live, under ``<output.uri>/<model-id>``."""
-
-    model_uri: str
-
-    @property
-    def dataset(self) -> str:
-        return self.model_uri + "/data/"
-
-    @property
-    def stats(self) -> str:
-        return self.model_uri + "/data/stats.json"
-
-    @property
-    def progress(self) -> str:
-        return self.model_uri + "/progress.json"
-
-    @property
-    def result(self) -> str:
-        return self.model_uri + "/result.json"
-
-    @property
-    def checkpoints(self) -> str:
-        return self.model_uri + "/checkpoints/"
-
-    @property
-    def model(self) -> str:
-        return self.model_uri + "/model/"
-
-    @property
-    def model_config(self) -> str:
-        return self.model_uri + "/model/config.json"
-
-    @property
-    def training(self) -> str:
-        return self.model_uri + "/model/training.json"
-
-    @property
-    def card(self) -> str:
-        return self.model_uri + "/model/README.md"
 
 
 # --------------------------------------------------------------------------- queueing
@@ -427,7 +385,7 @@ def compute_status(
         status["keptPosts"] = kept
     artifacts: dict[str, str] = {}
     if files.stats is not None:
-        artifacts["dataset"] = layout.dataset
+        artifacts["dataset"] = folder(layout.data)
 
     data_ready = files.stats is not None
     trained = False
@@ -461,11 +419,11 @@ def compute_status(
     elif job.state == JOB_SUCCEEDED:
         trained = True
         if not files.model_present:
-            phase, reason, message = FAILED, "ModelMissing", f"the job succeeded but wrote no model at {layout.model}"
+            phase, reason, message = FAILED, "ModelMissing", f"the job succeeded but wrote no model at {folder(layout.model)}"
         elif not files.card_present:
             phase, reason, message = PUBLISHING, "WritingCard", f"writing the model card to {files.card_uri or layout.card}"
         else:
-            phase, reason, message = SUCCEEDED, "Succeeded", f"model published at {layout.model}"
+            phase, reason, message = SUCCEEDED, "Succeeded", f"model published at {folder(layout.model)}"
     else:  # JOB_FAILED
         reason, message = failure_reason(files, job)
         phase = FAILED
@@ -477,9 +435,9 @@ def compute_status(
     elif progress and phase == PENDING and job.state == JOB_RETRYING:
         status["progress"] = progress
     if phase in (TRAINING, PUBLISHING, SUCCEEDED) or (phase == FAILED and files.progress):
-        artifacts["checkpoints"] = (files.result or {}).get("checkpoints") or layout.checkpoints
+        artifacts["checkpoints"] = (files.result or {}).get("checkpoints") or folder(layout.checkpoints)
     if trained and files.model_present:
-        artifacts["model"] = layout.model
+        artifacts["model"] = folder(layout.model)
         metrics = metrics_status(files.training or (files.result or {}).get("metrics"))
         if metrics:
             status["metrics"] = metrics
@@ -504,7 +462,7 @@ def compute_status(
         status["completionTime"] = old.get("completionTime") if same_generation and old.get("phase") == phase and old.get("completionTime") else now
 
     if data_ready:
-        data_cond = condition("DataReady", True, "DatasetReady", f"{kept} posts kept, dataset at {layout.dataset}", generation)
+        data_cond = condition("DataReady", True, "DatasetReady", f"{kept} posts kept, dataset at {folder(layout.data)}", generation)
     elif phase == FAILED:
         data_cond = condition("DataReady", False, reason, message, generation)
     else:
