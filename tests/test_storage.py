@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -338,3 +341,41 @@ def test_local_default_storage_uses_configured_endpoint(embedded_s3, tmp_path, m
     assert server is None
     assert storage.config.endpoint == embedded_s3.endpoint
     assert not (tmp_path / "unused").exists()
+
+
+def test_store_command_starts_reports_and_stops_the_embedded_store(tmp_path):
+    """`botfleet store`: the store `run` and `demo` leave running can be found and stopped."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL")}
+    env["BOTFLEET_HOME"] = str(tmp_path / "home")
+    data_dir = tmp_path / "home" / "s3"  # $BOTFLEET_HOME/s3, as the README says
+
+    def store(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "botfleet.cli", "store", action], env=env, capture_output=True, text=True, timeout=120)
+
+    before = store("status")
+    assert before.returncode == 1 and "not running" in before.stdout
+    try:
+        started = store("start")
+        assert started.returncode == 0, started.stderr
+        server = EmbeddedS3.find_running(data_dir)
+        assert server is not None and f"pid {server.pid}" in started.stdout and server.endpoint in started.stdout
+        exports = dict(shlex.split(line)[1].split("=", 1) for line in store("env").stdout.splitlines())
+        assert exports["BOTFLEET_S3_ENDPOINT"] == server.endpoint
+        # The exported keys really open the store.
+        reached = Storage(S3Config(endpoint=exports["BOTFLEET_S3_ENDPOINT"], access_key=exports["AWS_ACCESS_KEY_ID"], secret_key=exports["AWS_SECRET_ACCESS_KEY"]))
+        reached.write_text("s3://bots/kept.txt", "still here")
+        assert store("start").stdout == started.stdout  # the same server, not a second one
+        stopped = store("stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert not pid_alive(server.pid) and EmbeddedS3.find_running(data_dir) is None
+        assert "not running" in store("stop").stdout  # stopping twice is fine
+    finally:
+        leftover = EmbeddedS3.find_running(data_dir)
+        if leftover is not None:
+            leftover.stop()
+    # The data outlives the server.
+    storage, server = local_default_storage(data_dir)
+    try:
+        assert storage.read_text("s3://bots/kept.txt") == "still here"
+    finally:
+        server.stop()

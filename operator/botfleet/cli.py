@@ -41,7 +41,7 @@ def open_storage(spec: api.BotSpec):
         return
     from botfleet.embedded_s3 import local_default_storage
 
-    storage, server = local_default_storage(os.environ.get("BOTFLEET_HOME"))
+    storage, _ = local_default_storage()
     for bucket in request_buckets(spec):
         storage.ensure_bucket(bucket)
     print(f"botfleet: no object store configured; using the embedded one at {storage.config.endpoint}", file=sys.stderr)
@@ -136,6 +136,36 @@ def cmd_demo(args) -> int:
         return run_request(request, storage, args.out)
 
 
+def cmd_store(args) -> int:
+    """The embedded object store `run` and `demo` leave running, so that the s3:// locations
+    they print stay readable (and uploads for the next request have somewhere to go)."""
+    import shlex
+
+    from botfleet.embedded_s3 import EmbeddedS3, default_data_dir, local_default_storage
+
+    data_dir = default_data_dir()
+    if args.action == "start":
+        if S3Config.from_env() is not None:
+            return fail("an object store is configured (BOTFLEET_S3_ENDPOINT or AWS_ENDPOINT_URL): the embedded one is not used")
+        local_default_storage()
+    server = EmbeddedS3.find_running(data_dir)
+    if args.action == "stop":
+        if server is not None:
+            server.stop()
+        print(f"embedded object store: {'stopped' if server else 'not running'}; its data stays in {data_dir}")
+        return 0
+    if server is None:
+        print(f"embedded object store: not running (data in {data_dir}; `botfleet store start` starts it)")
+        return 1
+    if args.action == "env":  # for `eval "$(botfleet store env)"` in another shell
+        for name, value in server.config.to_env().items():
+            print(f"export {name}={shlex.quote(value)}")
+        return 0
+    print(f"embedded object store: running (pid {server.pid}) at {server.endpoint}, data in {data_dir}")
+    print('`eval "$(botfleet store env)"` points botfleet, the AWS CLI or any S3 client at it')
+    return 0
+
+
 def cmd_operator(operator_args: list[str]) -> int:
     try:
         from botfleet.operator import main as operator_main
@@ -171,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
     demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
     demo.set_defaults(func=cmd_demo)
+
+    store = commands.add_parser("store", help="the embedded object store used when none is configured")
+    store.add_argument(
+        "action", choices=["status", "start", "stop", "env"],
+        help="status: is it running, where; start: start it (or find it running); stop: stop it, keeping its data; env: its endpoint and keys as shell exports",
+    )
+    store.set_defaults(func=cmd_store)
 
     operator = commands.add_parser(
         "operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)"
