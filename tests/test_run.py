@@ -33,7 +33,7 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
         "metadata": {"name": "alice"},
         "spec": {
             "handles": [{"handle": "Alice", "displayName": "Alice A.", "source": {"archive": {"uri": f"file://{archive}"}}}],
-            "training": {"baseModel": tiny_base_model, "epochs": 2, "blockSize": 64, "batchSizePerWorker": 4, "gpusPerWorker": 0, "precision": "fp32", "learningRate": 0.002},
+            "training": {"baseModel": tiny_base_model, "epochs": 2, "blockSize": 64, "batchSizePerWorker": 4, "precision": "fp32", "learningRate": 0.002},
             "tracking": {"wandb": {"mode": "disabled"}},
             "output": {"uri": storage.root},
         },
@@ -51,6 +51,11 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     result = storage.read_json(f"{storage.root}/alice/result.json")
     assert result["status"] == "succeeded"
     assert result["metrics"]["valid_loss_after"] < result["metrics"]["valid_loss_before"]
+    # The request gave no worker shape: one worker, with a GPU only if this machine has one.
+    import torch
+
+    used = storage.read_json(f"{storage.root}/alice/model/training.json")["hyperparameters"]
+    assert (used["workers"], used["gpus_per_worker"]) == (1, 1 if torch.cuda.is_available() else 0)
 
     from huggingface_hub import ModelCard
 
