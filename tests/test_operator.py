@@ -58,6 +58,7 @@ def test_worker_defaults_settings():
     ({"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "0"}, r"spec.training.workers \(default\): must be at least 1"),
     ({"BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "16 GB"}, r"spec.resources.memoryPerWorker \(default\)"),
     ({"BOTFLEET_OPERATOR_EXECUTOR": "k8s"}, "executor: must be one of kuberay, ray"),
+    ({"BOTFLEET_OPERATOR_ORPHAN_SWEEP_INTERVAL": "0"}, "orphan_sweep_interval: must be positive"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
 ])
@@ -168,6 +169,22 @@ def test_ray_executor_job_gets_the_filled_in_spec():
     assert (sent["spec"]["training"]["workers"], sent["spec"]["training"]["gpusPerWorker"]) == (2, 0)
     assert api.parse_spec(sent["spec"]).training.resolved_precision() == "fp32"
     assert env["AWS_ACCESS_KEY_ID"] == "k"
+
+
+def test_orphaned_ray_jobs_are_botfleets_unwanted_ones_in_watched_namespaces():
+    from botfleet.operator.executors import META_REQUEST, orphaned_jobs
+
+    active = {
+        "botfleet-ns-alice-01234567-g2": {META_REQUEST: "ns/alice"},  # alice's current job
+        "botfleet-ns-alice-01234567-g1": {META_REQUEST: "ns/alice"},  # superseded generation
+        "botfleet-ns-gone-89abcdef-g1": {META_REQUEST: "ns/gone"},    # request deleted
+        "botfleet-other-bob-aaaaaaaa-g1": {META_REQUEST: "other/bob"},  # another namespace
+        "raysubmit_123": {},                                          # not botfleet's
+    }
+    wanted = {"botfleet-ns-alice-01234567-g2"}
+    assert orphaned_jobs(active, wanted, ("ns",)) == ["botfleet-ns-alice-01234567-g1", "botfleet-ns-gone-89abcdef-g1"]
+    assert orphaned_jobs(active, wanted, ()) == ["botfleet-ns-alice-01234567-g1", "botfleet-ns-gone-89abcdef-g1", "botfleet-other-bob-aaaaaaaa-g1"]
+    assert orphaned_jobs({}, wanted, ()) == []
 
 
 # --------------------------------------------------------------------------- observations

@@ -12,6 +12,7 @@ dataset code and writes the files the real job writes (stats, progress, model, c
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -226,3 +228,48 @@ def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, stora
         ready = next(c for c in kube.status(namespace, name)["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False"
         assert any(e.type == "Warning" for e in kube.events(namespace, name))
+
+
+def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespace, storage, ray_head, start_operator, embedded_s3):
+    """A Ray job has no owner reference: a BotRequest deleted (or changed) while no operator
+    ran would leave its job running. The operator's sweep stops exactly those jobs."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from botfleet.operator.executors import META_GENERATION, META_REQUEST
+    from botfleet.operator.rayjob import submission_id
+
+    client = JobSubmissionClient(ray_head)
+    alive = kube.create_request(namespace, {"metadata": {"name": "alive"}, "spec": {
+        "handles": [{"handle": "alive", "source": {"dataset": {"uri": storage.uri("in/alive.jsonl")}}}],
+        "output": {"uri": storage.uri("bots")},
+    }})
+
+    def botfleet_job(request: str, job_id: str | None = None) -> str:
+        return client.submit_job(entrypoint="sleep 600", submission_id=job_id, metadata={META_REQUEST: request, META_GENERATION: "1"})
+
+    jobs = {
+        "alive": botfleet_job(f"{namespace}/alive", submission_id(namespace, "alive", alive["metadata"]["uid"], 1)),
+        "gone": botfleet_job(f"{namespace}/gone", f"botfleet-{namespace}-gone-0badc0de-g1"),
+        "elsewhere": botfleet_job("elsewhere/bot"),  # a namespace this operator does not watch
+        "not botfleet's": client.submit_job(entrypoint="sleep 600"),
+    }
+
+    def status(which: str) -> JobStatus:
+        return client.get_job_status(jobs[which])
+
+    try:
+        wait_for(lambda: all(status(j) == JobStatus.RUNNING for j in jobs), 60, what="the jobs to run")
+        op = start_operator(
+            "--executor", "ray", "--ray-address", ray_head, "--namespaces", namespace,
+            "--reconcile-interval", "0.3", "--orphan-sweep-interval", "1", env=embedded_s3.config.to_env(),
+        )
+        wait_for(lambda: status("gone") == JobStatus.STOPPED, 60, what="the orphaned job to be stopped")
+        kube.wait_phase(namespace, "alive", "PreparingData")  # its job was adopted, not stopped
+        wait_for(lambda: "botfleet_orphaned_jobs_stopped_total 1.0" in op.metrics(), 10, what="the metric")
+        time.sleep(2.5)  # more sweeps: they leave every other job alone, and count the orphan once
+        assert {j: status(j) for j in jobs if j != "gone"} == {j: JobStatus.RUNNING for j in jobs if j != "gone"}
+        assert "botfleet_orphaned_jobs_stopped_total 1.0" in op.metrics()
+    finally:
+        for job_id in jobs.values():
+            with contextlib.suppress(RuntimeError):
+                client.stop_job(job_id)

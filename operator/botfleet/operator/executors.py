@@ -20,6 +20,10 @@ log = logging.getLogger("botfleet.operator")
 
 RAY_GROUP, RAY_VERSION, RAYJOBS = "ray.io", "v1", "rayjobs"
 
+# The metadata of a job botfleet submits to Ray (the ``ray`` executor).
+META_REQUEST, META_GENERATION = "botfleet.dev/request", "botfleet.dev/generation"
+RAY_ACTIVE = ("PENDING", "RUNNING")
+
 
 class Executor(Protocol):
     kind: str
@@ -35,6 +39,25 @@ class Executor(Protocol):
 
 def _generation(body: dict) -> int:
     return int(body["metadata"].get("generation") or 1)
+
+
+def orphaned_jobs(active: dict[str, dict], wanted: set[str], namespaces: tuple[str, ...]) -> list[str]:
+    """The pending or running Ray jobs botfleet submitted that no BotRequest wants any more:
+    deleted, or changed to a newer generation, while no operator ran.
+
+    ``active`` maps the cluster's active submission ids to their metadata; ``wanted`` is each
+    known request's job name for its current generation. Jobs that are not botfleet's, or
+    belong to a namespace this operator does not watch, are left alone.
+    """
+    orphans = []
+    for job_id, metadata in sorted(active.items()):
+        request = metadata.get(META_REQUEST)
+        if not request or job_id in wanted:
+            continue
+        if namespaces and request.split("/", 1)[0] not in namespaces:
+            continue
+        orphans.append(job_id)
+    return orphans
 
 
 class KubeRayExecutor:
@@ -167,7 +190,7 @@ class RayExecutor:
                 entrypoint=self.settings.job_entrypoint,
                 submission_id=name,
                 runtime_env={"env_vars": self._env(body)},
-                metadata={"botfleet.dev/request": f"{meta['namespace']}/{meta['name']}", "botfleet.dev/generation": str(_generation(body))},
+                metadata={META_REQUEST: f"{meta['namespace']}/{meta['name']}", META_GENERATION: str(_generation(body))},
             )
         except RuntimeError:
             # Refused: most likely it exists already (a concurrent or earlier submit).
@@ -179,11 +202,19 @@ class RayExecutor:
 
     def delete(self, body: dict, name: str) -> None:
         info = self._info(name)
-        if info is None:
-            return
-        status = str(getattr(info.status, "value", info.status))
-        if status in ("PENDING", "RUNNING"):
-            try:
-                self.client.stop_job(name)
-            except RuntimeError as exc:
-                log.warning("could not stop Ray job %s: %s", name, exc)
+        if info is not None and str(getattr(info.status, "value", info.status)) in RAY_ACTIVE:
+            self.stop(name)
+
+    def stop(self, name: str) -> None:
+        try:
+            self.client.stop_job(name)
+        except RuntimeError as exc:
+            log.warning("could not stop Ray job %s: %s", name, exc)
+
+    def active_jobs(self) -> dict[str, dict]:
+        """The cluster's pending and running submitted jobs: submission id -> metadata."""
+        return {
+            job.submission_id: dict(job.metadata or {})
+            for job in self.client.list_jobs()
+            if job.submission_id and str(getattr(job.status, "value", job.status)) in RAY_ACTIVE
+        }

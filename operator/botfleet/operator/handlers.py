@@ -14,6 +14,7 @@ import concurrent.futures
 import copy
 import logging
 import os
+import time
 
 from botfleet import api
 from botfleet.operator import metrics
@@ -48,7 +49,7 @@ def build(settings: Settings):
     """Make the kopf registry, the kopf settings and the reconciler for ``settings``."""
     import kopf
 
-    from botfleet.operator.executors import KubeRayExecutor, RayExecutor
+    from botfleet.operator.executors import META_REQUEST, KubeRayExecutor, RayExecutor, orphaned_jobs
     from botfleet.operator.reconciler import Reconciler
     from botfleet.storage import S3Config, Storage
 
@@ -104,6 +105,26 @@ def build(settings: Settings):
             for entry, _phase in list(store):
                 entries.append(entry)
         return entries
+
+    stopped_orphans: set[str] = set()
+
+    def sweep_orphans() -> None:
+        """Stop the Ray jobs whose BotRequest was deleted, or got a new spec, while no
+        operator ran (with kuberay, the garbage collector does this for RayJobs)."""
+        # Jobs first: one submitted after this listing is for a request the list below has.
+        active = executor.active_jobs()
+        if settings.namespaces:
+            requests = [r for ns in settings.namespaces for r in custom.list_namespaced_custom_object(api.GROUP, api.VERSION, ns, api.PLURAL)["items"]]
+        else:
+            requests = custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL)["items"]
+        wanted = {executor.name(body) for body in requests}
+        for job_id in orphaned_jobs(active, wanted, settings.namespaces):
+            if job_id in stopped_orphans:  # stopping takes Ray a few seconds: once is enough
+                continue
+            stopped_orphans.add(job_id)
+            log.warning("stopping Ray job %s: its BotRequest %s is gone or has a newer spec", job_id, active[job_id][META_REQUEST])
+            executor.stop(job_id)
+            metrics.ORPHANS_STOPPED.inc()
 
     objects: dict[str, dict] = {}  # key -> latest body seen by the watch
     inflight: set[str] = set()
@@ -177,12 +198,20 @@ def build(settings: Settings):
 
     async def level_loop() -> None:
         """Every reconcile_interval, reconcile each unfinished request (one task for all,
-        not a kopf timer per object: timers would put a finalizer on every object)."""
+        not a kopf timer per object: timers would put a finalizer on every object); every
+        orphan_sweep_interval, with the ray executor, stop the jobs no request wants."""
+        next_sweep = 0.0
         while True:
             await asyncio.sleep(settings.reconcile_interval)
             for key, body in list(objects.items()):
                 if unfinished(body):
                     schedule(key)
+            if settings.executor == "ray" and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + settings.orphan_sweep_interval
+                try:
+                    await asyncio.get_running_loop().run_in_executor(pool, sweep_orphans)
+                except Exception as exc:  # noqa: BLE001 - retried at the next sweep
+                    log.warning("cannot sweep for orphaned Ray jobs: %s", exc)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs):

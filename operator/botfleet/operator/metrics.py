@@ -22,6 +22,7 @@ JOB_SECONDS = Histogram(
     ["phase"],
     buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
 )
+ORPHANS_STOPPED = Counter("botfleet_orphaned_jobs_stopped_total", "Ray jobs stopped because their BotRequest was gone or newer.")
 FAILURES = Counter("botfleet_failures_total", "BotRequests that ended Failed, by reason.", ["reason"])
 
 

@@ -41,6 +41,7 @@ class Settings:
     head_cpus: int = field(default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"})
     head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
     reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
+    orphan_sweep_interval: float = field(default=60.0, metadata={"help": "seconds between sweeps for Ray jobs whose BotRequest is gone (ray executor)"})
     metrics_port: int = field(default=9090, metadata={"help": "Prometheus /metrics port (0 = off)"})
     health_port: int = field(default=8080, metadata={"help": "liveness /healthz port (0 = off)"})
     bind_address: str = field(default="0.0.0.0", metadata={"help": "address the metrics and health endpoints listen on"})
@@ -60,8 +61,9 @@ class Settings:
                 raise ValueError(f"{name}: must be at least 0, got {getattr(self, name)}")
         if self.active_deadline_seconds < 1:
             raise ValueError(f"active_deadline_seconds: must be at least 1, got {self.active_deadline_seconds}")
-        if self.reconcile_interval <= 0:
-            raise ValueError(f"reconcile_interval: must be positive, got {self.reconcile_interval}")
+        for name in ("reconcile_interval", "orphan_sweep_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
         self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
 
     @property
