@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from botfleet import api
-from tests.test_chart import Cluster, find, render  # noqa: F401  (k8s fixture below)
+from tests.test_chart import Cluster
 from tests.test_chart import k8s  # noqa: F401  the shared control plane fixture
 
 ROOT = Path(__file__).resolve().parents[1]

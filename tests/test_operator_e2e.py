@@ -5,15 +5,12 @@ submission API and follows it to Succeeded; the card and the model are in the ob
 ``kubectl get botrequests`` shows the columns. Requests whose source fails end Failed with
 a readable reason.
 
-The job is ``python -m botfleet_jobs.job`` when that module exists; until it does, a
-stand-in (below, the operator's ``job_entrypoint`` setting) runs the real filters and
-dataset code and writes the files the real job writes (stats, progress, model, card, result).
+The job is the real one (``python -m botfleet_jobs.job``), on a tiny random GPT-2.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -28,56 +25,6 @@ import pytest
 from tests.fixtures.cluster import free_port, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-REAL_JOB = importlib.util.find_spec("botfleet_jobs.job") is not None if importlib.util.find_spec("botfleet_jobs") else False
-
-STAND_IN_JOB = textwrap.dedent(
-    '''
-    """Stand-in for botfleet_jobs.job (test only): same inputs, same files, no GPT-2."""
-    import json, os, sys, time
-    from botfleet import api
-    from botfleet.dataset import NotEnoughText, build_dataset, check_amount
-    from botfleet.filters import filter_posts
-    from botfleet.posts import Post
-    from botfleet.storage import Storage, StorageError
-
-    document = json.loads(os.environ["BOTFLEET_REQUEST"])
-    spec = api.parse_spec(document["spec"])
-    storage = Storage.from_env()
-    base = spec.model_uri
-    try:
-        handles, kept = {}, {}
-        for handle in spec.handles:
-            text = storage.read_text(handle.source.dataset.uri)
-            posts = [Post.from_record(json.loads(line)) for line in text.splitlines() if line.strip()]
-            result = filter_posts(posts)
-            handles[handle.name] = result.counts()
-            kept[handle.name] = list(result.kept)
-        check_amount({h: sum(map(len, t)) for h, t in kept.items()})
-        dataset = build_dataset(kept, spec.training.epochs, spec.data.seed)
-        storage.write_text(base + "/data/train.txt", dataset.train)
-        storage.write_text(base + "/data/valid.txt", dataset.valid)
-        stats = {"model_id": spec.model_id, "handles": handles}
-        try:
-            from botfleet.data_stage import data_fingerprint
-            stats["fingerprint"] = data_fingerprint(spec)
-        except Exception:
-            pass
-        storage.write_json(base + "/data/stats.json", stats)
-        total = 4
-        for step in range(1, total + 1):
-            time.sleep(0.5)
-            storage.write_json(base + "/progress.json", {"step": step, "total_steps": total, "epoch": step / total * spec.training.epochs, "loss": 4.0 - step * 0.5, "tokens_per_second": 1000.0, "eta_seconds": (total - step) * 0.5})
-        storage.write_json(base + "/model/config.json", {"model_type": "gpt2", "n_layer": 2})
-        storage.write_json(base + "/model/training.json", {"valid_loss_before": 6.0, "valid_loss_after": 4.0, "perplexity_before": 403.4, "perplexity_after": 54.6, "train_loss": 2.0})
-        storage.write_text(base + "/model/README.md", "# " + spec.model_id + "\\n")
-        storage.write_json(base + "/result.json", {"status": "succeeded", "error": None, "tracking_run_url": None})
-    except (StorageError, NotEnoughText) as exc:
-        storage.write_json(base + "/result.json", {"status": "failed", "error": str(exc), "tracking_run_url": None})
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    '''
-)
 
 
 @pytest.fixture(scope="module")
@@ -125,16 +72,10 @@ def ray_head(tmp_path_factory):
 
 
 @pytest.fixture
-def ray_operator(start_operator, namespace, embedded_s3, ray_head, tmp_path):
-    if REAL_JOB:
-        entrypoint = f"{sys.executable} -m botfleet_jobs.job"
-    else:
-        script = tmp_path / "stand_in_job.py"
-        script.write_text(STAND_IN_JOB)
-        entrypoint = f"{sys.executable} {script}"
+def ray_operator(start_operator, namespace, embedded_s3, ray_head):
     return start_operator(
         "--executor", "ray", "--ray-address", ray_head, "--namespaces", namespace,
-        "--reconcile-interval", "0.5", "--max-concurrent", "2", "--job-entrypoint", entrypoint,
+        "--reconcile-interval", "0.5", "--max-concurrent", "2", "--job-entrypoint", f"{sys.executable} -m botfleet_jobs.job",
         env=embedded_s3.config.to_env(),
     )
 
@@ -150,9 +91,7 @@ def upload_posts(storage, key: str, count: int) -> str:
 
 @pytest.fixture
 def base_model(storage) -> str:
-    """The base model: the real job loads a tiny random GPT-2 from the object store."""
-    if not REAL_JOB:
-        return "gpt2"
+    """The base model: a tiny random GPT-2 in the object store (no model hub here)."""
     from botfleet_jobs.job import publish_random_base_model
 
     return publish_random_base_model(storage, "tiny", storage.uri("models", "tiny-gpt2"))
