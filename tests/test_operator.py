@@ -162,6 +162,13 @@ def test_rayjob_worker_shape_comes_from_the_settings_where_the_request_is_silent
     assert group["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "4Gi"}
 
 
+def test_worker_shape_for_events():
+    spec = api.WorkerDefaults(workers=2, gpus_per_worker=1).resolve(api.parse_spec(body()["spec"]))
+    assert render.worker_shape(spec, with_memory=True) == "2 workers, each 1 GPU, 4 CPUs, 16Gi"
+    single = api.WorkerDefaults(gpus_per_worker=0, cpus_per_worker=1).resolve(api.parse_spec(body()["spec"]))
+    assert render.worker_shape(single, with_memory=False) == "1 worker: no GPU, 1 CPU"
+
+
 def test_ray_executor_job_gets_the_filled_in_spec():
     settings = Settings(executor="ray", default_workers=2, default_gpus_per_worker=0)
     env = render.ray_job_env(body(), settings, {"AWS_ACCESS_KEY_ID": "k"}, {})

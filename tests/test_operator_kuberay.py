@@ -142,6 +142,9 @@ def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, sto
     stored = kube.get_request(namespace, "alice")["spec"]
     assert "workers" not in stored.get("training", {}) and "gpusPerWorker" not in stored.get("training", {})
     assert stored["resources"] == {"cpusPerWorker": 6}
+    # `kubectl describe` says what the request got.
+    created = wait_for(lambda: [e.message for e in kube.events(namespace, "alice") if e.reason == "JobCreated"], 20, what="the JobCreated event")
+    assert created == ["created RayJob alice-g1: 3 workers, each 2 GPUs, 6 CPUs, 24Gi"]
 
 
 def test_failures_have_readable_reasons(kube, namespace, storage, operator):

@@ -66,6 +66,19 @@ def effective_spec(body: dict, settings: Settings) -> dict:
     return settings.worker_defaults.fill(body.get("spec") or {})
 
 
+def worker_shape(spec: api.BotSpec, with_memory: bool) -> str:
+    """The workers a resolved spec asks for, for people: "2 workers, each 1 GPU, 4 CPUs, 16Gi"."""
+    t, r = spec.training, spec.resources
+
+    def count(n: int, unit: str) -> str:
+        return f"{n} {unit}{'s' if n != 1 else ''}"
+
+    each = [count(t.gpus_per_worker, "GPU") if t.gpus_per_worker else "no GPU", count(r.cpus_per_worker, "CPU")]
+    if with_memory:
+        each.append(r.memory_per_worker)
+    return f"1 worker: {', '.join(each)}" if t.workers == 1 else f"{t.workers} workers, each {', '.join(each)}"
+
+
 def request_json(body: dict, settings: Settings) -> str:
     """The BotRequest the job reads from ``BOTFLEET_REQUEST``: apiVersion, kind, the
     identifying metadata and the effective spec (never status, never managed fields)."""

@@ -17,6 +17,7 @@ from botfleet import api
 from botfleet.layout import Layout, folder
 from botfleet.operator import metrics
 from botfleet.operator.executors import Executor
+from botfleet.operator.rayjob import worker_shape
 from botfleet.operator.settings import Settings
 from botfleet.operator.status import (
     FAILED,
@@ -273,7 +274,9 @@ class Reconciler:
             else:
                 job = self.executor.submit(body)
                 metrics.JOBS_STARTED.labels(self.executor.kind).inc()
-                events.append(("Normal", "JobCreated", f"created {'RayJob' if self.executor.kind == 'kuberay' else 'Ray job'} {name}"))
+                kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
+                shape = worker_shape(self.settings.worker_defaults.resolve(spec), with_memory=kuberay)
+                events.append(("Normal", "JobCreated", f"created {'RayJob' if kuberay else 'Ray job'} {name}: {shape}"))
                 files = None
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
