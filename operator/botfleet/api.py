@@ -722,8 +722,7 @@ def _rows(schema: dict, path: str, required: bool):
 def spec_reference_markdown() -> str:
     """docs/api.md: every spec field with its type, default and rules, from the schema."""
     shape = ", ".join(f"`spec.{section}.{key}`" for section, key in WORKER_FIELDS)
-    defaults = WorkerDefaults()
-    workers, gpus, cpus, memory = defaults.workers, defaults.gpus_per_worker, defaults.cpus_per_worker, defaults.memory_per_worker
+    defaults_text = ", ".join(f"`{key}: {getattr(WorkerDefaults(), _snake(key))}`" for _, key in WORKER_FIELDS)
     lines = [
         "# BotRequest API reference (`botfleet.dev/v1alpha1`)",
         "",
@@ -731,9 +730,9 @@ def spec_reference_markdown() -> str:
         "the CLI and these docs share. The status fields are listed in the CRD",
         "(`kubectl explain botrequest.status`).",
         "",
-        f"The worker shape ({shape}) has no default in the schema: a request that leaves it out",
-        "gets the installation's, which the operator's `--default-*` settings set (Helm values",
-        f"`job.workerDefaults`: {workers} worker(s) with {gpus} GPU(s), {cpus} CPUs and {memory} unless changed).",
+        f"The worker shape ({shape}) has no default in the schema: what a request leaves out",
+        "is the installation's, set by the operator's `--default-*` settings (Helm values",
+        f"`job.workerDefaults`; out of the box {defaults_text}).",
         "`botfleet run` on one machine gives such a request one worker, with a GPU when the",
         "machine has one.",
         "",
