@@ -34,7 +34,7 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
         "spec": {
             "handles": [{"handle": "Alice", "displayName": "Alice A.", "source": {"archive": {"uri": f"file://{archive}"}}}],
             "training": {"baseModel": tiny_base_model, "epochs": 2, "blockSize": 64, "batchSizePerWorker": 4, "precision": "fp32", "learningRate": 0.002},
-            "tracking": {"wandb": {"mode": "disabled"}},
+            "tracking": {"wandb": {"mode": "offline"}},
             "output": {"uri": storage.root},
         },
     }
@@ -50,6 +50,10 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
 
     result = storage.read_json(f"{storage.root}/alice/result.json")
     assert result["status"] == "succeeded"
+    # The offline W&B runs are kept with the outputs, and the CLI says where.
+    assert result["tracking_files"] == f"{storage.root}/alice/tracking/" and result["tracking_run_url"] is None
+    assert f"W&B offline runs: {result['tracking_files']}" in done.stdout
+    assert any("/wandb/offline-run-" in uri for uri in storage.list(result["tracking_files"]))
     assert result["metrics"]["valid_loss_after"] < result["metrics"]["valid_loss_before"]
     # The request gave no worker shape: one worker, with a GPU only if this machine has one.
     import torch

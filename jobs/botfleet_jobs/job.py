@@ -108,8 +108,10 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
             model_dir = workdir / "model"
             storage.download_dir(layout.model, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
-            if tracking.get("run_dir"):
+            tracking_files = None
+            if tracking.get("run_dir"):  # the local W&B files: offline runs are synced from these
                 storage.upload_dir(workdir / "tracking", layout.tracking)
+                tracking_files = folder(layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
         except BaseException as error:
             if tracker is not None:
@@ -121,6 +123,7 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
         "model": folder(layout.model),
         "card": card,
         "tracking_run_url": tracking.get("run_url"),
+        "tracking_files": tracking_files,
         "metrics": {k: trained.training.get(k) for k in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss")},
     }
     storage.write_json(layout.result, result)

@@ -110,6 +110,8 @@ def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) 
     print(f"\nmodel: {result['model']}\ncard:  {result['card']}\nlocal copy: {local}/ (README.md is the card)")
     if metrics.get("perplexity_after") is not None:
         print(f"validation perplexity: {metrics['perplexity_before']:.1f} before, {metrics['perplexity_after']:.1f} after fine-tuning")
+    if result.get("tracking_files") and not result.get("tracking_run_url"):
+        print(f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)")
     print(f"\ntry it:  python -c \"from transformers import pipeline; print(pipeline('text-generation', model='{local}')('My dream is'))\"\n")
     for sample in json.loads((local / "samples.json").read_text())["samples"]:
         print(f"  {sample['prompt']!r} -> {sample['prediction']!r}")
