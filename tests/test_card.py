@@ -8,8 +8,9 @@ from huggingface_hub import ModelCard
 
 from botfleet.api import parse_spec
 from botfleet.card import CardLinks, render_card
+from tests.cluster.controlplane import shared_dir
 
-SEEDS = Path("/work/shared/seeds")
+SEEDS = shared_dir() / "seeds"
 # 003 is an older layout ("Intended uses & limitations" with ### subsections); the other
 # four are the format huggingtweets settled on.
 CURRENT_SEEDS = ["000_b779967f76b8dc63.txt", "001_74056c450d9f07ad.txt", "002_f35ec7b5191e9cdb.txt", "004_7e5f139cd06b3261.txt"]
