@@ -1,7 +1,6 @@
 """The model card: the seeds' structure, this bot's facts, links to what really exists."""
 
 import re
-from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
