@@ -149,8 +149,9 @@ def cmd_store(args) -> int:
     if args.action == "start":
         if S3Config.from_env() is not None:
             return fail("an object store is configured (BOTFLEET_S3_ENDPOINT or AWS_ENDPOINT_URL): the embedded one is not used")
-        local_default_storage()
-    server = EmbeddedS3.find_running(data_dir)
+        _, server = local_default_storage()  # started, or the one already running
+    else:
+        server = EmbeddedS3.find_running(data_dir)
     if args.action == "stop":
         if server is not None:
             server.stop()

@@ -3,8 +3,9 @@
 Files under ``<output>/<model-id>/data/`` (:class:`botfleet.layout.Layout`):
 ``raw/<handle>.jsonl`` (every post fetched), ``train.txt``, ``valid.txt`` and
 ``stats.json``. ``stats.json`` is removed first and written last, so a crash never
-leaves a dataset that looks complete; it also carries a fingerprint of the request's data settings, so a rerun of the same request (a resumed
-job, a restarted operator) reuses the dataset instead of fetching different posts.
+leaves a dataset that looks complete; it also carries a fingerprint of the request's data
+settings, so a rerun of the same request (a resumed job, a restarted operator) reuses the
+dataset instead of fetching different posts.
 """
 
 from __future__ import annotations
