@@ -231,15 +231,22 @@ class Tracker:
         table = self._wandb().Table(columns=PREDICTION_COLUMNS, data=prediction_rows(samples))
         self.run.log({"predictions": table})
         info = self.run_info(self.run)
-        self.run.finish()
-        self.run = None
+        self._end_run()
         return info
 
     def fail(self) -> None:
         """End an open run as failed (the job hit an error before finish_training)."""
         if self.run is not None:
-            self.run.finish(exit_code=1)
-            self.run = None
+            self._end_run(exit_code=1)
+
+    def _end_run(self, exit_code: int | None = None) -> None:
+        self.run.finish(exit_code=exit_code)
+        self.run = None
+        # finish() only tells W&B's service process that the run is over; the service
+        # writes the rest of the run's .wandb file (and, online, uploads) after that.
+        # teardown() waits for the service to exit, so the run folder is complete before
+        # the job copies it to the store. The next wandb.init starts a new service.
+        self._wandb().teardown()
 
 
 def prediction_rows(samples: list[dict]) -> list[list[str]]:
