@@ -231,8 +231,8 @@ LAYOUT = Layout("s3://bots/alice")
 STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}, "fingerprint": "f"}
 
 
-def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW):
-    return st.compute_status(doc, model_id="alice", handles=["alice"], layout=LAYOUT, job=job, files=files, queue=queue, now=now, invalid=invalid)
+def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW, workers=None):
+    return st.compute_status(doc, model_id="alice", handles=["alice"], layout=LAYOUT, job=job, files=files, queue=queue, now=now, invalid=invalid, workers=workers)
 
 
 def running(state=st.JOB_RUNNING, **kw):
@@ -283,10 +283,22 @@ def test_status_walks_the_phases():
     assert done.events == [("Normal", "Succeeded", "Succeeded: model published at s3://bots/alice/model/")]
 
 
+def test_status_keeps_the_worker_shape_a_job_started_with():
+    started = compute(body(), running(), workers="2 workers, each 1 GPU, 4 CPUs, 16Gi").status
+    assert started["job"]["workers"] == "2 workers, each 1 GPU, 4 CPUs, 16Gi"
+    # The operator restarted with other defaults: the running job's shape has not changed.
+    later = compute(body(status=started), running(), workers="4 workers, each 1 GPU, 4 CPUs, 16Gi").status
+    assert later["job"]["workers"] == "2 workers, each 1 GPU, 4 CPUs, 16Gi"
+    # A new generation's job is started with the defaults of its time.
+    next_job = st.JobObservation("kuberay", "alice-g2", state=st.JOB_RUNNING)
+    changed = compute(body(generation=2, status=started), next_job, workers="4 workers, each 1 GPU, 4 CPUs, 16Gi").status
+    assert changed["job"]["workers"] == "4 workers, each 1 GPU, 4 CPUs, 16Gi"
+
+
 def test_every_status_field_is_declared_in_the_crd():
     files = st.JobFiles(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
-    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
-    assert api.validate(s, api.STATUS_SCHEMA, "status") == []
+    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files, workers="1 worker: 1 GPU, 4 CPUs, 16Gi").status
+    assert s["job"]["workers"] and api.validate(s, api.STATUS_SCHEMA, "status") == []
 
     def undeclared(value, schema, path):
         if isinstance(value, dict):

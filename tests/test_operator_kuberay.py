@@ -100,7 +100,7 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     finish_job(storage, model_uri)
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
     status = kube.wait_phase(namespace, "alice", "Succeeded")
-    assert status["job"] == {"executor": "kuberay", "name": "alice-g1", "jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+    assert status["job"] == {"executor": "kuberay", "name": "alice-g1", "workers": "2 workers, each 1 GPU, 4 CPUs, 16Gi", "jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
     assert status["metrics"] == {"validLossBefore": 5.5, "validLossAfter": 3.25, "perplexityBefore": 244.7, "perplexityAfter": 25.8, "trainLoss": 3.0}
     assert status["artifacts"]["model"] == f"{model_uri}/model/" and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
     assert status["progress"]["percent"] == "100%" and status["completionTime"]
@@ -117,6 +117,7 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     header, row = table.splitlines()[:2]
     assert header.split()[:5] == ["NAME", "HANDLES", "PHASE", "KEPT", "PROGRESS"]
     assert row.split()[:5] == ["alice", "alice", "Succeeded", "90", "100%"]
+    assert header.split()[5:7] == ["REASON", "WORKERS"] and "2 workers, each 1 GPU, 4 CPUs, 16Gi" in row
 
     text = op.metrics()
     assert 'botfleet_botrequests{phase="Succeeded"} 1.0' in text
@@ -145,6 +146,7 @@ def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, sto
     # `kubectl describe` says what the request got.
     created = wait_for(lambda: [e.message for e in kube.events(namespace, "alice") if e.reason == "JobCreated"], 20, what="the JobCreated event")
     assert created == ["created RayJob alice-g1: 3 workers, each 2 GPUs, 6 CPUs, 24Gi"]
+    assert kube.status(namespace, "alice")["job"]["workers"] == "3 workers, each 2 GPUs, 6 CPUs, 24Gi"
 
 
 def test_failures_have_readable_reasons(kube, namespace, storage, operator):

@@ -260,6 +260,7 @@ STATUS_SCHEMA = _obj(
             {
                 "executor": _str("kuberay or ray."),
                 "name": _str("RayJob name or Ray job submission id."),
+                "workers": _str("The job's workers as started, with the operator's defaults filled in (e.g. '2 workers, each 1 GPU, 4 CPUs, 16Gi')."),
                 "jobStatus": _str("Ray job status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."),
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
@@ -663,6 +664,7 @@ def crd() -> dict:
                         {"name": "Kept", "type": "integer", "jsonPath": ".status.keptPosts", "description": "Posts kept for training"},
                         {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent"},
                         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+                        {"name": "Workers", "type": "string", "jsonPath": ".status.job.workers", "priority": 1},
                         {"name": "Model", "type": "string", "jsonPath": ".status.artifacts.model", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

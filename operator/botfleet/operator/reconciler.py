@@ -237,6 +237,8 @@ class Reconciler:
 
         layout = Layout(spec.model_uri)
         handles = [h.name for h in spec.handles]
+        kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
+        workers = worker_shape(self.settings.worker_defaults.resolve(spec), with_memory=kuberay)
         old_job = old.get("job") or {}
         events: list[tuple[str, str, str]] = []
 
@@ -252,12 +254,12 @@ class Reconciler:
         if not started_here:
             decision = self._admit(key, generation, entries)
             if not decision.admit:
-                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), queue=decision)
+                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), queue=decision, workers=workers)
                 patch = self._apply(body, old, desired.status)
                 return Outcome(patch, events + desired.events, desired.status["phase"])
             # Admitted: reserve the slot in status first (a restart then finds it), then start.
             self.clear_previous_run(layout)
-            desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles())
+            desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), workers=workers)
             self._apply(body, old, desired.status)
             events += desired.events
             old = desired.status
@@ -274,20 +276,18 @@ class Reconciler:
             else:
                 job = self.executor.submit(body)
                 metrics.JOBS_STARTED.labels(self.executor.kind).inc()
-                kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
-                shape = worker_shape(self.settings.worker_defaults.resolve(spec), with_memory=kuberay)
-                events.append(("Normal", "JobCreated", f"created {'RayJob' if kuberay else 'Ray job'} {name}: {shape}"))
+                events.append(("Normal", "JobCreated", f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}"))
                 files = None
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
 
-        desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files)
+        desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers)
         if desired.need_card and self.storage is not None:
             try:
                 self.storage.write_text(layout.card, fallback_card(spec, files.stats, files.training, layout), content_type="text/markdown; charset=utf-8")
                 events.append(("Normal", "CardWritten", f"the job left no model card: wrote {layout.card}"))
                 files = dataclasses.replace(files, card_present=True)
-                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files)
+                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers)
             except StorageError as exc:
                 events.append(("Warning", "CardFailed", f"cannot write the model card: {exc}"))
         patch = self._apply(body, old, desired.status)

@@ -359,11 +359,14 @@ def compute_status(
     queue: QueueDecision | None = None,
     now: str | None = None,
     invalid: str | None = None,
+    workers: str | None = None,
 ) -> Desired:
     """The whole status of the request's current generation.
 
     ``queue`` is the admission decision when no job has been started for this generation
     (None once one has). ``invalid`` is a spec problem the API server could not catch.
+    ``workers`` is the worker shape the operator's defaults give the spec now; a job
+    already in status keeps the shape it was started with.
     """
     now = now or now_iso()
     meta = body.get("metadata", {})
@@ -449,9 +452,13 @@ def compute_status(
     if artifacts:
         status["artifacts"] = artifacts
     if job.exists or (queue is None and not invalid):
+        old_job = old.get("job") or {}
+        if old_job.get("name") == job.name and old_job.get("workers"):
+            workers = old_job["workers"]  # the operator's defaults may have changed since
         status["job"] = {k: v for k, v in (
             ("executor", job.executor),
             ("name", job.name),
+            ("workers", workers),
             ("jobStatus", job.job_status),
             ("jobDeploymentStatus", job.deployment_status),
         ) if v}
