@@ -53,7 +53,11 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     # The offline W&B runs are kept with the outputs, and the CLI says where.
     assert result["tracking_files"] == f"{storage.root}/alice/tracking/" and result["tracking_run_url"] is None
     assert f"W&B offline runs: {result['tracking_files']}" in done.stdout
-    assert any("/wandb/offline-run-" in uri for uri in storage.list(result["tracking_files"]))
+    run_logs = [uri for uri in storage.list(result["tracking_files"]) if "/wandb/offline-run-" in uri and uri.endswith(".wandb")]
+    assert len(run_logs) == 2  # the preprocess run and the train run
+    # The copy is complete: the train run's log ends with the model artifact and the samples
+    # (W&B writes it after finish() returns; an early copy held just the file's header).
+    assert any(b"finetuned-model" in storage.read_bytes(uri) and b"predictions" in storage.read_bytes(uri) for uri in run_logs)
     assert result["metrics"]["valid_loss_after"] < result["metrics"]["valid_loss_before"]
     # The request gave no worker shape: one worker, with a GPU only if this machine has one.
     import torch
