@@ -316,14 +316,21 @@ def test_minio_is_optional(tmp_path):
 @pytest.mark.cluster
 def test_helm_install_dry_run_and_notes(k8s, tmp_path):
     """`helm install --dry-run=server` against the control plane (CRDs, hooks, lookup) and NOTES.txt."""
-    k8s.ensure_namespace(RELEASE_NS)
-    for value_set in ("defaults", "minio"):
+    k8s.ensure_namespace(RELEASE_NS, "team-a")
+    for value_set, namespace in (("defaults", RELEASE_NS), ("minio", RELEASE_NS), ("namespaced", "team-a")):
         proc = helm("install", "botfleet", str(CHART), "-n", RELEASE_NS, "--dry-run=server",
                     "-f", str(write_values(tmp_path, VALUE_SETS[value_set])), kubeconfig=k8s.kubeconfig)
         notes = proc.stdout.split("NOTES:", 1)[1]
-        assert "kubectl get botrequests -w" in notes
+        assert f"kubectl get botrequests -n {namespace} -w" in notes
         assert "kuberay" in notes
         assert ("port-forward svc/botfleet-minio" in notes) == (value_set == "minio")
+        assert ("create it there first" in notes) == (namespace != RELEASE_NS)
+        # The create command works pasted into a shell, in a namespace the operator watches.
+        (command,) = re.findall(r"^kubectl apply .*?^YAML$", notes, flags=re.M | re.S)
+        command = command.replace("kubectl apply", f"{k8s.kubectl_path} apply --dry-run=server -o name", 1)
+        done = subprocess.run(["bash", "-euc", command], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "KUBECONFIG": str(k8s.kubeconfig)})
+        assert done.returncode == 0 and done.stdout.strip() == "botrequest.botfleet.dev/dril", done.stderr
 
 
 # --------------------------------------------------------------------------- RBAC, statically
