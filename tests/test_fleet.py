@@ -41,6 +41,10 @@ def test_fleet_renders_and_every_request_is_valid():
     requests = bot_requests(docs)
     assert len(requests) >= 4
     namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    for namespace in (d for d in docs if d["kind"] == "Namespace"):
+        # it holds Secrets made outside Git: Argo CD must neither prune nor delete it
+        options = namespace["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
+        assert {"Prune=false", "Delete=false"} <= {o.strip() for o in options}
     for document in requests:
         request = api.parse_request(document)  # the schema the CRD is generated from
         assert document["metadata"]["namespace"] in namespaces
@@ -104,7 +108,7 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
 
     # 1. server-side dry run: the API server validates everything, nothing is stored
     #    (the namespace comes from the fleet too, so the dry run creates it first, for real,
-    #    exactly as Argo CD's CreateNamespace does)
+    #    as Argo CD does when it applies the fleet's Namespace before the rest)
     k8s.ensure_namespace(namespace)
     dry = k8s.kubectl(*apply, "--dry-run=server")
     assert dry.stdout.count("(server dry run)") == len(docs)
