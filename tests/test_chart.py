@@ -266,6 +266,7 @@ def test_values_schema_rejects_bad_values(tmp_path):
         ({"executr": {"type": "ray"}}, "executr"),
         ({"executor": {"type": "ray"}}, "executor.ray.address is required"),
         ({"objectStore": {"credentialsSecret": ""}}, "objectStore.credentialsSecret is required"),
+        ({"minio": {"enabled": True, "image": {"tag": ""}}}, "minio.image.tag"),  # not botfleet's appVersion
     ]:
         proc = helm("template", "botfleet", str(CHART), "-f", str(write_values(tmp_path, bad)), check=False)
         assert proc.returncode != 0, f"accepted {bad}"
@@ -302,6 +303,10 @@ def test_minio_is_optional(tmp_path):
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert ":" in pod["containers"][0]["image"] and not pod["containers"][0]["image"].endswith(":latest")
+    digest = "sha256:" + "0123456789abcdef" * 4
+    pinned = render(tmp_path, {"minio": {"enabled": True, "image": {"digest": digest}}})
+    (pinned_deployment,) = [d for d in pinned if d["kind"] == "Deployment" and d["metadata"]["name"] == "botfleet-minio"]
+    assert pinned_deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"minio/minio@{digest}"
     (secret,) = [d for d in minio if d["kind"] == "Secret"]
     assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     (job,) = [d for d in minio if d["kind"] == "Job"]
