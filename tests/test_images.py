@@ -151,6 +151,9 @@ def test_job_base_image_matches_the_ray_pin():
     assert base.startswith("rayproject/ray:") and base.endswith("-gpu")
     ray_version = base.split(":")[1].split("-")[0]
     assert ray_version == CONSTRAINTS["ray"], "the Ray in the base image must be the Ray botfleet pins"
+    from botfleet.operator.settings import Settings
+
+    assert Settings().ray_version == ray_version, "RayJobs must name the Ray version the job image has"
     python = re.search(r"-py(\d)(\d+)", base)
     assert python and (int(python.group(1)), int(python.group(2))) >= (3, 11)
 
@@ -170,7 +173,11 @@ def test_operator_image_is_small_and_runs_the_operator():
     assert {"kopf", "kubernetes", "prometheus-client"} <= set(packages)
     text = dict((kw, args) for kw, args in instructions(IMAGES["operator"]))
     assert text["ENTRYPOINT"] == '["botfleet"]' and text["CMD"] == '["operator"]'
-    assert "8080" in text["EXPOSE"] and "8081" in text["EXPOSE"]
+    # the operator's own defaults, so the image also runs as documented outside the chart
+    from botfleet.operator.settings import Settings
+
+    defaults = Settings()
+    assert text["EXPOSE"].split() == [str(defaults.metrics_port), str(defaults.health_port)]
 
 
 def test_job_image_has_the_ml_stack():

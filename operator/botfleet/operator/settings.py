@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from botfleet import api
+from botfleet import __version__, api
 
 EXECUTORS = ("kuberay", "ray")
 ENV_PREFIX = "BOTFLEET_OPERATOR_"
@@ -22,7 +22,7 @@ ENV_PREFIX = "BOTFLEET_OPERATOR_"
 class Settings:
     executor: str = field(default="kuberay", metadata={"help": "how trainings run: kuberay (a RayJob per request) or ray (an existing Ray cluster)"})
     ray_address: str = field(default="http://127.0.0.1:8265", metadata={"help": "Ray dashboard address, for the ray executor"})
-    job_image: str = field(default="ghcr.io/botfleet/botfleet-jobs:0.1.0", metadata={"help": "container image of the Ray head and workers (kuberay executor)"})
+    job_image: str = field(default=f"botfleet/job:{__version__}", metadata={"help": "container image of the Ray head and workers (kuberay executor)"})
     job_entrypoint: str = field(default="python -m botfleet_jobs.job", metadata={"help": "the training job's command"})
     ray_version: str = field(default="2.60.0", metadata={"help": "Ray version in the job image (RayJob rayClusterSpec.rayVersion)"})
     max_concurrent: int = field(default=4, metadata={"help": "most trainings at once; the rest wait in Pending (0 = no limit)"})
@@ -42,8 +42,8 @@ class Settings:
     head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
     reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
     orphan_sweep_interval: float = field(default=60.0, metadata={"help": "seconds between sweeps for Ray jobs whose BotRequest is gone (ray executor)"})
-    metrics_port: int = field(default=9090, metadata={"help": "Prometheus /metrics port (0 = off)"})
-    health_port: int = field(default=8080, metadata={"help": "liveness /healthz port (0 = off)"})
+    metrics_port: int = field(default=8080, metadata={"help": "Prometheus /metrics port (0 = off)"})
+    health_port: int = field(default=8081, metadata={"help": "liveness /healthz port (0 = off)"})
     bind_address: str = field(default="0.0.0.0", metadata={"help": "address the metrics and health endpoints listen on"})
     workers: int = field(default=16, metadata={"help": "threads for blocking calls (Kubernetes, S3, Ray)"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
