@@ -251,6 +251,16 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
         assert env["BOTFLEET_S3_ENDPOINT"] == "http://botfleet-minio.botfleet.svc:9000"
     else:
         assert env["BOTFLEET_S3_ENDPOINT"] == values.get("objectStore", {}).get("endpoint", "https://s3.amazonaws.com")
+    # a private CA: the operator's file is the mounted Secret, and the jobs mount the same name
+    ca_secret = values.get("objectStore", {}).get("caSecret", "")
+    assert settings.s3_ca_secret == ca_secret
+    if ca_secret:
+        pod = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == ca_secret]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert env["BOTFLEET_S3_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
+    else:
+        assert "BOTFLEET_S3_CA_FILE" not in env
 
 
 def test_values_schema_rejects_bad_values(tmp_path):

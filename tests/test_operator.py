@@ -13,6 +13,7 @@ from botfleet.operator import status as st
 from botfleet.operator.settings import Settings
 from botfleet.operator.reconciler import fallback_card
 from botfleet.secrets import secret_env_name
+from botfleet.storage import S3Config
 
 NOW = "2025-01-01T00:00:00Z"
 
@@ -130,6 +131,29 @@ def test_rayjob_rendering():
     request = json.loads(env["BOTFLEET_REQUEST"]["value"])
     assert request["metadata"]["name"] == "bob" and request["spec"]["handles"][0]["handle"] == "bob"
     assert all("value" not in e or e["name"] in ("BOTFLEET_REQUEST", "BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "RAY_USAGE_STATS_ENABLED", "AWS_EC2_METADATA_DISABLED") for e in worker["env"])
+
+
+def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
+    doc = body()
+    plain = render.render_rayjob(doc, Settings())
+    plain_pods = [plain["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"], plain["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]]
+    for pod in plain_pods:
+        env = {e["name"] for e in pod["containers"][0]["env"]}
+        assert "volumes" not in pod and not env & {"AWS_REGION", "BOTFLEET_S3_CA_FILE"}
+
+    job = render.render_rayjob(doc, Settings(s3_region="eu-central-1", s3_ca_secret="s3-ca"))
+    cluster = job["spec"]["rayClusterSpec"]
+    for pod in (cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]):
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-central-1"
+        (mount,) = container["volumeMounts"]
+        (volume,) = pod["volumes"]
+        assert volume == {"name": mount["name"], "secret": {"secretName": "s3-ca"}} and mount["readOnly"]
+        assert env["BOTFLEET_S3_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
+        # the job's S3 clients find the CA there
+        config = S3Config.from_env({**env, "BOTFLEET_S3_ENDPOINT": "https://s3.example", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+        assert (config.region, config.ca_file) == ("eu-central-1", f"{mount['mountPath']}/ca.crt")
 
 
 def test_rayjob_cpu_workers_and_default_wandb_secret():

@@ -127,7 +127,7 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
 
 
 def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, storage, operator):
-    operator("--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi")
+    operator("--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi", "--s3-ca-secret", "s3-ca")
     silent = request("alice", storage.test_bucket, resources={"cpusPerWorker": 6})
     del silent["spec"]["training"]
     kube.create_request(namespace, silent)
@@ -136,6 +136,9 @@ def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, sto
     assert group["replicas"] == 3 and group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "2"}
     container = group["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
+    # The store's CA Secret is mounted (KubeRay's CRD kept the volume: not pruned).
+    assert group["template"]["spec"]["volumes"] == [{"name": "s3-ca", "secret": {"secretName": "s3-ca"}}]
+    assert {"name": "BOTFLEET_S3_CA_FILE", "value": f"{container['volumeMounts'][0]['mountPath']}/ca.crt"} in container["env"]
     sent = json.loads(next(e["value"] for e in container["env"] if e["name"] == "BOTFLEET_REQUEST"))["spec"]
     assert (sent["training"]["workers"], sent["training"]["gpusPerWorker"]) == (3, 2)
     assert sent["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"}

@@ -8,6 +8,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -230,6 +231,88 @@ def test_pyarrow_filesystem_write_and_read(storage):
     storage.write_bytes(storage.uri("arrow/other.bin"), b"written by minio")
     with storage.pyarrow_filesystem().open_input_stream(f"{storage.test_bucket}/arrow/other.bin") as f:
         assert f.read() == b"written by minio"
+
+
+class TLSProxy:
+    """HTTPS in front of the plain-HTTP test server, with a certificate from a private CA.
+
+    Bytes pass through unchanged, so S3 signatures (over the Host header the client sent)
+    still verify.
+    """
+
+    def __init__(self, upstream: str, tmp_path) -> None:
+        import ssl
+
+        self.upstream = upstream.removeprefix("http://").split(":")
+        self.ca_file = tmp_path / "ca.crt"
+        key_file, cert_file = tmp_path / "server.key", tmp_path / "server.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=botfleet test CA",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key_file), "-out", str(cert_file)],
+            check=True, capture_output=True,
+        )
+        self.ca_file.write_bytes(cert_file.read_bytes())  # self-signed: it is its own CA
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_file, key_file)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._relay, args=(raw,), daemon=True).start()
+
+    def _relay(self, raw: socket.socket) -> None:
+        import ssl
+
+        try:
+            client = self.context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()  # a client that does not trust the CA hangs up in the handshake
+            return
+        server = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+
+        def pump(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(server, client), daemon=True).start()
+        pump(client, server)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_private_ca_for_the_store_only(storage, tmp_path):
+    """BOTFLEET_S3_CA_FILE lets both S3 clients (minio, pyarrow) trust a private CA."""
+    proxy = TLSProxy(storage.config.endpoint, tmp_path)
+    try:
+        env = {**storage.config.to_env(), "BOTFLEET_S3_ENDPOINT": proxy.endpoint, "BOTFLEET_S3_CA_FILE": str(proxy.ca_file)}
+        trusting = Storage.from_env(env)
+        assert trusting.config.ca_file == str(proxy.ca_file) and trusting.config.to_env()["BOTFLEET_S3_CA_FILE"] == str(proxy.ca_file)
+        trusting.write_text(storage.uri("tls/a.txt"), "over https")
+        assert storage.read_text(storage.uri("tls/a.txt")) == "over https"
+        with trusting.pyarrow_filesystem().open_input_stream(f"{storage.test_bucket}/tls/a.txt") as f:
+            assert f.read() == b"over https"
+        # Without it the same endpoint is refused: the CA really is what made it work.
+        env.pop("BOTFLEET_S3_CA_FILE")
+        with pytest.raises(StorageError, match="(?i)certificate"):
+            Storage.from_env(env).read_text(storage.uri("tls/a.txt"))
+    finally:
+        proxy.close()
 
 
 # --------------------------------------------------------------------------- file://

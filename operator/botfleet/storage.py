@@ -135,6 +135,7 @@ class S3Config:
     access_key: str
     secret_key: str = field(repr=False)
     region: str | None = None
+    ca_file: str | None = None  # CA bundle for an https endpoint with a private CA
 
     def __post_init__(self) -> None:
         parsed = urllib.parse.urlsplit(self.endpoint)
@@ -159,8 +160,8 @@ class S3Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "S3Config | None":
         """Read ``BOTFLEET_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``,
-        ``AWS_SECRET_ACCESS_KEY`` and optionally ``AWS_REGION``/``AWS_DEFAULT_REGION``.
-        Returns None when no endpoint is configured."""
+        ``AWS_SECRET_ACCESS_KEY`` and optionally ``AWS_REGION``/``AWS_DEFAULT_REGION`` and
+        ``BOTFLEET_S3_CA_FILE``. Returns None when no endpoint is configured."""
         env = os.environ if env is None else env
         endpoint = env.get("BOTFLEET_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL")
         if not endpoint:
@@ -173,7 +174,8 @@ class S3Config:
                 " AWS_SECRET_ACCESS_KEY are not both set"
             )
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-        return cls(endpoint=endpoint, access_key=access_key, secret_key=secret_key, region=region)
+        ca_file = env.get("BOTFLEET_S3_CA_FILE") or None
+        return cls(endpoint=endpoint, access_key=access_key, secret_key=secret_key, region=region, ca_file=ca_file)
 
     def to_env(self) -> dict[str, str]:
         """Environment variables a subprocess (e.g. a Ray job) needs to reach the same store."""
@@ -187,6 +189,8 @@ class S3Config:
         }
         if self.region:
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
+        if self.ca_file:
+            env["BOTFLEET_S3_CA_FILE"] = self.ca_file
         return env
 
 
@@ -228,7 +232,9 @@ class Storage:
             http = urllib3.PoolManager(
                 timeout=urllib3.Timeout(connect=10, read=300),
                 maxsize=10,
-                ca_certs=os.environ.get("SSL_CERT_FILE") or None,
+                # The object store's own CA, if any: BOTFLEET_S3_CA_FILE applies to S3 only,
+                # where SSL_CERT_FILE would also replace the public roots W&B needs.
+                ca_certs=cfg.ca_file or os.environ.get("SSL_CERT_FILE") or None,
                 # Retry server hiccups; give up fast on a refused connection.
                 retries=urllib3.Retry(
                     total=5, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
@@ -535,6 +541,7 @@ class Storage:
             endpoint_override=cfg.host,
             scheme="https" if cfg.secure else "http",
             region=cfg.region or "us-east-1",
+            **({"tls_ca_file_path": cfg.ca_file} if cfg.ca_file else {}),
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
         )

@@ -59,6 +59,8 @@ def build(settings: Settings):
         s3 = S3Config.from_env({**os.environ, "BOTFLEET_S3_ENDPOINT": settings.s3_endpoint})
     if s3 is not None and not settings.s3_endpoint:
         settings.s3_endpoint = s3.endpoint
+    if s3 is not None and s3.region and not settings.s3_region:
+        settings.s3_region = s3.region
     storage = Storage(s3) if s3 is not None else None
     if storage is None:
         log.warning("no object store configured (BOTFLEET_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):"
@@ -81,7 +83,10 @@ def build(settings: Settings):
     if settings.executor == "kuberay":
         executor = KubeRayExecutor(settings, custom)
     else:
-        executor = RayExecutor(settings, read_secret, s3.to_env() if s3 else {})
+        # Not the operator's CA file path: the Ray cluster's nodes have their own files
+        # (they set BOTFLEET_S3_CA_FILE themselves when the store needs one).
+        s3_env = {k: v for k, v in (s3.to_env() if s3 else {}).items() if k != "BOTFLEET_S3_CA_FILE"}
+        executor = RayExecutor(settings, read_secret, s3_env)
 
     def patch_status(namespace: str, name: str, patch: dict) -> None:
         custom.patch_namespaced_custom_object_status(

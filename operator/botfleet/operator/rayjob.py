@@ -26,6 +26,7 @@ LABEL_GENERATION = "botfleet.dev/generation"
 MANAGED_BY = "botfleet"
 
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_CA_DIR = "/etc/botfleet/s3-ca"  # where the job pods mount settings.s3_ca_secret
 
 
 def _hash(*parts: str, length: int = 8) -> str:
@@ -122,6 +123,10 @@ def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dic
             {"name": "BOTFLEET_S3_ENDPOINT", "value": settings.s3_endpoint},
             {"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint},
         ]
+    if settings.s3_region:
+        env += [{"name": name, "value": settings.s3_region} for name in ("AWS_REGION", "AWS_DEFAULT_REGION")]
+    if settings.s3_ca_secret:
+        env.append({"name": "BOTFLEET_S3_CA_FILE", "value": f"{S3_CA_DIR}/ca.crt"})
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}} for key in S3_KEYS]
     for ref in referenced_secrets(spec):
         env.append({"name": secret_env_name(ref), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -178,6 +183,15 @@ def _container(name: str, settings: Settings, env: list[dict], cpus: int, memory
     return container
 
 
+def _pod_spec(container: dict, settings: Settings) -> dict:
+    """A Ray pod running ``container``, with the object store's CA mounted where
+    ``container_env`` says it is."""
+    if not settings.s3_ca_secret:
+        return {"containers": [container]}
+    mounted = {**container, "volumeMounts": [{"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True}]}
+    return {"containers": [mounted], "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}]}
+
+
 def render_rayjob(body: dict, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
@@ -220,7 +234,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
                 "headGroupSpec": {
                     # No Ray tasks on the head: the driver (data stage) runs there, training on workers.
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [head]}},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(head, settings)},
                 },
                 "workerGroupSpecs": [
                     {
@@ -229,7 +243,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
                         "minReplicas": training.workers,
                         "maxReplicas": training.workers,
                         "rayStartParams": {"num-cpus": str(resources.cpus_per_worker), **({"num-gpus": str(worker_gpus)} if worker_gpus else {})},
-                        "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [worker]}},
+                        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(worker, settings)},
                     }
                 ],
             },

@@ -28,6 +28,8 @@ class Settings:
     max_concurrent: int = field(default=4, metadata={"help": "most trainings at once; the rest wait in Pending (0 = no limit)"})
     namespaces: tuple[str, ...] = field(default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"})
     s3_endpoint: str = field(default="", metadata={"help": "object store endpoint the jobs use (default: the operator's BOTFLEET_S3_ENDPOINT)"})
+    s3_region: str = field(default="", metadata={"help": "region the jobs sign S3 requests for (default: the operator's AWS_REGION)"})
+    s3_ca_secret: str = field(default="", metadata={"help": "Secret (in the request's namespace) with ca.crt, the object store's CA, mounted into the job pods (kuberay executor; empty = public CAs)"})
     s3_secret: str = field(default="botfleet-s3", metadata={"help": "Secret (in the request's namespace) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for jobs"})
     wandb_secret: str = field(default="", metadata={"help": "default Secret holding the W&B API key for requests that name none (empty = none)"})
     wandb_secret_key: str = field(default="WANDB_API_KEY", metadata={"help": "key of the API key in the default W&B Secret"})
