@@ -251,6 +251,7 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
         assert env["BOTFLEET_S3_ENDPOINT"] == "http://botfleet-minio.botfleet.svc:9000"
     else:
         assert env["BOTFLEET_S3_ENDPOINT"] == values.get("objectStore", {}).get("endpoint", "https://s3.amazonaws.com")
+    assert settings.job_pod["securityContext"]["runAsNonRoot"] is True and settings.job_worker_pod == {}
     # a private CA: the operator's file is the mounted Secret, and the jobs mount the same name
     ca_secret = values.get("objectStore", {}).get("caSecret", "")
     assert settings.s3_ca_secret == ca_secret
@@ -261,6 +262,40 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
         assert env["BOTFLEET_S3_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
     else:
         assert "BOTFLEET_S3_CA_FILE" not in env
+
+
+def chart_settings(tmp_path, values: dict):
+    """The operator's Settings as the chart's Deployment configures them."""
+    from botfleet.operator.settings import ENV_PREFIX, Settings
+
+    (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
+    return Settings.from_env({k: v for k, v in env_of(container).items() if k.startswith(ENV_PREFIX) and isinstance(v, str)})
+
+
+def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
+    """With the chart's defaults every Ray pod of a RayJob meets PodSecurity "restricted"."""
+    from botfleet.operator.rayjob import render_rayjob
+
+    body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+            "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
+            "spec": {"handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}], "output": {"uri": "s3://bots/"}}}
+    cluster = render_rayjob(body, chart_settings(tmp_path, {}))["spec"]["rayClusterSpec"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert not container["securityContext"].get("privileged")
+
+
+def test_job_pod_values_take_what_the_operator_accepts():
+    from botfleet.operator.settings import JOB_POD_FIELDS
+
+    job = json.loads((CHART / "values.schema.json").read_text())["properties"]["job"]["properties"]
+    for name in ("pod", "workerPod"):
+        assert sorted(job[name]["properties"]) == sorted(JOB_POD_FIELDS) and job[name]["additionalProperties"] is False
 
 
 def test_values_schema_rejects_bad_values(tmp_path):
@@ -277,6 +312,7 @@ def test_values_schema_rejects_bad_values(tmp_path):
         ({"executor": {"type": "ray"}}, "executor.ray.address is required"),
         ({"objectStore": {"credentialsSecret": ""}}, "objectStore.credentialsSecret is required"),
         ({"minio": {"enabled": True, "image": {"tag": ""}}}, "minio.image.tag"),  # not botfleet's appVersion
+        ({"job": {"pod": {"containers": []}}}, "job.pod"),  # the containers are the operator's
     ]:
         proc = helm("template", "botfleet", str(CHART), "-f", str(write_values(tmp_path, bad)), check=False)
         assert proc.returncode != 0, f"accepted {bad}"

@@ -62,6 +62,9 @@ def test_worker_defaults_settings():
     ({"BOTFLEET_OPERATOR_ORPHAN_SWEEP_INTERVAL": "0"}, "orphan_sweep_interval: must be positive"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
     ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
+    ({"BOTFLEET_OPERATOR_JOB_POD": '{"containers": []}'}, r"job_pod: cannot set containers \(allowed: affinity,"),
+    ({"BOTFLEET_OPERATOR_JOB_WORKER_POD": '{"nodeSelector": '}, "job_worker_pod: must be JSON"),
+    ({"BOTFLEET_OPERATOR_JOB_CONTAINER_SECURITY_CONTEXT": '["privileged"]'}, "job_container_security_context: must be a JSON object"),
 ])
 def test_settings_errors_name_the_setting(env, message):
     with pytest.raises(ValueError, match=message):
@@ -154,6 +157,25 @@ def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
         # the job's S3 clients find the CA there
         config = S3Config.from_env({**env, "BOTFLEET_S3_ENDPOINT": "https://s3.example", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
         assert (config.region, config.ca_file) == ("eu-central-1", f"{mount['mountPath']}/ca.crt")
+
+
+def test_rayjob_pods_get_the_platforms_scheduling_and_security():
+    gpu_nodes = {"nodeSelector": {"node.kubernetes.io/instance-type": "p4d"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    settings = Settings(
+        job_pod={"imagePullSecrets": [{"name": "registry"}], "securityContext": {"runAsNonRoot": True}, "nodeSelector": {"pool": "cpu"}},
+        job_worker_pod=gpu_nodes,
+        job_container_security_context=restricted,
+    )
+    cluster = render.render_rayjob(body(), settings)["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    for pod in (head, worker):
+        assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"] == {"runAsNonRoot": True}
+        assert pod["containers"][0]["securityContext"] == restricted
+    # the head stays off the GPU nodes; the workers' own additions win over the shared ones
+    assert head["nodeSelector"] == {"pool": "cpu"} and "tolerations" not in head
+    assert worker["nodeSelector"] == gpu_nodes["nodeSelector"] and worker["tolerations"] == gpu_nodes["tolerations"]
 
 
 def test_rayjob_cpu_workers_and_default_wandb_secret():

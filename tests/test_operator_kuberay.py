@@ -126,8 +126,14 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     assert set(status) <= {"phase", "reason", "message", "observedGeneration", "modelId", "handles", "startTime", "completionTime", "keptPosts", "counts", "progress", "metrics", "artifacts", "job", "conditions"}
 
 
-def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, storage, operator):
-    operator("--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi", "--s3-ca-secret", "s3-ca")
+def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kube, namespace, storage, operator):
+    gpu_nodes = {"nodeSelector": {"nvidia.com/gpu.present": "true"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    operator(
+        "--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi", "--s3-ca-secret", "s3-ca",
+        "--job-pod", json.dumps({"imagePullSecrets": [{"name": "registry"}], "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}),
+        "--job-worker-pod", json.dumps(gpu_nodes), "--job-container-security-context", json.dumps(restricted),
+    )
     silent = request("alice", storage.test_bucket, resources={"cpusPerWorker": 6})
     del silent["spec"]["training"]
     kube.create_request(namespace, silent)
@@ -136,8 +142,16 @@ def test_worker_shape_a_request_leaves_out_is_the_operators(kube, namespace, sto
     assert group["replicas"] == 3 and group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "2"}
     container = group["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
-    # The store's CA Secret is mounted (KubeRay's CRD kept the volume: not pruned).
-    assert group["template"]["spec"]["volumes"] == [{"name": "s3-ca", "secret": {"secretName": "s3-ca"}}]
+    # The store's CA Secret is mounted, and the platform's pod settings are there: KubeRay's
+    # CRD kept them all (nothing pruned).
+    worker_pod = group["template"]["spec"]
+    assert worker_pod["volumes"] == [{"name": "s3-ca", "secret": {"secretName": "s3-ca"}}]
+    assert (worker_pod["nodeSelector"], worker_pod["tolerations"]) == (gpu_nodes["nodeSelector"], gpu_nodes["tolerations"])
+    head_pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert "tolerations" not in head_pod
+    for pod in (head_pod, worker_pod):
+        assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["containers"][0]["securityContext"] == restricted
     assert {"name": "BOTFLEET_S3_CA_FILE", "value": f"{container['volumeMounts'][0]['mountPath']}/ca.crt"} in container["env"]
     sent = json.loads(next(e["value"] for e in container["env"] if e["name"] == "BOTFLEET_REQUEST"))["spec"]
     assert (sent["training"]["workers"], sent["training"]["gpusPerWorker"]) == (3, 2)

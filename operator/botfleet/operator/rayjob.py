@@ -180,16 +180,18 @@ def _container(name: str, settings: Settings, env: list[dict], cpus: int, memory
     }
     if ports:
         container["ports"] = ports
+    if settings.job_container_security_context:
+        container["securityContext"] = settings.job_container_security_context
     return container
 
 
-def _pod_spec(container: dict, settings: Settings) -> dict:
-    """A Ray pod running ``container``, with the object store's CA mounted where
-    ``container_env`` says it is."""
+def _pod_spec(container: dict, settings: Settings, extra: dict) -> dict:
+    """A Ray pod running ``container``, with the platform's additions (``extra``: scheduling,
+    pull secrets, security) and the object store's CA mounted where ``container_env`` says."""
     if not settings.s3_ca_secret:
-        return {"containers": [container]}
+        return {**extra, "containers": [container]}
     mounted = {**container, "volumeMounts": [{"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True}]}
-    return {"containers": [mounted], "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}]}
+    return {**extra, "containers": [mounted], "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}]}
 
 
 def render_rayjob(body: dict, settings: Settings) -> dict:
@@ -234,7 +236,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
                 "headGroupSpec": {
                     # No Ray tasks on the head: the driver (data stage) runs there, training on workers.
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(head, settings)},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(head, settings, settings.job_pod)},
                 },
                 "workerGroupSpecs": [
                     {
@@ -243,7 +245,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
                         "minReplicas": training.workers,
                         "maxReplicas": training.workers,
                         "rayStartParams": {"num-cpus": str(resources.cpus_per_worker), **({"num-gpus": str(worker_gpus)} if worker_gpus else {})},
-                        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(worker, settings)},
+                        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(worker, settings, {**settings.job_pod, **settings.job_worker_pod})},
                     }
                 ],
             },

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -16,6 +17,13 @@ from botfleet import __version__, api
 
 EXECUTORS = ("kuberay", "ray")
 ENV_PREFIX = "BOTFLEET_OPERATOR_"
+
+# What a platform team may add to the Ray pods' spec (job_pod, job_worker_pod): scheduling,
+# pulling and security. The containers and volumes are the operator's.
+JOB_POD_FIELDS = (
+    "affinity", "imagePullSecrets", "nodeSelector", "priorityClassName", "runtimeClassName",
+    "schedulerName", "securityContext", "serviceAccountName", "tolerations",
+)
 
 
 @dataclass
@@ -40,6 +48,9 @@ class Settings:
     default_gpus_per_worker: int = field(default=api.WorkerDefaults.gpus_per_worker, metadata={"help": "GPUs per worker of a request that gives no spec.training.gpusPerWorker"})
     default_cpus_per_worker: int = field(default=api.WorkerDefaults.cpus_per_worker, metadata={"help": "CPUs per worker of a request that gives no spec.resources.cpusPerWorker"})
     default_memory_per_worker: str = field(default=api.WorkerDefaults.memory_per_worker, metadata={"help": "memory per worker of a request that gives no spec.resources.memoryPerWorker"})
+    job_pod: dict = field(default_factory=dict, metadata={"help": f"JSON object added to the spec of every Ray pod (keys: {', '.join(JOB_POD_FIELDS)})"})
+    job_worker_pod: dict = field(default_factory=dict, metadata={"help": "JSON object added to the worker pods' spec only, over job_pod (e.g. GPU nodes' nodeSelector and tolerations)"})
+    job_container_security_context: dict = field(default_factory=dict, metadata={"help": "JSON securityContext of the Ray containers (e.g. for the PodSecurity 'restricted' profile)"})
     head_cpus: int = field(default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"})
     head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
     reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
@@ -67,6 +78,13 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
         self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
+        for name in ("job_pod", "job_worker_pod", "job_container_security_context"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name}: must be a JSON object, got {getattr(self, name)!r}")
+        for name in ("job_pod", "job_worker_pod"):
+            unknown = sorted(set(getattr(self, name)) - set(JOB_POD_FIELDS))
+            if unknown:
+                raise ValueError(f"{name}: cannot set {', '.join(unknown)} (allowed: {', '.join(JOB_POD_FIELDS)})")
 
     @property
     def worker_defaults(self) -> api.WorkerDefaults:
@@ -111,6 +129,11 @@ def _convert(f: dataclasses.Field, raw: str):
         raise ValueError(f"{f.name}: must be a number, got {raw!r}") from None
     if kind.startswith("tuple"):
         return tuple(n.strip() for n in raw.split(",") if n.strip())
+    if kind == "dict":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{f.name}: must be JSON, got {raw!r} ({exc})") from None
     return raw
 
 
@@ -124,7 +147,8 @@ def parser(prog: str = "botfleet operator") -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} [env {ENV_PREFIX}{f.name.upper()}; default {f.default!r}]"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{f.metadata.get('help', '')} [env {ENV_PREFIX}{f.name.upper()}; default {default!r}]"
         if f.name == "executor":
             p.add_argument(flag, choices=EXECUTORS, default=None, help=help_text)
         else:
