@@ -341,6 +341,14 @@ def test_status_keeps_the_worker_shape_a_job_started_with():
     assert changed["job"]["workers"] == "4 workers, each 1 GPU, 4 CPUs, 16Gi"
 
 
+def test_a_request_whose_output_folder_is_taken_waits_with_a_warning():
+    taken = st.compute_status(body(), model_id="alice", handles=["alice"], layout=LAYOUT, job=st.JobObservation("kuberay", "alice-g1"),
+                              files=st.JobFiles(), now=NOW, output_in_use="s3://bots/alice/ is the output of BotRequest ns/other: ...")
+    assert (taken.status["phase"], taken.status["reason"]) == ("Pending", "OutputInUse")
+    assert "job" not in taken.status and "startTime" not in taken.status  # nothing started
+    assert [(kind, reason) for kind, reason, _ in taken.events] == [("Warning", "OutputInUse")]
+
+
 def test_every_status_field_is_declared_in_the_crd():
     files = st.JobFiles(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
     s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files, workers="1 worker: 1 GPU, 4 CPUs, 16Gi").status

@@ -287,3 +287,26 @@ def test_delete_removes_children_and_honours_delete_policy(kube, namespace, stor
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1") is None, 90, 0.5, what="the RayJob to be garbage-collected")
     wait_for(lambda: not any(r["metadata"]["name"] == "alice" for r in kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]), 30, what="the BotRequest to go")
     assert storage.exists(f"{model_uri}/data/stats.json") is (policy == "Retain")
+
+
+def test_two_requests_never_share_an_output_folder(kube, namespace, storage, operator):
+    operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    owner_uri = storage.uri("bots", "alice", "owner.json")
+    first_uid = kube.get_request(namespace, "alice")["metadata"]["uid"]
+    assert storage.read_json(owner_uri) == {"namespace": namespace, "name": "alice", "uid": first_uid}
+
+    # Same handles, same output: the same folder. The second waits, saying why.
+    kube.create_request(namespace, request("alice-again", storage.test_bucket))
+    status = kube.wait_phase(namespace, "alice-again", "Pending", reason="OutputInUse")
+    assert status["message"] == (f"{storage.uri('bots', 'alice')}/ is the output of BotRequest {namespace}/alice:"
+                                 " give this one another spec.output.uri, or delete that one")
+    warned = wait_for(lambda: [e for e in kube.events(namespace, "alice-again") if e.reason == "OutputInUse"], 20, what="the OutputInUse event")
+    assert warned[0].type == "Warning"
+    assert kube.get_rayjob(namespace, "alice-again-g1") is None and "job" not in status
+
+    # Once the owner is gone (its files retained), the folder is free.
+    kube.delete_request(namespace, "alice")
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-again-g1"), 60, what="the second request's RayJob")
+    assert storage.read_json(owner_uri)["uid"] == kube.get_request(namespace, "alice-again")["metadata"]["uid"]

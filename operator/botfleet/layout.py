@@ -20,6 +20,12 @@ def folder(uri: str) -> str:
 class Layout:
     model_uri: str
 
+    # ---- the operator: which BotRequest (namespace, name, uid) writes this folder
+
+    @property
+    def owner(self) -> str:
+        return f"{self.model_uri}/owner.json"
+
     # ---- the data stage: data/stats.json is written last (its presence means complete)
 
     @property

@@ -94,7 +94,17 @@ def build(settings: Settings):
             _content_type="application/merge-patch+json",
         )
 
-    reconciler = Reconciler(settings, executor, storage, patch_status)
+    def request_uid(namespace: str, name: str) -> str | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)["metadata"]["uid"]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    reconciler = Reconciler(settings, executor, storage, patch_status, request_uid)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
 
     registry = kopf.OperatorRegistry()

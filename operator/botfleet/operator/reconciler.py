@@ -92,12 +92,14 @@ def fallback_card(spec: api.BotSpec, stats: dict | None, training: dict | None, 
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, executor: Executor, storage: Storage | None, patch_status) -> None:
+    def __init__(self, settings: Settings, executor: Executor, storage: Storage | None, patch_status, request_uid) -> None:
         self.settings = settings
         self.executor = executor
         self.storage = storage
         self.patch_status = patch_status  # (namespace, name, merge_patch) -> None
+        self.request_uid = request_uid  # (namespace, name) -> the BotRequest's uid, None if there is none
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         self._reserved: dict[str, int] = {}  # key -> generation started by this process
         self._key_locks: dict[str, threading.Lock] = {}
         # key -> (uid, status) last written: this operator is the status's only writer, so
@@ -177,6 +179,35 @@ class Reconciler:
         card = self._exists(card_uri or layout.card) if finished_ok else False
         return JobFiles(stats=stats, progress=progress, result=result, training=training, model_present=model, card_present=card, card_uri=card_uri)
 
+    def claim_output(self, body: dict, layout: Layout) -> str | None:
+        """Make this request the owner of its output folder (``owner.json``), unless another
+        BotRequest that still exists owns it; then say which. Two requests writing one folder
+        would mix their runs, and deleting one (deletePolicy: Delete) would wipe the other's."""
+        if self.storage is None:
+            return None
+        meta = body["metadata"]
+        me = {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+        with self._claim_lock:  # two of this operator's requests admitted at once
+            try:
+                owner = self.storage.read_json(layout.owner)
+            except StorageError as exc:
+                if not str(exc).endswith("not found"):
+                    raise  # unreadable is not free: retried next reconcile
+                owner = None
+            if isinstance(owner, dict) and owner.get("uid") != me["uid"] and self._exists_still(owner):
+                return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.get('namespace')}/{owner.get('name')}:"
+                        " give this one another spec.output.uri, or delete that one")
+            if owner != me:
+                self.storage.write_json(layout.owner, me)
+        return None
+
+    def _exists_still(self, owner: dict) -> bool:
+        try:
+            return self.request_uid(str(owner.get("namespace")), str(owner.get("name"))) == owner.get("uid")
+        except Exception as exc:  # noqa: BLE001 - cannot tell (e.g. a namespace not granted): keep off it
+            log.warning("cannot look up BotRequest %s/%s, which owns an output folder: %s", owner.get("namespace"), owner.get("name"), exc)
+            return True
+
     def clear_previous_run(self, layout: Layout) -> None:
         """Remove the files of an earlier run that would be mistaken for this one's."""
         if self.storage is None:
@@ -255,6 +286,12 @@ class Reconciler:
             decision = self._admit(key, generation, entries)
             if not decision.admit:
                 desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), queue=decision, workers=workers)
+                patch = self._apply(body, old, desired.status)
+                return Outcome(patch, events + desired.events, desired.status["phase"])
+            in_use = self.claim_output(body, layout)
+            if in_use:
+                self.release(key)
+                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), workers=workers, output_in_use=in_use)
                 patch = self._apply(body, old, desired.status)
                 return Outcome(patch, events + desired.events, desired.status["phase"])
             # Admitted: reserve the slot in status first (a restart then finds it), then start.

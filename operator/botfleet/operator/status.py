@@ -360,11 +360,13 @@ def compute_status(
     now: str | None = None,
     invalid: str | None = None,
     workers: str | None = None,
+    output_in_use: str | None = None,
 ) -> Desired:
     """The whole status of the request's current generation.
 
     ``queue`` is the admission decision when no job has been started for this generation
     (None once one has). ``invalid`` is a spec problem the API server could not catch.
+    ``output_in_use`` says which other BotRequest owns the output folder (no job started).
     ``workers`` is the worker shape the operator's defaults give the spec now; a job
     already in status keeps the shape it was started with.
     """
@@ -396,6 +398,8 @@ def compute_status(
         phase, reason, message = FAILED, "InvalidSpec", invalid
     elif not job.exists and queue is not None and not queue.admit:
         phase, reason, message = PENDING, "Queued", queue.message
+    elif not job.exists and output_in_use:
+        phase, reason, message = PENDING, "OutputInUse", output_in_use
     elif not job.exists:
         phase, reason, message = PENDING, "Launching", f"starting training job {job.name}"
     elif job.state == JOB_SUSPENDED:
@@ -451,7 +455,7 @@ def compute_status(
         artifacts["trackingRun"] = str(tracking)
     if artifacts:
         status["artifacts"] = artifacts
-    if job.exists or (queue is None and not invalid):
+    if job.exists or (queue is None and not invalid and not output_in_use):
         old_job = old.get("job") or {}
         if old_job.get("name") == job.name and old_job.get("workers"):
             workers = old_job["workers"]  # the operator's defaults may have changed since
@@ -463,7 +467,7 @@ def compute_status(
             ("jobDeploymentStatus", job.deployment_status),
         ) if v}
     status.update(phase=phase, reason=reason, message=message)
-    if phase != PENDING or reason not in ("Queued",):
+    if phase != PENDING or reason not in ("Queued", "OutputInUse"):
         status.setdefault("startTime", now)
     if phase in TERMINAL:
         status["completionTime"] = old.get("completionTime") if same_generation and old.get("phase") == phase and old.get("completionTime") else now
@@ -485,7 +489,7 @@ def compute_status(
 
     events = []
     if not same_generation or old.get("phase") != phase or old.get("reason") != reason:
-        kind = "Warning" if phase == FAILED else "Normal"
+        kind = "Warning" if phase == FAILED or reason == "OutputInUse" else "Normal"
         events.append((kind, reason, f"{phase}: {message}"))
     return Desired(status, events, need_card=job.state == JOB_SUCCEEDED and files.model_present and not files.card_present)
 
