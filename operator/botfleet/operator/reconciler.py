@@ -241,6 +241,11 @@ class Reconciler:
                 self._written[_key(body)] = (meta.get("uid"), copy.deepcopy(new))
         return patch
 
+    def _wait(self, body: dict, old: dict, desired, events: list) -> Outcome:
+        """Pending with no job started (queued, or the output folder taken)."""
+        patch = self._apply(body, old, desired.status)
+        return Outcome(patch, events + desired.events, desired.status["phase"])
+
     def _converge(self, body: dict, entries: list[QueueEntry]) -> Outcome:
         meta = body["metadata"]
         key = _key(body)
@@ -273,6 +278,9 @@ class Reconciler:
         old_job = old.get("job") or {}
         events: list[tuple[str, str, str]] = []
 
+        def status_of(job: JobObservation, files: JobFiles, **kw):
+            return compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers, **kw)
+
         # A spec change while an older generation's job runs: that job is superseded.
         if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
             try:
@@ -285,18 +293,14 @@ class Reconciler:
         if not started_here:
             decision = self._admit(key, generation, entries)
             if not decision.admit:
-                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), queue=decision, workers=workers)
-                patch = self._apply(body, old, desired.status)
-                return Outcome(patch, events + desired.events, desired.status["phase"])
+                return self._wait(body, old, status_of(empty_job, JobFiles(), queue=decision), events)
             in_use = self.claim_output(body, layout)
             if in_use:
                 self.release(key)
-                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), workers=workers, output_in_use=in_use)
-                patch = self._apply(body, old, desired.status)
-                return Outcome(patch, events + desired.events, desired.status["phase"])
+                return self._wait(body, old, status_of(empty_job, JobFiles(), output_in_use=in_use), events)
             # Admitted: reserve the slot in status first (a restart then finds it), then start.
             self.clear_previous_run(layout)
-            desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=empty_job, files=JobFiles(), workers=workers)
+            desired = status_of(empty_job, JobFiles())
             self._apply(body, old, desired.status)
             events += desired.events
             old = desired.status
@@ -318,13 +322,13 @@ class Reconciler:
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
 
-        desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers)
+        desired = status_of(job, files)
         if desired.need_card and self.storage is not None:
             try:
                 self.storage.write_text(layout.card, fallback_card(spec, files.stats, files.training, layout), content_type="text/markdown; charset=utf-8")
                 events.append(("Normal", "CardWritten", f"the job left no model card: wrote {layout.card}"))
                 files = dataclasses.replace(files, card_present=True)
-                desired = compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers)
+                desired = status_of(job, files)
             except StorageError as exc:
                 events.append(("Warning", "CardFailed", f"cannot write the model card: {exc}"))
         patch = self._apply(body, old, desired.status)
