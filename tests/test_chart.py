@@ -279,9 +279,11 @@ def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
     body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
             "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
             "spec": {"handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}], "output": {"uri": "s3://bots/"}}}
-    cluster = render_rayjob(body, chart_settings(tmp_path, {}))["spec"]["rayClusterSpec"]
-    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
-        pod = group["template"]["spec"]
+    job = render_rayjob(body, chart_settings(tmp_path, {}))["spec"]
+    cluster = job["rayClusterSpec"]
+    # the Ray pods, and the pod of KubeRay's submitter Job
+    for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]), job["submitterPodTemplate"]]:
+        pod = template["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:
@@ -290,8 +292,12 @@ def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
             assert not container["securityContext"].get("privileged")
 
 
-def test_job_pod_values_take_what_the_operator_accepts():
+def test_job_pod_values_take_what_the_operator_accepts(tmp_path):
     from botfleet.operator.settings import JOB_POD_FIELDS
+
+    # null is how Helm users drop a default map: the operator then gets none, not "null"
+    dropped = chart_settings(tmp_path, {"job": {"pod": None, "containerSecurityContext": None}})
+    assert dropped.job_pod == {} and dropped.job_container_security_context == {}
 
     job = json.loads((CHART / "values.schema.json").read_text())["properties"]["job"]["properties"]
     for name in ("pod", "workerPod"):

@@ -167,10 +167,15 @@ def test_rayjob_pods_get_the_platforms_scheduling_and_security():
         job_worker_pod=gpu_nodes,
         job_container_security_context=restricted,
     )
-    cluster = render.render_rayjob(body(), settings)["spec"]["rayClusterSpec"]
+    job = render.render_rayjob(body(), settings)["spec"]
+    cluster = job["rayClusterSpec"]
     head = cluster["headGroupSpec"]["template"]["spec"]
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
-    for pod in (head, worker):
+    submitter = job["submitterPodTemplate"]["spec"]  # KubeRay's `ray job submit` pod
+    assert submitter["restartPolicy"] == "Never" and submitter["containers"][0]["image"] == settings.job_image
+    assert "command" not in submitter["containers"][0]  # KubeRay fills it in
+    assert submitter["nodeSelector"] == {"pool": "cpu"} and "tolerations" not in submitter
+    for pod in (head, worker, submitter):
         assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"] == {"runAsNonRoot": True}
         assert pod["containers"][0]["securityContext"] == restricted
     # the head stays off the GPU nodes; the workers' own additions win over the shared ones
@@ -455,6 +460,10 @@ def test_queue_entry_from_body():
     done = {"phase": "Succeeded", "observedGeneration": 1, "job": {"name": "alice-g1"}}
     assert st.queue_entry(body(status=done)) == st.QueueEntry("ns/alice", NOW, False, False)
     assert st.queue_entry(body(generation=2, status=done)).waiting  # spec changed: wants a new run
+    # waiting for another request's output folder, not for a slot (until its spec changes)
+    blocked = {"phase": "Pending", "reason": "OutputInUse", "observedGeneration": 1}
+    assert st.queue_entry(body(status=blocked)) == st.QueueEntry("ns/alice", NOW, False, False)
+    assert st.queue_entry(body(generation=2, status=blocked)).waiting
 
 
 def test_fallback_card_names_the_handles():

@@ -148,8 +148,9 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
     assert worker_pod["volumes"] == [{"name": "s3-ca", "secret": {"secretName": "s3-ca"}}]
     assert (worker_pod["nodeSelector"], worker_pod["tolerations"]) == (gpu_nodes["nodeSelector"], gpu_nodes["tolerations"])
     head_pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-    assert "tolerations" not in head_pod
-    for pod in (head_pod, worker_pod):
+    submitter_pod = rayjob["spec"]["submitterPodTemplate"]["spec"]
+    assert "tolerations" not in head_pod and "tolerations" not in submitter_pod
+    for pod in (head_pod, worker_pod, submitter_pod):
         assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["containers"][0]["securityContext"] == restricted
     assert {"name": "BOTFLEET_S3_CA_FILE", "value": f"{container['volumeMounts'][0]['mountPath']}/ca.crt"} in container["env"]
@@ -212,7 +213,9 @@ def test_concurrency_limit_queues_the_rest(kube, namespace, storage, operator):
     wait_for(lambda: len(kube.list_rayjobs(namespace)) >= 2, 30, what="two RayJobs")
     status = kube.wait_phase(namespace, "a4", "Pending", reason="Queued")
     assert "position 2 of 2" in status["message"] and "max_concurrent" in status["message"]
-    assert kube.wait_phase(namespace, "a3", "Pending", reason="Queued")["message"].startswith("queued: position 1 of 2")
+    kube.wait_phase(namespace, "a3", "Pending", reason="Queued")
+    # (a3 may be queued before a4 is: its message settles once a4 is in line too)
+    wait_for(lambda: kube.status(namespace, "a3")["message"].startswith("queued: position 1 of 2"), 30, what="a3 first in line of two")
     assert sorted(j["metadata"]["name"] for j in kube.list_rayjobs(namespace)) == ["a1-g1", "a2-g1"]
 
     # One finishes: the first in line starts, the other keeps waiting.
@@ -290,23 +293,39 @@ def test_delete_removes_children_and_honours_delete_policy(kube, namespace, stor
 
 
 def test_two_requests_never_share_an_output_folder(kube, namespace, storage, operator):
-    operator()
+    operator("--max-concurrent", "1")
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
-    owner_uri = storage.uri("bots", "alice", "owner.json")
+    model_uri = storage.uri("bots", "alice")
+    owner_uri = f"{model_uri}/owner.json"
     first_uid = kube.get_request(namespace, "alice")["metadata"]["uid"]
     assert storage.read_json(owner_uri) == {"namespace": namespace, "name": "alice", "uid": first_uid}
+    storage.write_json(f"{model_uri}/data/stats.json", STATS)
+    finish_job(storage, model_uri)
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    kube.wait_phase(namespace, "alice", "Succeeded")
 
     # Same handles, same output: the same folder. The second waits, saying why.
-    kube.create_request(namespace, request("alice-again", storage.test_bucket))
+    kube.create_request(namespace, request("alice-again", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": "Delete"}))
     status = kube.wait_phase(namespace, "alice-again", "Pending", reason="OutputInUse")
-    assert status["message"] == (f"{storage.uri('bots', 'alice')}/ is the output of BotRequest {namespace}/alice:"
+    assert status["message"] == (f"{model_uri}/ is the output of BotRequest {namespace}/alice:"
                                  " give this one another spec.output.uri, or delete that one")
     warned = wait_for(lambda: [e for e in kube.events(namespace, "alice-again") if e.reason == "OutputInUse"], 20, what="the OutputInUse event")
     assert warned[0].type == "Warning"
     assert kube.get_rayjob(namespace, "alice-again-g1") is None and "job" not in status
+    # It holds no training slot: another bot starts (the limit is 1).
+    kube.create_request(namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}]))
+    wait_for(lambda: kube.get_rayjob(namespace, "bob-g1"), 30, what="bob's RayJob")
 
-    # Once the owner is gone (its files retained), the folder is free.
+    # Deleting the blocked one (deletePolicy: Delete) leaves the owner's model alone.
+    kube.delete_request(namespace, "alice-again")
+    wait_for(lambda: not any(r["metadata"]["name"] == "alice-again" for r in kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]), 30, what="alice-again to go")
+    assert storage.exists(f"{model_uri}/model/config.json") and storage.read_json(owner_uri)["uid"] == first_uid
+
+    # Once the owner is gone (its files retained), the folder is free: the next one claims it
+    # and waits for a slot like any other.
+    kube.create_request(namespace, request("alice-third", storage.test_bucket))
+    kube.wait_phase(namespace, "alice-third", "Pending", reason="OutputInUse")
     kube.delete_request(namespace, "alice")
-    wait_for(lambda: kube.get_rayjob(namespace, "alice-again-g1"), 60, what="the second request's RayJob")
-    assert storage.read_json(owner_uri)["uid"] == kube.get_request(namespace, "alice-again")["metadata"]["uid"]
+    kube.wait_phase(namespace, "alice-third", "Pending", reason="Queued")
+    assert storage.read_json(owner_uri)["uid"] == kube.get_request(namespace, "alice-third")["metadata"]["uid"]

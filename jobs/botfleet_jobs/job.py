@@ -114,9 +114,11 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
                 tracking_files = folder(layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
         except BaseException as error:
-            if tracker is not None:
-                tracker.fail()
-            storage.write_json(layout.result, {"status": "failed", "stage": stage, "error": one_line(error)})
+            try:
+                if tracker is not None:
+                    tracker.fail()
+            finally:  # a tracker that fails too must not hide the job's own error
+                storage.write_json(layout.result, {"status": "failed", "stage": stage, "error": one_line(error)})
             raise
     result = {
         "status": "succeeded",

@@ -194,6 +194,14 @@ def _pod_spec(container: dict, settings: Settings, extra: dict) -> dict:
     return {**extra, "containers": [mounted], "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}]}
 
 
+def _submitter_pod_spec(settings: Settings) -> dict:
+    """The pod of KubeRay's submitter Job (it runs ``ray job submit``; KubeRay fills in the
+    command). KubeRay's default template has none of the platform's settings (pull secrets,
+    security context), which a private registry or PodSecurity "restricted" would refuse."""
+    container = _container("ray-job-submitter", settings, [], cpus=1, memory="1Gi", gpus=0)  # KubeRay's default limits
+    return {**settings.job_pod, "restartPolicy": "Never", "containers": [container]}
+
+
 def render_rayjob(body: dict, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
@@ -231,6 +239,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "submitterPodTemplate": {"metadata": {"labels": pod_labels}, "spec": _submitter_pod_spec(settings)},
             "rayClusterSpec": {
                 "rayVersion": settings.ray_version,
                 "headGroupSpec": {

@@ -187,19 +187,28 @@ class Reconciler:
             return None
         meta = body["metadata"]
         me = {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
-        with self._claim_lock:  # two of this operator's requests admitted at once
+        with self._claim_lock:  # two of this operator's requests reconciled at once
             try:
-                owner = self.storage.read_json(layout.owner)
+                owner = self._owner(layout)
+                if isinstance(owner, dict) and owner.get("uid") != me["uid"] and self._exists_still(owner):
+                    return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.get('namespace')}/{owner.get('name')}:"
+                            " give this one another spec.output.uri, or delete that one")
+                if owner != me:
+                    self.storage.write_json(layout.owner, me)
             except StorageError as exc:
-                if not str(exc).endswith("not found"):
-                    raise  # unreadable is not free: retried next reconcile
-                owner = None
-            if isinstance(owner, dict) and owner.get("uid") != me["uid"] and self._exists_still(owner):
-                return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.get('namespace')}/{owner.get('name')}:"
-                        " give this one another spec.output.uri, or delete that one")
-            if owner != me:
-                self.storage.write_json(layout.owner, me)
+                # The job cannot write there either: it starts and fails with the store's own
+                # words, which say more than a claim that could not be made.
+                log.warning("cannot record the owner of %s: %s", folder(layout.model_uri), exc)
         return None
+
+    def _owner(self, layout: Layout) -> dict | None:
+        try:
+            owner = self.storage.read_json(layout.owner)
+        except StorageError as exc:
+            if str(exc).endswith("not found"):
+                return None
+            raise
+        return owner if isinstance(owner, dict) else None
 
     def _exists_still(self, owner: dict) -> bool:
         try:
@@ -291,13 +300,14 @@ class Reconciler:
 
         started_here = old_job.get("name") == name and old.get("observedGeneration") == generation
         if not started_here:
+            # The folder first, then a training slot: a request that cannot write its output
+            # must not hold (or wait in line for) a slot.
+            in_use = self.claim_output(body, layout)
+            if in_use:
+                return self._wait(body, old, status_of(empty_job, JobFiles(), output_in_use=in_use), events)
             decision = self._admit(key, generation, entries)
             if not decision.admit:
                 return self._wait(body, old, status_of(empty_job, JobFiles(), queue=decision), events)
-            in_use = self.claim_output(body, layout)
-            if in_use:
-                self.release(key)
-                return self._wait(body, old, status_of(empty_job, JobFiles(), output_in_use=in_use), events)
             # Admitted: reserve the slot in status first (a restart then finds it), then start.
             self.clear_previous_run(layout)
             desired = status_of(empty_job, JobFiles())
@@ -347,10 +357,15 @@ class Reconciler:
     # ----------------------------------------------------------------- deletion
 
     def delete_artifacts(self, body: dict) -> int:
-        """Remove the request's outputs (deletePolicy: Delete)."""
+        """Remove the request's outputs (deletePolicy: Delete), unless the folder belongs to
+        another BotRequest (this one waited in OutputInUse): then nothing is removed."""
         spec = api.parse_spec(body.get("spec"))
         if self.storage is None:
             raise StorageError("the operator has no object store configured: cannot delete artifacts")
+        owner = self._owner(Layout(spec.model_uri))
+        if owner is not None and owner.get("uid") != body["metadata"].get("uid"):
+            log.info("%s: not deleting %s, which belongs to BotRequest %s/%s", _key(body), folder(spec.model_uri), owner.get("namespace"), owner.get("name"))
+            return 0
         return self.storage.delete_prefix(spec.model_uri)
 
 

@@ -204,7 +204,9 @@ def queue_entry(body: dict) -> QueueEntry:
     has_job = bool((status.get("job") or {}).get("name"))
     done = phase in TERMINAL and status.get("observedGeneration") == generation
     active = has_job and phase not in TERMINAL and not meta.get("deletionTimestamp")
-    waiting = not active and not done and not meta.get("deletionTimestamp")
+    # A request whose output folder is another's waits for that, not for a slot.
+    blocked = status.get("reason") == "OutputInUse" and status.get("observedGeneration") == generation
+    waiting = not active and not done and not blocked and not meta.get("deletionTimestamp")
     return QueueEntry(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("creationTimestamp") or "", active, waiting)
 
 
