@@ -206,6 +206,7 @@ class Storage:
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config
         self._client = None
+        self._buckets_seen: set[str] = set()  # buckets known to exist (see _error)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Storage":
@@ -266,10 +267,14 @@ class Storage:
 
         if isinstance(exc, S3Error):
             code = exc.code
-            if code == "NoSuchKey" and loc.key:
-                # A HEAD answer has no body, so a missing bucket also reads as NoSuchKey.
+            if code == "NoSuchKey" and loc.key and loc.bucket not in self._buckets_seen:
+                # Some servers (SeaweedFS; any HEAD answer) say NoSuchKey for a missing bucket
+                # too. A bucket seen once is not asked about again: the operator reads many
+                # files that are not there yet, and each cost two requests.
                 try:
-                    if not self.client.bucket_exists(loc.bucket):
+                    if self.client.bucket_exists(loc.bucket):
+                        self._buckets_seen.add(loc.bucket)
+                    else:
                         code = "NoSuchBucket"
                 except Exception:  # noqa: BLE001 - keep the original answer
                     pass

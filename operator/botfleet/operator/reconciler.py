@@ -99,7 +99,7 @@ class Reconciler:
         self.patch_status = patch_status  # (namespace, name, merge_patch) -> None
         self.request_uid = request_uid  # (namespace, name) -> the BotRequest's uid, None if there is none
         self._lock = threading.Lock()
-        self._claim_lock = threading.Lock()
+        self._folder_locks: dict[str, threading.Lock] = {}  # output folder -> its claims, one at a time
         self._reserved: dict[str, int] = {}  # key -> generation started by this process
         self._key_locks: dict[str, threading.Lock] = {}
         # key -> (uid, status) last written: this operator is the status's only writer, so
@@ -187,7 +187,9 @@ class Reconciler:
             return None
         meta = body["metadata"]
         me = {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
-        with self._claim_lock:  # two of this operator's requests reconciled at once
+        with self._lock:
+            folder_lock = self._folder_locks.setdefault(layout.owner, threading.Lock())
+        with folder_lock:  # two of this operator's requests with one folder, reconciled at once
             try:
                 owner = self._owner(layout)
                 if isinstance(owner, dict) and owner.get("uid") != me["uid"] and self._exists_still(owner):
