@@ -192,7 +192,7 @@ class Reconciler:
         with folder_lock:  # two of this operator's requests with one folder, reconciled at once
             try:
                 owner = self._owner(layout)
-                if isinstance(owner, dict) and owner.get("uid") != me["uid"] and self._exists_still(owner):
+                if owner is not None and owner.get("uid") != me["uid"] and self._exists_still(owner):
                     return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.get('namespace')}/{owner.get('name')}:"
                             " give this one another spec.output.uri, or delete that one")
                 if owner != me:
