@@ -100,6 +100,7 @@ class Reconciler:
         self.request_uid = request_uid  # (namespace, name) -> the BotRequest's uid, None if there is none
         self._lock = threading.Lock()
         self._folder_locks: dict[str, threading.Lock] = {}  # output folder -> its claims, one at a time
+        self._claimed: set[tuple[str, str]] = set()  # (owner.json, uid) this process wrote or found
         self._reserved: dict[str, int] = {}  # key -> generation started by this process
         self._key_locks: dict[str, threading.Lock] = {}
         # key -> (uid, status) last written: this operator is the status's only writer, so
@@ -187,7 +188,10 @@ class Reconciler:
             return None
         meta = body["metadata"]
         me = {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+        claim = (layout.owner, meta["uid"])
         with self._lock:
+            if claim in self._claimed:  # a queued request is reconciled often: no I/O each time
+                return None
             folder_lock = self._folder_locks.setdefault(layout.owner, threading.Lock())
         with folder_lock:  # two of this operator's requests with one folder, reconciled at once
             try:
@@ -197,6 +201,8 @@ class Reconciler:
                             " give this one another spec.output.uri, or delete that one")
                 if owner != me:
                     self.storage.write_json(layout.owner, me)
+                with self._lock:
+                    self._claimed.add(claim)
             except StorageError as exc:
                 # The job cannot write there either: it starts and fails with the store's own
                 # words, which say more than a claim that could not be made.
