@@ -23,7 +23,7 @@ test-fast: setup  ## only the tests that need neither the control plane nor trai
 bench: setup  ## benchmarks, each reported as a ratio against a baseline run side by side
 	$(PY) -m bench
 
-crd docs: setup  ## regenerate the CRD and docs/api.md from the schema in operator/botfleet/api.py
+crd docs: setup  ## regenerate the CRD and docs/api.md from the schema in core/botfleet/api.py
 	$(VENV)/bin/botfleet crd > charts/botfleet/crds/botrequests.botfleet.dev.yaml
 	$(VENV)/bin/botfleet api-docs > docs/api.md
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet.data_stage import prepare
+from botfleet_jobs.data_stage import prepare
 from botfleet.embedded_s3 import EmbeddedS3
-from botfleet.filters import clean_text, fix_text, is_boring
+from botfleet_jobs.filters import clean_text, fix_text, is_boring
 from botfleet.storage import Storage
 
 HANDLES, POSTS, ROUNDS = 3, 3200, 3

@@ -1,6 +1,6 @@
 """Operator: 200 BotRequests created at once (executor kuberay), against a plain baseline.
 
-botfleet: ``botfleet operator`` (``python -m botfleet.operator``, no concurrency limit)
+botfleet: ``botfleet operator`` (``python -m botfleet_operator``, no concurrency limit)
 watching the real control plane (tests/cluster/controlplane.py, KubeRay's real CRDs) with a
 real (embedded) S3 server; 200 BotRequests are created at once by 16 client threads and
 we time until every one has its RayJob, and each request's latency from its create call
@@ -75,8 +75,8 @@ def _watch_rayjobs(kube, namespace: str, arrivals: dict, stop: threading.Event, 
 
 
 def _round_baseline(kube) -> dict:
-    from botfleet.operator.rayjob import render_rayjob
-    from botfleet.operator.settings import Settings
+    from botfleet_operator.rayjob import render_rayjob
+    from botfleet_operator.settings import Settings
 
     namespace = _namespace(kube)
     settings = Settings()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from botfleet import api
-from botfleet.dataset import build_dataset
+from botfleet_jobs.dataset import build_dataset
 from botfleet.embedded_s3 import EmbeddedS3
 from botfleet.storage import Storage
 

@@ -223,7 +223,7 @@ def test_operator_deployment(value_set, tmp_path):
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_operator_settings_come_from_values(value_set, tmp_path):
     """Every BOTFLEET_OPERATOR_* variable names a real operator setting and parses."""
-    settings_module = pytest.importorskip("botfleet.operator.settings")
+    settings_module = pytest.importorskip("botfleet_operator.settings")
     values = VALUE_SETS[value_set]
     (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
     env = env_of(container)
@@ -266,7 +266,7 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
 
 def chart_settings(tmp_path, values: dict):
     """The operator's Settings as the chart's Deployment configures them."""
-    from botfleet.operator.settings import ENV_PREFIX, Settings
+    from botfleet_operator.settings import ENV_PREFIX, Settings
 
     (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
     return Settings.from_env({k: v for k, v in env_of(container).items() if k.startswith(ENV_PREFIX) and isinstance(v, str)})
@@ -274,7 +274,7 @@ def chart_settings(tmp_path, values: dict):
 
 def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
     """With the chart's defaults every Ray pod of a RayJob meets PodSecurity "restricted"."""
-    from botfleet.operator.rayjob import render_rayjob
+    from botfleet_operator.rayjob import render_rayjob
 
     body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
             "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
@@ -293,7 +293,7 @@ def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
 
 
 def test_job_pod_values_take_what_the_operator_accepts(tmp_path):
-    from botfleet.operator.settings import JOB_POD_FIELDS
+    from botfleet_operator.settings import JOB_POD_FIELDS
 
     # null is how Helm users drop a default map: the operator then gets none, not "null"
     dropped = chart_settings(tmp_path, {"job": {"pod": None, "containerSecurityContext": None}})
@@ -446,7 +446,7 @@ def test_rbac_is_least_privilege(value_set, tmp_path):
 
 def test_operator_uses_no_more_than_rbac_grants():
     """The operator's Kubernetes calls, read from its code, are the ones the chart grants."""
-    sources = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet/operator").glob("*.py")))
+    sources = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet_operator").glob("*.py")))
     if not sources:
         pytest.skip("the operator is not there yet")
     calls = set(re.findall(r"\.((?:get|list|create|delete|patch|replace|read|watch)_[a-z_]+)\(", sources))
@@ -483,7 +483,7 @@ def test_server_side_dry_run(value_set, k8s, tmp_path):
     assert {"Deployment", "ServiceAccount", "Service", "ClusterRole", "ClusterRoleBinding"} <= kinds
 
 
-# The operator's needs (from operator/botfleet/operator) and things broader than them.
+# The operator's needs (from operator/botfleet_operator) and things broader than them.
 NEEDED = [
     ("list", "botrequests.botfleet.dev"), ("watch", "botrequests.botfleet.dev"), ("get", "botrequests.botfleet.dev"),
     ("patch", "botrequests.botfleet.dev"), ("patch", "botrequests.botfleet.dev/status"), ("get", "botrequests.botfleet.dev/status"),
@@ -561,8 +561,8 @@ def test_rbac_suffices_for_the_operators_writes(k8s, tmp_path):
     """As the operator's ServiceAccount, do the operator's real writes: a RayJob rendered by
     the operator's own code (server-side dry-run, validated by KubeRay's real CRD), a status
     patch, kopf's metadata patch and an Event, and be refused a spec write with PUT."""
-    render_rayjob = pytest.importorskip("botfleet.operator.rayjob").render_rayjob
-    settings_module = pytest.importorskip("botfleet.operator.settings")
+    render_rayjob = pytest.importorskip("botfleet_operator.rayjob").render_rayjob
+    settings_module = pytest.importorskip("botfleet_operator.settings")
     user = apply_rbac(k8s, tmp_path, {}, "rbac-w", "rbac-w")
     k8s.ensure_namespace("bots-w")
     request = yaml.safe_load((ROOT / "examples" / "dril.yaml").read_text())

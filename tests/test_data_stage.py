@@ -9,10 +9,11 @@ import pytest
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet.data_stage import data_fingerprint, prepare
+from botfleet.artifacts import data_fingerprint
+from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout
-from botfleet.dataset import END_OF_TEXT, NotEnoughText
-from botfleet.posts import SourceError
+from botfleet_jobs.dataset import END_OF_TEXT, NotEnoughText
+from botfleet_jobs.posts import SourceError
 
 
 def spec_for(handles, output):

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from botfleet.dataset import END_OF_TEXT, NotEnoughText, balanced_epoch, build_dataset, check_amount
-from botfleet.filters import clean_text, filter_posts, fix_text, is_boring
-from botfleet.posts import Post
+from botfleet_jobs.dataset import END_OF_TEXT, NotEnoughText, balanced_epoch, build_dataset, check_amount
+from botfleet_jobs.filters import clean_text, filter_posts, fix_text, is_boring
+from botfleet_jobs.posts import Post
 
 
 def test_fix_text_replaces_exactly_three_entities():

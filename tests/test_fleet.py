@@ -76,7 +76,7 @@ def test_argocd_application():
 def test_operator_never_writes_a_spec():
     """Every write the operator makes to a BotRequest is a status patch (kopf adds only
     metadata: its finalizer and annotations); custom-object writes otherwise go to RayJobs."""
-    code = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet/operator").glob("*.py")))
+    code = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet_operator").glob("*.py")))
     if not code:
         pytest.skip("the operator is not there yet")
     import re

@@ -151,7 +151,7 @@ def test_job_base_image_matches_the_ray_pin():
     assert base.startswith("rayproject/ray:") and base.endswith("-gpu")
     ray_version = base.split(":")[1].split("-")[0]
     assert ray_version == CONSTRAINTS["ray"], "the Ray in the base image must be the Ray botfleet pins"
-    from botfleet.operator.settings import Settings
+    from botfleet_operator.settings import Settings
 
     assert Settings().ray_version == ray_version, "RayJobs must name the Ray version the job image has"
     python = re.search(r"-py(\d)(\d+)", base)
@@ -174,7 +174,7 @@ def test_operator_image_is_small_and_runs_the_operator():
     text = dict((kw, args) for kw, args in instructions(IMAGES["operator"]))
     assert text["ENTRYPOINT"] == '["botfleet"]' and text["CMD"] == '["operator"]'
     # the operator's own defaults, so the image also runs as documented outside the chart
-    from botfleet.operator.settings import Settings
+    from botfleet_operator.settings import Settings
 
     defaults = Settings()
     assert text["EXPOSE"].split() == [str(defaults.metrics_port), str(defaults.health_port)]

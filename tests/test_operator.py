@@ -8,10 +8,10 @@ import pytest
 
 from botfleet import api
 from botfleet.layout import Layout
-from botfleet.operator import rayjob as render
-from botfleet.operator import status as st
-from botfleet.operator.settings import Settings
-from botfleet.operator.reconciler import fallback_card
+from botfleet_operator import rayjob as render
+from botfleet_operator import status as st
+from botfleet_operator.settings import Settings
+from botfleet_operator.reconciler import fallback_card
 from botfleet.secrets import secret_env_name
 from botfleet.storage import S3Config
 
@@ -230,7 +230,7 @@ def test_ray_executor_job_gets_the_filled_in_spec():
 
 
 def test_orphaned_ray_jobs_are_botfleets_unwanted_ones_in_watched_namespaces():
-    from botfleet.operator.executors import META_REQUEST, orphaned_jobs
+    from botfleet_operator.executors import META_REQUEST, orphaned_jobs
 
     active = {
         "botfleet-ns-alice-01234567-g2": {META_REQUEST: "ns/alice"},  # alice's current job

@@ -174,8 +174,8 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespa
     ran would leave its job running. The operator's sweep stops exactly those jobs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from botfleet.operator.executors import META_GENERATION, META_REQUEST
-    from botfleet.operator.rayjob import submission_id
+    from botfleet_operator.executors import META_GENERATION, META_REQUEST
+    from botfleet_operator.rayjob import submission_id
 
     client = JobSubmissionClient(ray_head)
     alive = kube.create_request(namespace, {"metadata": {"name": "alive"}, "spec": {

@@ -13,12 +13,12 @@ import zipfile
 import pytest
 
 from botfleet import api
-from botfleet.posts import Post, SourceError
+from botfleet_jobs.posts import Post, SourceError
 from botfleet.secrets import secret_env_name
-from botfleet.sources import fetch_posts
-from botfleet.sources import http as http_mod
-from botfleet.sources.archive import parse_archive
-from botfleet.sources.mastodon import html_to_text
+from botfleet_jobs.sources import fetch_posts
+from botfleet_jobs.sources import http as http_mod
+from botfleet_jobs.sources.archive import parse_archive
+from botfleet_jobs.sources.mastodon import html_to_text
 from botfleet.storage import Storage, file_uri
 from tests.fakes import FakeAccount, FakeSocialApis
 

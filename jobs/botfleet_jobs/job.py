@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from botfleet import api
 from botfleet.card import CardLinks, render_card
-from botfleet.data_stage import prepare
+from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout, folder
 from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2

@@ -13,8 +13,8 @@ import re
 import urllib.parse
 from typing import Any, Callable
 
-from botfleet.posts import Post, SourceError
-from botfleet.sources.http import HttpClient, HttpError, paginate
+from botfleet_jobs.posts import Post, SourceError
+from botfleet_jobs.sources.http import HttpClient, HttpError, paginate
 
 PAGE_SIZE = 40  # the API's maximum for account statuses
 

@@ -11,7 +11,7 @@ import json
 import re
 
 from botfleet import api
-from botfleet.operator.settings import Settings
+from botfleet_operator.settings import Settings
 from botfleet.secrets import secret_env_name
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from botfleet import __version__, api
-from botfleet.dataset import NotEnoughText
-from botfleet.posts import SourceError
+from botfleet_jobs.dataset import NotEnoughText
+from botfleet_jobs.posts import SourceError
 from botfleet.storage import S3Config, Storage, StorageError, parse_uri
 
 # Failures a user can fix get one line on stderr and exit code 1 (2 for a bad request).
@@ -71,7 +71,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from botfleet.data_stage import format_table, prepare
+    from botfleet_jobs.data_stage import format_table, prepare
     from botfleet.layout import Layout, folder
 
     request = api.load_request(args.request)
@@ -171,7 +171,7 @@ def cmd_store(args) -> int:
 
 def cmd_operator(operator_args: list[str]) -> int:
     try:
-        from botfleet.operator import main as operator_main
+        from botfleet_operator import main as operator_main
     except ImportError as error:
         raise StorageError(f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})") from error
     return operator_main(operator_args)
@@ -226,7 +226,7 @@ LOCAL_RAY_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["operator"]:  # its flags are the operator's own (botfleet.operator.settings)
+    if argv[:1] == ["operator"]:  # its flags are the operator's own (botfleet_operator.settings)
         return cmd_operator(argv[1:])
     args = build_parser().parse_args(argv)
     for name, value in LOCAL_RAY_DEFAULTS.items():

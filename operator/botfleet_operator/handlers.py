@@ -17,11 +17,11 @@ import os
 import time
 
 from botfleet import api
-from botfleet.operator import metrics
-from botfleet.operator.settings import Settings
-from botfleet.operator.status import is_terminal_for, queue_entry
+from botfleet_operator import metrics
+from botfleet_operator.settings import Settings
+from botfleet_operator.status import is_terminal_for, queue_entry
 
-log = logging.getLogger("botfleet.operator")
+log = logging.getLogger("botfleet_operator")
 
 FINALIZER = "botfleet.dev/delete-artifacts"
 INDEX = "botrequests_queue"
@@ -49,8 +49,8 @@ def build(settings: Settings):
     """Make the kopf registry, the kopf settings and the reconciler for ``settings``."""
     import kopf
 
-    from botfleet.operator.executors import META_REQUEST, KubeRayExecutor, RayExecutor, orphaned_jobs
-    from botfleet.operator.reconciler import Reconciler
+    from botfleet_operator.executors import META_REQUEST, KubeRayExecutor, RayExecutor, orphaned_jobs
+    from botfleet_operator.reconciler import Reconciler
     from botfleet.storage import S3Config, Storage
 
     custom, core = _api_clients(settings)

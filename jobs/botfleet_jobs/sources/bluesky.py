@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from botfleet.posts import Post, SourceError
-from botfleet.sources.http import HttpClient, HttpError, paginate
+from botfleet_jobs.posts import Post, SourceError
+from botfleet_jobs.sources.http import HttpClient, HttpError, paginate
 
 PAGE_SIZE = 100  # the API's maximum
 REPOST = "app.bsky.feed.defs#reasonRepost"

@@ -16,7 +16,7 @@ import io
 import json
 from typing import Any, Callable
 
-from botfleet.posts import Post, SourceError
+from botfleet_jobs.posts import Post, SourceError
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n", ""}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Callable
 
-from botfleet.posts import Post, SourceError
+from botfleet_jobs.posts import Post, SourceError
 from botfleet.secrets import resolve_secret
-from botfleet.sources.http import HttpClient, HttpError, paginate
+from botfleet_jobs.sources.http import HttpClient, HttpError, paginate
 
 PAGE_SIZE = 100  # the API's maximum
 API_CAP = 3200  # the user tweets endpoint serves no more than this

@@ -21,22 +21,13 @@ from tqdm import tqdm
 
 from botfleet import __version__
 from botfleet.api import BotSpec
-from botfleet.dataset import build_dataset
-from botfleet.filters import filter_posts
+from botfleet.artifacts import data_fingerprint
+from botfleet_jobs.dataset import build_dataset
+from botfleet_jobs.filters import filter_posts
 from botfleet.layout import Layout
-from botfleet.posts import Post
-from botfleet.sources import fetch_posts
+from botfleet_jobs.posts import Post
+from botfleet_jobs.sources import fetch_posts
 from botfleet.storage import Storage, StorageError
-
-
-def data_fingerprint(spec: BotSpec) -> str:
-    """What decides the dataset: handles and sources, data settings, epochs baked in."""
-    relevant = {
-        "handles": [asdict(h) for h in spec.handles],
-        "data": asdict(spec.data),
-        "epochs": spec.training.epochs,
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:

@@ -23,7 +23,7 @@ import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from botfleet.posts import Post, SourceError
+from botfleet_jobs.posts import Post, SourceError
 
 TWEETS_FILE = re.compile(r"(?:^|/)data/tweets?(?:-part(?P<part>\d+))?\.js$")
 NOTES_FILE = re.compile(r"(?:^|/)data/note-tweets?(?:-part(?P<part>\d+))?\.js$")

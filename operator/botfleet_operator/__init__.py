@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from botfleet.operator.settings import Settings, add_arguments, parser
+from botfleet_operator.settings import Settings, add_arguments, parser
 
 __all__ = ["Settings", "run", "main", "add_arguments", "parser"]
 
@@ -30,12 +30,12 @@ def run(settings: Settings) -> None:
     logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
     import kopf  # after logging and $KUBECONFIG are set (kopf reads it at import)
 
-    from botfleet.operator import handlers, metrics
+    from botfleet_operator import handlers, metrics
 
     registry, _reconciler, phases = handlers.build(settings)
     metrics.serve(settings.metrics_port, settings.bind_address, phases)
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
-    logging.getLogger("botfleet.operator").info(
+    logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
         settings.executor, settings.max_concurrent or "unlimited", ",".join(settings.namespaces) or "all",
         settings.metrics_port, settings.health_port,

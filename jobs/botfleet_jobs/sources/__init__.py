@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from botfleet import api
-from botfleet.posts import Post, SourceError
-from botfleet.sources.http import HttpError, one_line
+from botfleet_jobs.posts import Post, SourceError
+from botfleet_jobs.sources.http import HttpError, one_line
 
 Progress = Callable[[int], Any]
 
@@ -38,7 +38,7 @@ def fetch_posts(handle: api.Handle, max_posts: int, storage: Any, progress: Prog
     only the archive and dataset sources use it. ``progress(n)`` is called with the number
     of posts each step just fetched. Every failure is a one-line :class:`SourceError`.
     """
-    from botfleet.sources import archive, bluesky, dataset, mastodon, twitter
+    from botfleet_jobs.sources import archive, bluesky, dataset, mastodon, twitter
 
     fetchers = {
         "archive": lambda: archive.fetch(handle.source.archive, max_posts, storage, progress),

@@ -1,7 +1,7 @@
 """One reconcile of one BotRequest: read the world, compute the status, converge.
 
 Blocking code (Kubernetes, S3 and Ray calls); the kopf handlers run it in threads. The
-decisions are the pure functions of :mod:`botfleet.operator.status`.
+decisions are the pure functions of :mod:`botfleet_operator.status`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 from botfleet import api
+from botfleet.artifacts import data_fingerprint
 from botfleet.layout import Layout, folder
-from botfleet.operator import metrics
-from botfleet.operator.executors import Executor
-from botfleet.operator.rayjob import worker_shape
-from botfleet.operator.settings import Settings
-from botfleet.operator.status import (
+from botfleet_operator import metrics
+from botfleet_operator.executors import Executor
+from botfleet_operator.rayjob import worker_shape
+from botfleet_operator.settings import Settings
+from botfleet_operator.status import (
     FAILED,
     JOB_FAILED,
     JOB_SUCCEEDED,
@@ -36,7 +37,7 @@ from botfleet.operator.status import (
 )
 from botfleet.storage import Storage, StorageError
 
-log = logging.getLogger("botfleet.operator")
+log = logging.getLogger("botfleet_operator")
 
 
 @dataclass
@@ -55,10 +56,6 @@ def _key(body: dict) -> str:
 
 def _fingerprint_ok(stats: dict, spec: api.BotSpec) -> bool:
     """Whether stats.json describes this spec's data (data_stage's fingerprint)."""
-    try:
-        from botfleet.data_stage import data_fingerprint
-    except Exception:  # noqa: BLE001 - data stage not importable here: trust the file
-        return True
     expected = data_fingerprint(spec)
     return stats.get("fingerprint") in (None, expected)
 

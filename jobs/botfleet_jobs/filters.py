@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from botfleet.posts import Post
+from botfleet_jobs.posts import Post
 
 # huggingtweets' clean_tweet removed URLs with these substitutions, in this order; they
 # are kept literally (not merged into one regex) because glued cases such as

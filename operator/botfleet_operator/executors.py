@@ -12,11 +12,11 @@ import logging
 from typing import Protocol
 
 from botfleet import api
-from botfleet.operator import rayjob as render
-from botfleet.operator.settings import Settings
-from botfleet.operator.status import JobObservation, observe_ray_job, observe_rayjob
+from botfleet_operator import rayjob as render
+from botfleet_operator.settings import Settings
+from botfleet_operator.status import JobObservation, observe_ray_job, observe_rayjob
 
-log = logging.getLogger("botfleet.operator")
+log = logging.getLogger("botfleet_operator")
 
 RAY_GROUP, RAY_VERSION, RAYJOBS = "ray.io", "v1", "rayjobs"
 
