@@ -1,0 +1,15 @@
+"""Errors as people read them: one line, bounded, whatever raised it."""
+
+from __future__ import annotations
+
+
+def one_line(error: BaseException | str, limit: int = 600) -> str:
+    """``error`` as one line of at most ``limit`` characters (whitespace collapsed).
+
+    For messages that reach a status, an event, a result file or a terminal, where a
+    multi-line traceback or a server's whole answer would be unreadable.
+    """
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,20 @@
+"""RFC 3339 timestamps in UTC, to the second: how status, result and progress files write time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+
+def now_iso(now: _dt.datetime | None = None) -> str:
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.astimezone(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> _dt.datetime | None:
+    """The time ``value`` names, or None when it is empty or not a timestamp."""
+    if not value:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
