@@ -410,7 +410,8 @@ class Source:
 
     @property
     def kind(self) -> str:
-        return next(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+        """The one source given ("" for a Source made in code without one)."""
+        return next((f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None), "")
 
     @property
     def config(self) -> Any:

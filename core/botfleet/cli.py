@@ -10,12 +10,8 @@ import sys
 from pathlib import Path
 
 from botfleet import __version__, api
-from botfleet_jobs.dataset import NotEnoughText
-from botfleet_jobs.posts import SourceError
-from botfleet.storage import S3Config, Storage, StorageError, parse_uri
-
-# Failures a user can fix get one line on stderr and exit code 1 (2 for a bad request).
-USER_ERRORS = (SourceError, NotEnoughText, StorageError)
+from botfleet.errors import MissingExtra, UserError, one_line
+from botfleet.storage import S3Config, Storage, parse_uri
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -96,7 +92,7 @@ def _job_module():
     try:
         from botfleet_jobs import job
     except ImportError as error:
-        raise StorageError(f"`botfleet run` needs the training stack: pip install 'botfleet[jobs]' ({error})") from error
+        raise MissingExtra(f"`botfleet run` needs the training stack: pip install 'botfleet[jobs]' ({error})") from error
     return job
 
 
@@ -173,7 +169,7 @@ def cmd_operator(operator_args: list[str]) -> int:
     try:
         from botfleet_operator import main as operator_main
     except ImportError as error:
-        raise StorageError(f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})") from error
+        raise MissingExtra(f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})") from error
     return operator_main(operator_args)
 
 
@@ -212,10 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.set_defaults(func=cmd_store)
 
-    operator = commands.add_parser(
-        "operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)"
-    )
-    operator.set_defaults(func=lambda args: cmd_operator([]))
+    # Listed for --help only: main() hands `operator ...` to the operator's own parser.
+    commands.add_parser("operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)")
     return parser
 
 
@@ -235,15 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except api.ValidationError as error:
         return fail(str(error), code=2)
-    except USER_ERRORS as error:
+    except UserError as error:  # one line on stderr, exit code 1 (2 for a bad request above)
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
     except Exception as error:  # a failed job (base model, out of memory, a crashed worker...)
         if os.environ.get("BOTFLEET_DEBUG"):
             raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        return fail(f"{message} (BOTFLEET_DEBUG=1 shows the traceback)")
+        return fail(f"{one_line(error)} (BOTFLEET_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

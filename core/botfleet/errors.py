@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+class UserError(Exception):
+    """A failure the user can fix (bad input, a missing object, an unreachable service).
+
+    Its message is one line that says what and where; the CLI prints it without a traceback.
+    """
+
+
+class MissingExtra(UserError):
+    """A command needs an optional part of botfleet that is not installed."""
+
+
 def one_line(error: BaseException | str, limit: int = 600) -> str:
     """``error`` as one line of at most ``limit`` characters (whitespace collapsed).
 

@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from botfleet.errors import UserError
+
 PART_SIZE = 64 * 1024 * 1024
 """Multipart part size: big parts upload 2-3x faster than the client's 5 MiB default."""
 
@@ -37,7 +39,7 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SCHEME_HINT = "use s3://bucket/key or file:///path"
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """A storage operation failed; the message is one line naming the URI or endpoint."""
 
 

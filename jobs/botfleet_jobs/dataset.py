@@ -13,13 +13,15 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from botfleet.errors import UserError
+
 END_OF_TEXT = "<|endoftext|>"
 TRAIN_FRACTION = 0.9
 MIN_CHARACTERS = 6_000  # below this per handle the reference refused to train
 WARN_CHARACTERS = 40_000  # below this it warned that the bot would be weak
 
 
-class NotEnoughText(ValueError):
+class NotEnoughText(UserError, ValueError):
     """A handle kept too little text to train on."""
 
 

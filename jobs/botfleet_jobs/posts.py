@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from botfleet.errors import UserError
+
 
 @dataclass(frozen=True)
 class Post:
@@ -23,10 +25,6 @@ class Post:
         # Spelled out: dataclasses.asdict deep-copies and was a tenth of the data stage's time.
         return {"id": self.id, "text": self.text, "is_retweet": self.is_retweet, "created_at": self.created_at}
 
-    @classmethod
-    def from_record(cls, record: dict) -> "Post":
-        return cls(**record)
 
-
-class SourceError(Exception):
+class SourceError(UserError):
     """A source could not deliver posts; the message is one line naming what and where."""

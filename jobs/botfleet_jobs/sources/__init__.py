@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from botfleet import api
 from botfleet_jobs.posts import Post, SourceError
-from botfleet_jobs.sources.http import HttpError, one_line
+from botfleet.errors import one_line
+from botfleet_jobs.sources.http import HttpError
 
 Progress = Callable[[int], Any]
 
@@ -47,10 +48,9 @@ def fetch_posts(handle: api.Handle, max_posts: int, storage: Any, progress: Prog
         "bluesky": lambda: bluesky.fetch(handle.source.bluesky, _account(handle), max_posts, progress),
         "twitter": lambda: twitter.fetch(handle.source.twitter, _account(handle), max_posts, progress),
     }
-    try:
-        kind = handle.source.kind
-    except StopIteration:
-        raise SourceError(f"@{handle.handle.lstrip('@')}: no source given") from None
+    kind = handle.source.kind
+    if not kind:
+        raise SourceError(f"@{handle.handle.lstrip('@')}: no source given")
     if kind not in fetchers:
         raise SourceError(f"{describe(handle)}: unknown source kind {kind!r}")
     if max_posts < 1:

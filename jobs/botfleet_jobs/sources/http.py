@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable
 import requests
 
 from botfleet import __version__
+from botfleet.errors import one_line
 
 USER_AGENT = f"botfleet/{__version__}"
 MAX_TRIES = 6
@@ -50,12 +51,6 @@ class HttpError(Exception):
         super().__init__(message)
 
 
-def one_line(text: str, limit: int = 200) -> str:
-    """Collapse whitespace and shorten, for server-provided text going into a message."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def error_detail(body: Any, text: str = "") -> str:
     """The human part of an API's error answer (Mastodon, Bluesky, Twitter shapes)."""
     if isinstance(body, dict):
@@ -71,11 +66,11 @@ def error_detail(body: Any, text: str = "") -> str:
             body.get("title"),
         ):
             if isinstance(value, str) and value.strip():
-                return one_line(value)
+                return one_line(value, 200)
     title = re.search(r"<title[^>]*>(.*?)</title>", text or "", re.IGNORECASE | re.DOTALL)
     if title and title.group(1).strip():  # an HTML error page (a proxy, a CDN)
-        return one_line(title.group(1))
-    return one_line(text) if text.strip() else ""
+        return one_line(title.group(1), 200)
+    return one_line(text, 200) if text.strip() else ""
 
 
 def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
@@ -254,4 +249,4 @@ def _reason(exc: BaseException) -> str:
     return one_line(text, 120) or type(exc).__name__
 
 
-__all__ = ["HttpClient", "HttpError", "paginate", "retry_after_seconds", "error_detail", "one_line", "USER_AGENT"]
+__all__ = ["HttpClient", "HttpError", "paginate", "retry_after_seconds", "error_detail", "USER_AGENT"]
