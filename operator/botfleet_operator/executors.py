@@ -168,13 +168,8 @@ class RayExecutor:
             value = self.read_secret(namespace, ref.name, ref.key)
             if value is not None:
                 values[render.secret_env_name(ref)] = value
-        wandb_ref = spec.tracking.wandb.api_key_secret_ref
-        if wandb_ref is not None:
-            value = self.read_secret(namespace, wandb_ref.name, wandb_ref.key)
-        elif self.settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
-            value = self.read_secret(namespace, self.settings.wandb_secret, self.settings.wandb_secret_key)
-        else:
-            value = None
+        wandb = render.wandb_key(spec, self.settings)
+        value = self.read_secret(namespace, wandb[0].name, wandb[0].key) if wandb is not None else None
         if value:
             values["WANDB_API_KEY"] = value
         return render.ray_job_env(body, self.settings, self.s3_env, values)

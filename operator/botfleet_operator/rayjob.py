@@ -111,6 +111,18 @@ def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
     return unique
 
 
+def wandb_key(spec: api.BotSpec, settings: Settings) -> tuple[api.SecretRef, bool] | None:
+    """The Secret key the job's ``WANDB_API_KEY`` comes from, and whether that Secret may be
+    missing: the one the request names, else the operator's default Secret (unless W&B is
+    disabled), else none."""
+    named = spec.tracking.wandb.api_key_secret_ref
+    if named is not None:
+        return named, False
+    if settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
+        return api.SecretRef(settings.wandb_secret, settings.wandb_secret_key), True
+    return None
+
+
 def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dict]:
     """Environment of the Ray containers: the request inline, every credential from a Secret."""
     env = [
@@ -130,16 +142,11 @@ def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dic
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}} for key in S3_KEYS]
     for ref in referenced_secrets(spec):
         env.append({"name": secret_env_name(ref), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    wandb_ref = spec.tracking.wandb.api_key_secret_ref
-    if wandb_ref is not None:
-        env.append({"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": wandb_ref.name, "key": wandb_ref.key}}})
-    elif settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
-        env.append(
-            {
-                "name": "WANDB_API_KEY",
-                "valueFrom": {"secretKeyRef": {"name": settings.wandb_secret, "key": settings.wandb_secret_key, "optional": True}},
-            }
-        )
+    wandb = wandb_key(spec, settings)
+    if wandb is not None:
+        ref, optional = wandb
+        key_ref = {"name": ref.name, "key": ref.key, **({"optional": True} if optional else {})}
+        env.append({"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": key_ref}})
     return env
 
 
