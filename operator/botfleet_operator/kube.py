@@ -57,11 +57,11 @@ class Kube:
         """Every BotRequest in ``namespaces`` (all namespaces when empty)."""
         if not namespaces:
             return self.custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL)["items"]
-        return [
-            request
-            for namespace in namespaces
-            for request in self.custom.list_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL)["items"]
-        ]
+        requests = []
+        for namespace in namespaces:
+            listed = self.custom.list_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL)
+            requests += listed["items"]
+        return requests
 
     def read_secret(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None if the Secret or the key is missing."""

@@ -58,6 +58,9 @@ def object_store(settings: Settings) -> S3Config | None:
 
 @dataclass
 class Runtime:
+    """Made once by :func:`botfleet_operator.run` before kopf starts; every handler reaches it
+    as ``memo.runtime``. Its state lives in kopf's event loop thread; reconciles in ``pool``."""
+
     settings: Settings
     kube: Kube
     executor: Executor
