@@ -75,7 +75,7 @@ def _watch_rayjobs(kube, namespace: str, arrivals: dict, stop: threading.Event, 
 
 
 def _round_baseline(kube) -> dict:
-    from botfleet_operator.rayjob import render_rayjob
+    from botfleet_operator.rayjob import render_rayjob, resolve_spec
     from botfleet_operator.settings import Settings
 
     namespace = _namespace(kube)
@@ -84,7 +84,7 @@ def _round_baseline(kube) -> dict:
     for i in range(REQUESTS):
         body = {"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **_request(i)}
         body["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), generation=1)
-        bodies.append(render_rayjob(body, settings))
+        bodies.append(render_rayjob(body, resolve_spec(body, settings), settings))
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(lambda m: kube.custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", m), bodies))

@@ -274,12 +274,13 @@ def chart_settings(tmp_path, values: dict):
 
 def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
     """With the chart's defaults every Ray pod of a RayJob meets PodSecurity "restricted"."""
-    from botfleet_operator.rayjob import render_rayjob
+    from botfleet_operator.rayjob import render_rayjob, resolve_spec
 
     body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
             "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
             "spec": {"handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}], "output": {"uri": "s3://bots/"}}}
-    job = render_rayjob(body, chart_settings(tmp_path, {}))["spec"]
+    settings = chart_settings(tmp_path, {})
+    job = render_rayjob(body, resolve_spec(body, settings), settings)["spec"]
     cluster = job["rayClusterSpec"]
     # the Ray pods, and the pod of KubeRay's submitter Job
     for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]), job["submitterPodTemplate"]]:
@@ -561,7 +562,7 @@ def test_rbac_suffices_for_the_operators_writes(k8s, tmp_path):
     """As the operator's ServiceAccount, do the operator's real writes: a RayJob rendered by
     the operator's own code (server-side dry-run, validated by KubeRay's real CRD), a status
     patch, kopf's metadata patch and an Event, and be refused a spec write with PUT."""
-    render_rayjob = pytest.importorskip("botfleet_operator.rayjob").render_rayjob
+    rayjob_module = pytest.importorskip("botfleet_operator.rayjob")
     settings_module = pytest.importorskip("botfleet_operator.settings")
     user = apply_rbac(k8s, tmp_path, {}, "rbac-w", "rbac-w")
     k8s.ensure_namespace("bots-w")
@@ -569,7 +570,8 @@ def test_rbac_suffices_for_the_operators_writes(k8s, tmp_path):
     request["metadata"]["namespace"] = "bots-w"
     k8s.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-", input=yaml.safe_dump(request))
     body = json.loads(k8s.kubectl("get", "botrequest", "dril", "-n", "bots-w", "-o", "json").stdout)
-    rayjob = render_rayjob(body, settings_module.Settings())
+    settings = settings_module.Settings()
+    rayjob = rayjob_module.render_rayjob(body, rayjob_module.resolve_spec(body, settings), settings)
     as_sa = [f"--as={user}", "-n", "bots-w"]
     k8s.kubectl("create", "--dry-run=server", *as_sa, "-f", "-", input=json.dumps(rayjob))
     k8s.kubectl("patch", "botrequest", "dril", *as_sa, "--subresource=status", "--type=merge",

@@ -94,6 +94,11 @@ def test_submission_ids_carry_uid_and_generation():
 # --------------------------------------------------------------------------- RayJob
 
 
+def rayjob_for(doc, settings):
+    """The RayJob the kuberay executor submits for ``doc``."""
+    return render.render_rayjob(doc, render.resolve_spec(doc, settings), settings)
+
+
 def test_rayjob_rendering():
     settings = Settings(job_image="img:1", s3_endpoint="http://s3:9000", s3_secret="s3-creds", ttl_seconds_after_finished=60, backoff_limit=2, active_deadline_seconds=3600)
     spec = {
@@ -107,7 +112,7 @@ def test_rayjob_rendering():
         "output": {"uri": "s3://bots/x"},
     }
     doc = body("bob", generation=4, spec=spec, labels={api.QUEUE_LABEL: "gpu-queue", "other": "x"})
-    job = render.render_rayjob(doc, settings)
+    job = rayjob_for(doc, settings)
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     meta = job["metadata"]
     assert meta["name"] == "bob-g4" and meta["namespace"] == "ns"
@@ -138,13 +143,13 @@ def test_rayjob_rendering():
 
 def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
     doc = body()
-    plain = render.render_rayjob(doc, Settings())
+    plain = rayjob_for(doc, Settings())
     plain_pods = [plain["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"], plain["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]]
     for pod in plain_pods:
         env = {e["name"] for e in pod["containers"][0]["env"]}
         assert "volumes" not in pod and not env & {"AWS_REGION", "BOTFLEET_S3_CA_FILE"}
 
-    job = render.render_rayjob(doc, Settings(s3_region="eu-central-1", s3_ca_secret="s3-ca"))
+    job = rayjob_for(doc, Settings(s3_region="eu-central-1", s3_ca_secret="s3-ca"))
     cluster = job["spec"]["rayClusterSpec"]
     for pod in (cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]):
         (container,) = pod["containers"]
@@ -167,7 +172,7 @@ def test_rayjob_pods_get_the_platforms_scheduling_and_security():
         job_worker_pod=gpu_nodes,
         job_container_security_context=restricted,
     )
-    job = render.render_rayjob(body(), settings)["spec"]
+    job = rayjob_for(body(), settings)["spec"]
     cluster = job["rayClusterSpec"]
     head = cluster["headGroupSpec"]["template"]["spec"]
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
@@ -186,7 +191,7 @@ def test_rayjob_pods_get_the_platforms_scheduling_and_security():
 def test_rayjob_cpu_workers_and_default_wandb_secret():
     settings = Settings(wandb_secret="team-wandb")
     doc = body(spec={"handles": [{"handle": "a", "source": {"bluesky": {}}}], "training": {"gpusPerWorker": 0}, "output": {"uri": "s3://bots"}})
-    job = render.render_rayjob(doc, settings)
+    job = rayjob_for(doc, settings)
     group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["groupName"] == "cpu-workers" and "num-gpus" not in group["rayStartParams"]
     env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
@@ -196,7 +201,7 @@ def test_rayjob_cpu_workers_and_default_wandb_secret():
 
 def test_rayjob_worker_shape_comes_from_the_settings_where_the_request_is_silent():
     settings = Settings(default_workers=3, default_gpus_per_worker=2, default_cpus_per_worker=6, default_memory_per_worker="24Gi")
-    silent = render.render_rayjob(body(), settings)
+    silent = rayjob_for(body(), settings)
     group = silent["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["replicas"] == 3 == group["minReplicas"] == group["maxReplicas"]
     assert group["groupName"] == "gpu-workers" and group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "2"}
@@ -208,7 +213,7 @@ def test_rayjob_worker_shape_comes_from_the_settings_where_the_request_is_silent
     assert sent["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"}
 
     spec = body()["spec"] | {"training": {"workers": 1, "gpusPerWorker": 0}, "resources": {"memoryPerWorker": "4Gi"}}
-    group = render.render_rayjob(body(spec=spec), settings)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group = rayjob_for(body(spec=spec), settings)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["replicas"] == 1 and group["groupName"] == "cpu-workers"
     assert group["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "4Gi"}
 
@@ -222,7 +227,7 @@ def test_worker_shape_for_events():
 
 def test_ray_executor_job_gets_the_filled_in_spec():
     settings = Settings(executor="ray", default_workers=2, default_gpus_per_worker=0)
-    env = render.ray_job_env(body(), settings, {"AWS_ACCESS_KEY_ID": "k"}, {})
+    env = render.ray_job_env(body(), render.resolve_spec(body(), settings), {"AWS_ACCESS_KEY_ID": "k"}, {})
     sent = json.loads(env["BOTFLEET_REQUEST"])
     assert (sent["spec"]["training"]["workers"], sent["spec"]["training"]["gpusPerWorker"]) == (2, 0)
     assert api.parse_spec(sent["spec"]).training.resolved_precision() == "fp32"

@@ -4,7 +4,8 @@ Entrypoints: :func:`main` (``botfleet operator`` arguments) and :func:`run` (a
 :class:`Settings`). Layout: ``settings`` (configuration), ``rayjob`` (pure rendering of
 names, environment and the RayJob), ``status`` (pure status mapping, conditions and
 queueing), ``executors`` (kuberay and ray), ``reconciler`` (one reconcile, blocking I/O),
-``handlers`` (kopf), ``metrics`` (Prometheus).
+``kube`` (the operator's Kubernetes calls), ``runtime`` (the one object the handlers share:
+when reconciles run), ``handlers`` (kopf), ``metrics`` (Prometheus).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def run(settings: Settings) -> None:
     import kopf  # after logging and $KUBECONFIG are set (kopf reads it at import)
 
     from botfleet_operator import handlers, metrics
+    from botfleet_operator.runtime import Runtime
 
-    registry, _reconciler, phases = handlers.build(settings)
-    metrics.serve(settings.metrics_port, settings.bind_address, phases)
+    runtime = Runtime.create(settings)
+    metrics.serve(settings.metrics_port, settings.bind_address, runtime.current_phases)
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
@@ -41,7 +43,8 @@ def run(settings: Settings) -> None:
         settings.metrics_port, settings.health_port,
     )
     kopf.run(
-        registry=registry,
+        registry=handlers.registry,
+        memo=kopf.Memo(runtime=runtime),
         standalone=True,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),

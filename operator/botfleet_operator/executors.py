@@ -1,9 +1,10 @@
 """The two ways a training runs, behind one interface.
 
 ``name(body)`` the job's deterministic name for the request's current generation;
-``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body)`` make it
-exist (idempotent: an existing job is adopted, never duplicated); ``delete(body, name)``
-stop and remove it. All calls block (the handlers run them in threads).
+``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body, spec)`` make
+it exist for the request's :class:`JobSpec` (idempotent: an existing job is adopted, never
+duplicated); ``delete(body, name)`` stop and remove it. All calls block (the runtime runs
+them in threads).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from botfleet import api
 from botfleet_operator import rayjob as render
+from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import JobObservation, observe_ray_job, observe_rayjob
 
@@ -32,7 +33,7 @@ class Executor(Protocol):
 
     def observe(self, body: dict, name: str) -> JobObservation: ...
 
-    def submit(self, body: dict) -> JobObservation: ...
+    def submit(self, body: dict, spec: JobSpec) -> JobObservation: ...
 
     def delete(self, body: dict, name: str) -> None: ...
 
@@ -98,10 +99,10 @@ class KubeRayExecutor:
             return JobObservation(self.kind, name)
         return observe_rayjob(name, rayjob)
 
-    def submit(self, body: dict) -> JobObservation:
+    def submit(self, body: dict, spec: JobSpec) -> JobObservation:
         from kubernetes.client.exceptions import ApiException
 
-        manifest = render.render_rayjob(body, self.settings)
+        manifest = render.render_rayjob(body, spec, self.settings)
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
             created = self.api.create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, manifest)
@@ -160,26 +161,22 @@ class RayExecutor:
             return observe_ray_job(name, None)
         return observe_ray_job(name, str(getattr(info.status, "value", info.status)), info.message, info.start_time, info.end_time)
 
-    def _env(self, body: dict) -> dict[str, str]:
-        spec = api.parse_spec(body.get("spec"))
+    def _env(self, body: dict, spec: JobSpec) -> dict[str, str]:
+        """The job's environment, with the values of the Secrets it names: Ray's job API
+        takes no Secret references."""
         namespace = body["metadata"]["namespace"]
         values: dict[str, str] = {}
-        for ref in render.referenced_secrets(spec):
+        for ref in render.referenced_secrets(spec.typed):
             value = self.read_secret(namespace, ref.name, ref.key)
             if value is not None:
                 values[render.secret_env_name(ref)] = value
-        wandb_ref = spec.tracking.wandb.api_key_secret_ref
-        if wandb_ref is not None:
-            value = self.read_secret(namespace, wandb_ref.name, wandb_ref.key)
-        elif self.settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
-            value = self.read_secret(namespace, self.settings.wandb_secret, self.settings.wandb_secret_key)
-        else:
-            value = None
+        wandb = render.wandb_key(spec.typed, self.settings)
+        value = self.read_secret(namespace, wandb[0].name, wandb[0].key) if wandb is not None else None
         if value:
             values["WANDB_API_KEY"] = value
-        return render.ray_job_env(body, self.settings, self.s3_env, values)
+        return render.ray_job_env(body, spec, self.s3_env, values)
 
-    def submit(self, body: dict) -> JobObservation:
+    def submit(self, body: dict, spec: JobSpec) -> JobObservation:
         name = self.name(body)
         existing = self.observe(body, name)
         if existing.exists:
@@ -189,7 +186,7 @@ class RayExecutor:
             self.client.submit_job(
                 entrypoint=self.settings.job_entrypoint,
                 submission_id=name,
-                runtime_env={"env_vars": self._env(body)},
+                runtime_env={"env_vars": self._env(body, spec)},
                 metadata={META_REQUEST: f"{meta['namespace']}/{meta['name']}", META_GENERATION: str(_generation(body))},
             )
         except RuntimeError:

@@ -1,7 +1,7 @@
 """Pure rendering of what the operator creates: names, the job environment, the KubeRay RayJob.
 
 Nothing here talks to a cluster; everything is a function of the BotRequest object (as the
-API server returns it, defaults filled in) and the operator's :class:`Settings`.
+API server returns it, defaults filled in), its :class:`JobSpec` and the operator's :class:`Settings`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 
 from botfleet import api
 from botfleet_operator.settings import Settings
@@ -62,9 +63,21 @@ def submission_id(namespace: str, name: str, uid: str, generation: int) -> str:
     return base + tail
 
 
-def effective_spec(body: dict, settings: Settings) -> dict:
-    """The spec as the job runs it: the worker shape it leaves out is the operator's default."""
-    return settings.worker_defaults.fill(body.get("spec") or {})
+@dataclass(frozen=True)
+class JobSpec:
+    """A request's spec as its job runs it: the worker shape it leaves out is the operator's
+    default. ``document`` is what the job reads (``BOTFLEET_REQUEST``), ``typed`` the same parsed."""
+
+    document: dict
+    typed: api.BotSpec
+
+
+def resolve_spec(body: dict, settings: Settings) -> JobSpec:
+    """Fill in the worker defaults and parse, once per reconcile; raises
+    :class:`api.ValidationError` with the errors of the request's own spec."""
+    spec = body.get("spec")
+    document = settings.worker_defaults.fill(spec) if isinstance(spec, dict) else spec
+    return JobSpec(document, api.parse_spec(document))
 
 
 def worker_shape(spec: api.BotSpec, with_memory: bool) -> str:
@@ -80,9 +93,9 @@ def worker_shape(spec: api.BotSpec, with_memory: bool) -> str:
     return f"1 worker: {', '.join(each)}" if t.workers == 1 else f"{t.workers} workers, each {', '.join(each)}"
 
 
-def request_json(body: dict, settings: Settings) -> str:
+def request_json(body: dict, spec: JobSpec) -> str:
     """The BotRequest the job reads from ``BOTFLEET_REQUEST``: apiVersion, kind, the
-    identifying metadata and the effective spec (never status, never managed fields)."""
+    identifying metadata and the spec as the job runs it (never status, never managed fields)."""
     meta = body.get("metadata", {})
     document = {
         "apiVersion": body.get("apiVersion", api.API_VERSION),
@@ -90,7 +103,7 @@ def request_json(body: dict, settings: Settings) -> str:
         "metadata": {
             k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels") if meta.get(k) is not None
         },
-        "spec": effective_spec(body, settings),
+        "spec": spec.document,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
@@ -111,10 +124,22 @@ def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
     return unique
 
 
-def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dict]:
+def wandb_key(spec: api.BotSpec, settings: Settings) -> tuple[api.SecretRef, bool] | None:
+    """The Secret key the job's ``WANDB_API_KEY`` comes from, and whether that Secret may be
+    missing: the one the request names, else the operator's default Secret (unless W&B is
+    disabled), else none."""
+    named = spec.tracking.wandb.api_key_secret_ref
+    if named is not None:
+        return named, False
+    if settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
+        return api.SecretRef(settings.wandb_secret, settings.wandb_secret_key), True
+    return None
+
+
+def container_env(body: dict, spec: JobSpec, settings: Settings) -> list[dict]:
     """Environment of the Ray containers: the request inline, every credential from a Secret."""
     env = [
-        {"name": "BOTFLEET_REQUEST", "value": request_json(body, settings)},
+        {"name": "BOTFLEET_REQUEST", "value": request_json(body, spec)},
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
         {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
     ]
@@ -128,18 +153,13 @@ def container_env(body: dict, spec: api.BotSpec, settings: Settings) -> list[dic
     if settings.s3_ca_secret:
         env.append({"name": "BOTFLEET_S3_CA_FILE", "value": f"{S3_CA_DIR}/ca.crt"})
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}} for key in S3_KEYS]
-    for ref in referenced_secrets(spec):
+    for ref in referenced_secrets(spec.typed):
         env.append({"name": secret_env_name(ref), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    wandb_ref = spec.tracking.wandb.api_key_secret_ref
-    if wandb_ref is not None:
-        env.append({"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": wandb_ref.name, "key": wandb_ref.key}}})
-    elif settings.wandb_secret and spec.tracking.wandb.mode != "disabled":
-        env.append(
-            {
-                "name": "WANDB_API_KEY",
-                "valueFrom": {"secretKeyRef": {"name": settings.wandb_secret, "key": settings.wandb_secret_key, "optional": True}},
-            }
-        )
+    wandb = wandb_key(spec.typed, settings)
+    if wandb is not None:
+        ref, optional = wandb
+        key_ref = {"name": ref.name, "key": ref.key, **({"optional": True} if optional else {})}
+        env.append({"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": key_ref}})
     return env
 
 
@@ -202,13 +222,12 @@ def _submitter_pod_spec(settings: Settings) -> dict:
     return {**settings.job_pod, "restartPolicy": "Never", "containers": [container]}
 
 
-def render_rayjob(body: dict, settings: Settings) -> dict:
+def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
-    spec = api.parse_spec(effective_spec(body, settings))
     env = container_env(body, spec, settings)
-    training, resources = spec.training, spec.resources
+    training, resources = spec.typed.training, spec.typed.resources
     labels = labels_for(body, generation)
     pod_labels = {k: v for k, v in labels.items() if k != api.QUEUE_LABEL}
     worker_gpus = training.gpus_per_worker
@@ -229,7 +248,7 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
             "name": job_name(meta["name"], generation, meta.get("namespace", "")),
             "namespace": meta.get("namespace", "default"),
             "labels": labels,
-            "annotations": {"botfleet.dev/model-uri": spec.model_uri},
+            "annotations": {"botfleet.dev/model-uri": spec.typed.model_uri},
             "ownerReferences": [owner_reference(body)],
         },
         "spec": {
@@ -262,13 +281,13 @@ def render_rayjob(body: dict, settings: Settings) -> dict:
     }
 
 
-def ray_job_env(body: dict, settings: Settings, s3_env: dict[str, str], secret_values: dict[str, str]) -> dict[str, str]:
+def ray_job_env(body: dict, spec: JobSpec, s3_env: dict[str, str], secret_values: dict[str, str]) -> dict[str, str]:
     """Environment of a job submitted to an existing Ray cluster (the ``ray`` executor).
 
     ``secret_values`` maps env names (``secret_env_name``, ``WANDB_API_KEY``) to the values the
     operator read from the referenced Secrets: Ray's job API has no Secret references.
     """
-    env = {"BOTFLEET_REQUEST": request_json(body, settings), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {"BOTFLEET_REQUEST": request_json(body, spec), "RAY_USAGE_STATS_ENABLED": "0"}
     env.update(s3_env)
     env.update(secret_values)
     return env

@@ -18,7 +18,7 @@ from botfleet.artifacts import data_fingerprint
 from botfleet.layout import Layout, folder
 from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
-from botfleet_operator.rayjob import worker_shape
+from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import (
     FAILED,
@@ -272,8 +272,8 @@ class Reconciler:
             return Outcome(phase=old.get("phase"))
 
         try:
-            spec = api.parse_spec(body.get("spec"))
-            invalid = None
+            job_spec = resolve_spec(body, self.settings)  # the one parse of this reconcile
+            spec, invalid = job_spec.typed, None
         except api.ValidationError as exc:
             spec, invalid = None, str(exc)
         name = self.executor.name(body)
@@ -288,7 +288,7 @@ class Reconciler:
         layout = Layout(spec.model_uri)
         handles = [h.name for h in spec.handles]
         kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
-        workers = worker_shape(self.settings.worker_defaults.resolve(spec), with_memory=kuberay)
+        workers = worker_shape(spec, with_memory=kuberay)
         old_job = old.get("job") or {}
         events: list[tuple[str, str, str]] = []
 
@@ -330,7 +330,7 @@ class Reconciler:
                 # The job is gone (TTL, a restarted Ray cluster) but finished: its result stands.
                 job = dataclasses.replace(job, state=JOB_SUCCEEDED if result == "succeeded" else JOB_FAILED, reason=None if result == "succeeded" else "JobFailed")
             else:
-                job = self.executor.submit(body)
+                job = self.executor.submit(body, job_spec)
                 metrics.JOBS_STARTED.labels(self.executor.kind).inc()
                 events.append(("Normal", "JobCreated", f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}"))
                 files = None

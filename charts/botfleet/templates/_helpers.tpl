@@ -101,7 +101,7 @@ app.kubernetes.io/component: minio
 
 {{/*
 The operator's rules inside a watched namespace (or cluster-wide): exactly the calls of
-operator/botfleet_operator (handlers.py, executors.py) and kopf's watches and events.
+operator/botfleet_operator (kube.py, executors.py) and kopf's watches and events.
 */}}
 {{- define "botfleet.rbac.namespacedRules" -}}
 # BotRequests: kopf lists and watches them, and patches metadata only (its finalizer

@@ -1,0 +1,199 @@
+"""The operator's one runtime object: what the kopf handlers share, and when reconciles run.
+
+Level-based: the watch schedules a reconcile at once for a new request or a spec change,
+and one loop reconciles every unfinished request every ``reconcile_interval`` seconds. At
+most one reconcile of a request runs at a time; reconciles block (Kubernetes, S3, Ray) and
+run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from botfleet.storage import S3Config, Storage
+from botfleet_operator import metrics
+from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor, RayExecutor, orphaned_jobs
+from botfleet_operator.kube import Kube
+from botfleet_operator.reconciler import Reconciler
+from botfleet_operator.settings import Settings
+from botfleet_operator.status import is_terminal_for, queue_entry
+
+log = logging.getLogger("botfleet_operator")
+
+
+def request_key(body: dict) -> str:
+    meta = body.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def job_of(body: dict) -> str | None:
+    """The name of the job the request's status names, if any."""
+    return ((body.get("status") or {}).get("job") or {}).get("name")
+
+
+def unfinished(body: dict) -> bool:
+    return not is_terminal_for(body) and not body.get("metadata", {}).get("deletionTimestamp")
+
+
+def object_store(settings: Settings) -> S3Config | None:
+    """The operator's object store (its BOTFLEET_S3_* variables, else ``settings.s3_endpoint``
+    with its AWS_* keys); fills in the endpoint and region the jobs get where settings have none."""
+    s3 = S3Config.from_env()
+    if s3 is None and settings.s3_endpoint and os.environ.get("AWS_ACCESS_KEY_ID"):
+        s3 = S3Config.from_env({**os.environ, "BOTFLEET_S3_ENDPOINT": settings.s3_endpoint})
+    if s3 is not None and not settings.s3_endpoint:
+        settings.s3_endpoint = s3.endpoint
+    if s3 is not None and s3.region and not settings.s3_region:
+        settings.s3_region = s3.region
+    if s3 is None:
+        log.warning("no object store configured (BOTFLEET_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):"
+                    " status will not show counts, progress or metrics")
+    return s3
+
+
+@dataclass
+class Runtime:
+    """Made once by :func:`botfleet_operator.run` before kopf starts; every handler reaches it
+    as ``memo.runtime``. Its state lives in kopf's event loop thread; reconciles in ``pool``."""
+
+    settings: Settings
+    kube: Kube
+    executor: Executor
+    reconciler: Reconciler
+    pool: concurrent.futures.ThreadPoolExecutor
+    bodies: dict[str, dict] = field(default_factory=dict)  # key -> the latest body the watch delivered
+    index: object | None = None  # kopf's queue index (handlers.queue_index), once the watch has passed it
+    _inflight: set[str] = field(default_factory=set)  # keys with a reconcile scheduled or running
+    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _stopped_orphans: set[str] = field(default_factory=set)
+    _level_loop: asyncio.Task | None = None
+
+    @classmethod
+    def create(cls, settings: Settings) -> "Runtime":
+        """Connect to Kubernetes and the object store and make the executor and reconciler."""
+        kube = Kube(settings.workers)
+        s3 = object_store(settings)
+        if settings.executor == "kuberay":
+            executor = KubeRayExecutor(settings, kube.custom)
+        else:
+            # Not the operator's CA file path: the Ray cluster's nodes have their own files
+            # (they set BOTFLEET_S3_CA_FILE themselves when the store needs one).
+            s3_env = {k: v for k, v in (s3.to_env() if s3 else {}).items() if k != "BOTFLEET_S3_CA_FILE"}
+            executor = RayExecutor(settings, kube.read_secret, s3_env)
+        storage = Storage(s3) if s3 is not None else None
+        reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
+        return cls(settings, kube, executor, reconciler, pool)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the level loop (in the running event loop)."""
+        self._level_loop = asyncio.get_running_loop().create_task(self._run_level_loop())
+
+    def stop(self) -> None:
+        if self._level_loop is not None:
+            self._level_loop.cancel()
+            self._level_loop = None
+
+    def current_phases(self) -> list[str | None]:
+        """The phase of every request the watch has delivered (the metrics' phase gauge)."""
+        return [(body.get("status") or {}).get("phase") for body in list(self.bodies.values())]
+
+    # ----------------------------------------------------------------- the watch
+
+    def seen(self, body: dict) -> None:
+        """A request was added or changed: remember it; reconcile it at once if it is new or
+        its spec changed, not only at the next tick."""
+        key = request_key(body)
+        self.bodies[key] = body
+        status = body.get("status") or {}
+        if unfinished(body) and (not status or status.get("observedGeneration") != body["metadata"].get("generation")):
+            self.schedule(key)
+
+    async def gone(self, body: dict, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        """A request was deleted: forget it, and stop its Ray job (with kuberay, the garbage
+        collector removes the RayJob with its owner). ``logger``: the request's (kopf's)."""
+        key = request_key(body)
+        self.bodies.pop(key, None)
+        self.reconciler.forget(key)
+        job = job_of(body)
+        if job and self.settings.executor == "ray":
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.pool, self.executor.delete, body, job)
+            except Exception as exc:  # noqa: BLE001 - best effort
+                logger.warning("cannot stop Ray job %s: %s", job, exc)
+
+    # ----------------------------------------------------------------- reconciles
+
+    def schedule(self, key: str) -> None:
+        """Reconcile ``key`` soon, unless a reconcile of it is already under way."""
+        if key in self._inflight:
+            return
+        self._inflight.add(key)
+        task = asyncio.get_running_loop().create_task(self._reconcile(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _queue(self) -> list:
+        """Every request's queue entry: from kopf's index (complete from the start), or from
+        the bodies seen so far until the watch has passed the index on."""
+        if self.index is None:
+            return [queue_entry(body) for body in list(self.bodies.values())]
+        return [entry for store in list(self.index.values()) for entry, _phase in list(store)]
+
+    async def _reconcile(self, key: str) -> None:
+        try:
+            body = self.bodies.get(key)
+            if body is None:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                outcome = await loop.run_in_executor(self.pool, self.reconciler.reconcile, body, self._queue())
+            except Exception as exc:
+                metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+                log.exception("reconcile of %s failed", key)
+                events = [("Warning", "ReconcileError", f"{type(exc).__name__}: {exc}")]
+            else:
+                events = outcome.events
+            if events:
+                await loop.run_in_executor(self.pool, self.kube.post_events, body, events)
+        finally:
+            self._inflight.discard(key)
+
+    async def _run_level_loop(self) -> None:
+        """Every reconcile_interval, reconcile each unfinished request (one task for all,
+        not a kopf timer per object: timers would put a finalizer on every object); every
+        orphan_sweep_interval, with the ray executor, stop the jobs no request wants."""
+        next_sweep = 0.0
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            for key, body in list(self.bodies.items()):
+                if unfinished(body):
+                    self.schedule(key)
+            if self.settings.executor == "ray" and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.settings.orphan_sweep_interval
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self.pool, self._sweep_orphans)
+                except Exception as exc:  # noqa: BLE001 - retried at the next sweep
+                    log.warning("cannot sweep for orphaned Ray jobs: %s", exc)
+
+    def _sweep_orphans(self) -> None:
+        """Stop the Ray jobs whose BotRequest was deleted, or got a new spec, while no
+        operator ran (with kuberay, the garbage collector does this for RayJobs)."""
+        # Jobs first: one submitted after this listing is for a request the list below has.
+        active = self.executor.active_jobs()
+        wanted = {self.executor.name(body) for body in self.kube.list_requests(self.settings.namespaces)}
+        for job_id in orphaned_jobs(active, wanted, self.settings.namespaces):
+            if job_id in self._stopped_orphans:  # stopping takes Ray a few seconds: once is enough
+                continue
+            self._stopped_orphans.add(job_id)
+            log.warning("stopping Ray job %s: its BotRequest %s is gone or has a newer spec",
+                        job_id, active[job_id][META_REQUEST])
+            self.executor.stop(job_id)
+            metrics.ORPHANS_STOPPED.inc()
