@@ -32,8 +32,16 @@ class Dataset:
     warnings: tuple[str, ...]
 
 
+def gate_length(texts: list[str]) -> int:
+    """How the reference measured a handle's text for its gates: the posts joined by the separator."""
+    return len(END_OF_TEXT.join(texts))
+
+
 def check_amount(characters_by_handle: dict[str, int]) -> list[str]:
-    """Raise for handles under the error gate; return warnings for those under the warning gate."""
+    """Raise for handles under the error gate; return warnings for those under the warning gate.
+
+    ``characters_by_handle`` holds each handle's :func:`gate_length`.
+    """
     too_little = [f"@{h} has {n:,} characters" for h, n in characters_by_handle.items() if n < MIN_CHARACTERS]
     if too_little:
         raise NotEnoughText(
@@ -76,7 +84,7 @@ def frame(texts: list[str]) -> str:
 
 
 def build_dataset(kept_by_handle: dict[str, list[str]], epochs: int, seed: int) -> Dataset:
-    warnings = check_amount({h: sum(map(len, texts)) for h, texts in kept_by_handle.items()})
+    warnings = check_amount({h: gate_length(texts) for h, texts in kept_by_handle.items()})
     rng = random.Random(seed)
     splits = [split(texts, rng) for texts in kept_by_handle.values()]
     train_parts = [balanced_epoch([train for train, _ in splits], rng) for _ in range(epochs)]

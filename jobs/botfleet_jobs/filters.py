@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from botfleet_jobs.posts import Post
 
-# huggingtweets' clean_tweet removed URLs with these substitutions, in this order; they
-# are kept literally (not merged into one regex) because glued cases such as
-# "word:https://x next" come out differently otherwise.
+# huggingtweets' clean_tweet removed URLs with these substitutions, in this order (for
+# http: then https:); they are ported literally, not merged into one regex, because the
+# order decides the text where removing one URL makes another ("a\nhtthttp://x p://y b").
 _URL_SUBSTITUTIONS = [
     re.compile(pattern.format(scheme=scheme))
     for scheme in ("http:", "https:")
-    for pattern in (r" {scheme}\S+", r"{scheme}\S+ ", r"\n{scheme}\S+", r"\n{scheme}\S+\n", r"{scheme}\S+")
+    for pattern in (r" {scheme}\S+", r"{scheme}\S+ ", r"\n{scheme}\S+ ", r"\n{scheme}\S+", r"{scheme}\S+")
 ]
 
 

@@ -20,7 +20,10 @@ given, the way the real services do for the calls botfleet makes:
 
 Switches: :meth:`FakeSocialApis.throttle` answers the first K requests under a path with
 429 (or any status) and ``Retry-After`` (or other headers); :meth:`empty_pages` answers
-the first K Twitter timeline requests with an empty page. Every request is logged
+the first K requests under a path with an empty page (Bluesky's still carries a cursor,
+as the service does over posts it may not show). Bluesky posts carry their links as the
+official app writes them (shortened in the text, whole in link facets); a Mastodon quote
+post carries the server's ``quote-inline`` fallback. Every request is logged
 (:attr:`FakeSocialApis.log`, :meth:`requests`).
 """
 
@@ -47,6 +50,7 @@ class FakePost:
     boost: bool = False
     note: bool = False  # a long tweet: Twitter cuts `text` and sends `note_tweet`
     spoiler: str = ""
+    quotes: str = ""  # a quote post of this URL: Mastodon adds its "RE:" fallback paragraph
 
     def iso(self) -> str:
         return self.created_at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -101,6 +105,33 @@ def _twitter_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def bluesky_short_url(url: str) -> str:
+    """How the official Bluesky app writes a link into a post's text: host and the start of
+    the path, cut to 13 characters plus "..." when the path is longer than 15."""
+    parts = urllib.parse.urlsplit(url)
+    path = ("" if parts.path == "/" else parts.path) + (f"?{parts.query}" if parts.query else "")
+    path += f"#{parts.fragment}" if parts.fragment else ""
+    return parts.netloc + (path[:13] + "..." if len(path) > 15 else path)
+
+
+def bluesky_record(text: str, created: str) -> dict:
+    """A post record as the app writes it: links shortened in the text, whole in link facets
+    (UTF-8 byte offsets)."""
+    out, facets, size = [], [], 0
+    for token in re.split(r"(https?://\S+)", text):
+        shown = bluesky_short_url(token) if re.match(r"https?://", token) else token
+        data = shown.encode("utf-8")
+        if shown is not token:
+            facets.append({"index": {"byteStart": size, "byteEnd": size + len(data)},
+                           "features": [{"$type": "app.bsky.richtext.facet#link", "uri": token}]})
+        out.append(shown)
+        size += len(data)
+    record = {"$type": "app.bsky.feed.post", "text": "".join(out), "createdAt": created, "langs": ["en"]}
+    if facets:
+        record["facets"] = facets
+    return record
+
+
 def mastodon_html(text: str) -> str:
     """Text as Mastodon renders it: paragraphs, <br />, linked URLs split in spans."""
 
@@ -139,6 +170,7 @@ class FakeSocialApis:
         self.log: list[LoggedRequest] = []
         self._throttles: list[list] = []  # [prefix, remaining, status, headers]
         self._empty: list[list] = []  # [prefix, remaining]
+        self._bluesky_gaps = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,7 +295,7 @@ class FakeSocialApis:
             "spoiler_text": post.spoiler,
             "sensitive": bool(post.spoiler),
             "visibility": "public",
-            "content": "" if post.boost else mastodon_html(post.text),
+            "content": "" if post.boost else self._mastodon_quote(post) + mastodon_html(post.text),
             "reblog": None,
             "account": {"id": account.account_id, "username": account.name},
         }
@@ -275,6 +307,13 @@ class FakeSocialApis:
                 "account": {"id": "1", "username": "someone"},
             }
         return status
+
+    @staticmethod
+    def _mastodon_quote(post: FakePost) -> str:
+        if not post.quotes:
+            return ""
+        link = f'<a href="{html.escape(post.quotes)}">{html.escape(post.quotes)}</a>'
+        return f'<p class="quote-inline">RE: {link}</p>'
 
     def _mastodon_statuses(self, id, query, host, **_):
         account = self._by_id(id)
@@ -296,7 +335,7 @@ class FakeSocialApis:
 
     # ------------------------------------------------------------------ Bluesky
 
-    def _bluesky_feed(self, query, **_):
+    def _bluesky_feed(self, query, empty, **_):
         try:
             limit = int(query.get("limit", 50))
         except ValueError:
@@ -309,7 +348,11 @@ class FakeSocialApis:
         account = self._account(actor)
         if account is None:
             return 400, {"error": "InvalidRequest", "message": "Profile not found"}, {}
-        start = int(query["cursor"]) if query.get("cursor", "").isdigit() else 0
+        cursor = query.get("cursor", "").split("~")[0]  # "N~K": the K-th empty page before N
+        start = int(cursor) if cursor.isdigit() else 0
+        if empty:  # the service skipped what it may not show: no items, still a cursor
+            self._bluesky_gaps += 1
+            return 200, {"feed": [], "cursor": f"{start}~{self._bluesky_gaps}"}, {}
         page = account.timeline[start : start + limit]
         feed = []
         for post in page:
@@ -319,7 +362,7 @@ class FakeSocialApis:
                     "uri": account.bluesky_uri(post),
                     "cid": f"bafy{post.index}",
                     "author": author,
-                    "record": {"$type": "app.bsky.feed.post", "text": post.text, "createdAt": post.iso(), "langs": ["en"]},
+                    "record": bluesky_record(post.text, post.iso()),
                     "indexedAt": post.iso(),
                 }
             }

@@ -9,7 +9,10 @@ the export has them (HTML-escaped like the API's, e.g. ``&amp;``: the data stage
 ``fix_text`` undoes exactly that, as the reference did). Long tweets: the export cuts a
 long tweet's ``full_text`` and keeps the whole text in ``data/note-tweet.js``; the full
 note text replaces the cut one when the cut text (without its trailing ellipsis and
-t.co link) starts the note text and the two were created within a few seconds.
+t.co link) starts the note text and the two were created within a few seconds. The
+comparison ignores which t.co URL wraps a link (the note may wrap the same link in
+another one) and a reply's leading @mentions (the note leaves them out; they are put
+back in front of the note text).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ NOTES_FILE = re.compile(r"(?:^|/)data/note-tweets?(?:-part(?P<part>\d+))?\.js$")
 _WRAPPER = re.compile(r"\A\s*window\.YTD\.[A-Za-z0-9_]+\.part\d+\s*=\s*")
 _TRAILING_LINK = re.compile(r"(?:\s*https?://t\.co/\w+)+\s*$")
 _TRAILING_ELLIPSIS = re.compile(r"\s*(?:…|\.\.\.)\s*$")
+_TCO_LINK = re.compile(r"https?://t\.co/\w+")
+_LEADING_MENTIONS = re.compile(r"\A(?:\.?@\w+\s+)+")
 NOTE_MATCH_SECONDS = 10
 _TWITTER_EPOCH_MS = 1288834974657
 
@@ -189,14 +194,14 @@ class _NoteIndex:
             text = core.get("text", note.get("text"))
             created = parse_twitter_date(note.get("createdAt") or note.get("created_at"))
             if isinstance(text, str) and created:
-                entry = [created, text, html.unescape(text), False]  # [time, text, comparable, used]
+                entry = [created, text, _comparable(html.unescape(text)), False]  # [time, text, comparable, used]
                 self.by_second.setdefault(int(created.timestamp()), []).append(entry)
 
     def full_text(self, tweet_text: str, created: datetime | None) -> str | None:
         if created is None or not self.by_second:
             return None
-        prefix = _TRAILING_ELLIPSIS.sub("", _TRAILING_LINK.sub("", html.unescape(tweet_text)))
-        if not prefix.strip():
+        prefix = _comparable(_TRAILING_ELLIPSIS.sub("", _TRAILING_LINK.sub("", html.unescape(tweet_text))))
+        if not prefix:
             return None
         second = int(created.timestamp())
         best = None
@@ -210,4 +215,13 @@ class _NoteIndex:
         if best is None:
             return None
         best[1][3] = True
-        return best[1][1]
+        note_text = best[1][1]
+        mentions = _LEADING_MENTIONS.match(tweet_text)
+        return mentions.group(0) + note_text if mentions and not _LEADING_MENTIONS.match(note_text) else note_text
+
+
+def _comparable(text: str) -> str:
+    """A text as a cut tweet and its note can both be compared: no leading @mentions,
+    every t.co URL alike, whitespace collapsed."""
+    text = _TCO_LINK.sub("https://t.co/", _LEADING_MENTIONS.sub("", text))
+    return " ".join(text.split())

@@ -2,9 +2,13 @@
 
 ``GET /xrpc/app.bsky.feed.getAuthorFeed?actor=HANDLE&limit=100&cursor=...`` pages back
 with the answer's ``cursor``, as the AT Protocol documents; paging stops when there is no
-cursor or the feed comes back empty. The default feed filter is used (posts, replies
-and reposts). Reposts (``reason.$type`` ``app.bsky.feed.defs#reasonRepost``) count as
-retweets.
+cursor (a page can be empty and still carry one: paging goes on over a bounded number of
+empty pages in a row). The default feed filter is used (posts, replies and reposts).
+Reposts (``reason.$type`` ``app.bsky.feed.defs#reasonRepost``) count as retweets.
+
+The official app writes a link into the text shortened ("example.com/some/pa...") and keeps
+the whole URL in a link facet (UTF-8 byte offsets); each link facet's URI is put back in
+place, so the reference's URL rules see the links a tweet would have had.
 """
 
 from __future__ import annotations
@@ -16,6 +20,34 @@ from botfleet_jobs.sources.http import HttpClient, HttpError, paginate
 
 PAGE_SIZE = 100  # the API's maximum
 REPOST = "app.bsky.feed.defs#reasonRepost"
+LINK = "app.bsky.richtext.facet#link"
+EMPTY_PAGES = 5  # empty pages in a row that still carry a cursor, before paging gives up
+
+
+def with_links(text: str, facets: Any) -> str:
+    """``text`` with each link facet's byte range replaced by the facet's full URI."""
+    if not isinstance(facets, list):
+        return text
+    data = text.encode("utf-8")
+    links = []
+    for facet in facets:
+        index = facet.get("index") if isinstance(facet, dict) else None
+        features = facet.get("features") if isinstance(facet, dict) else None
+        if not isinstance(index, dict) or not isinstance(features, list):
+            continue
+        start, end = index.get("byteStart"), index.get("byteEnd")
+        uri = next((f.get("uri") for f in features if isinstance(f, dict) and f.get("$type") == LINK), None)
+        if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(data) and isinstance(uri, str):
+            links.append((start, end, uri))
+    links.sort()
+    out, position = [], 0
+    for start, end, uri in links:
+        if start < position:  # overlapping facets: a malformed record; keep the first
+            continue
+        out += [data[position:start], uri.encode("utf-8")]
+        position = end
+    out.append(data[position:])
+    return b"".join(out).decode("utf-8", errors="replace")
 
 
 def _post(item: dict) -> Post:
@@ -25,7 +57,7 @@ def _post(item: dict) -> Post:
     text = record.get("text")
     return Post(
         id=str(post.get("uri", "")),
-        text=text if isinstance(text, str) else "",
+        text=with_links(text, record.get("facets")) if isinstance(text, str) else "",
         is_retweet=reason.get("$type") == REPOST,
         created_at=record.get("createdAt"),
     )
@@ -55,4 +87,4 @@ def fetch(config: Any, actor: str, max_posts: int, progress: Callable[[int], Any
             next_cursor = answer.get("cursor")
             return items, next_cursor if isinstance(next_cursor, str) and next_cursor else None
 
-        return paginate(page, max_posts, progress)
+        return paginate(page, max_posts, progress, empty_pages=EMPTY_PAGES)

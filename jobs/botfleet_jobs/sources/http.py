@@ -191,6 +191,7 @@ def paginate(
     max_items: int,
     progress: Callable[[int], Any] | None = None,
     empty_retries: int = 0,
+    empty_pages: int = 0,
 ) -> list:
     """Collect items page by page, newest first, up to ``max_items``.
 
@@ -201,11 +202,14 @@ def paginate(
 
     ``empty_retries``: while nothing has been collected yet, an empty page is asked for
     again up to this many times (the reference did this for Twitter's flaky timeline).
+    ``empty_pages``: an empty page that still carries a ``next`` is followed, up to this
+    many in a row (a service that pages over gaps in what it may show).
     """
     items: list = []
     state: Any = None
     seen: set = set()
     retries_left = empty_retries
+    empty_in_a_row = 0
     while len(items) < max_items:
         page, next_state = fetch_page(state)
         if not page and not items and retries_left > 0:
@@ -215,7 +219,8 @@ def paginate(
         items.extend(page)
         if progress and page:
             progress(len(page))
-        if not page or next_state is None or next_state in seen:
+        empty_in_a_row = 0 if page else empty_in_a_row + 1
+        if empty_in_a_row > empty_pages or next_state is None or next_state in seen:
             break
         seen.add(next_state)
         state = next_state

@@ -21,19 +21,27 @@ PAGE_SIZE = 40  # the API's maximum for account statuses
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"</p>\s*<p(?:\s[^>]*)?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
+# The "RE: <link>" fallback a server adds to a quote post for old clients, which clients
+# that show the quote hide (Mastodon 4.4+); it is not what the author wrote.
+_QUOTE_FALLBACK = re.compile(
+    r"<(p|span)\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bquote-inline\b[^\"']*[\"'][^>]*>.*?</\1\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def html_to_text(content: str) -> str:
     """A status's HTML ``content`` as the plain text its author typed.
 
-    ``<br>`` is a new line and a paragraph break a blank line; tags are dropped (a link's
-    visible text is its whole URL, split over spans that vanish with the tags); then ALL
+    The quote-post fallback (``class="quote-inline"``) goes first. ``<br>`` is a new line
+    and a paragraph break a blank line; tags are dropped (a link's visible text is its
+    whole URL, split over spans that vanish with the tags); then ALL
     entities are decoded with ``html.unescape`` and nothing is escaped again. So a status
     reads like a tweet after the reference's ``fix_text``: that filter replaces exactly
     ``&amp; &lt; &gt;``, which are already decoded here, so it leaves the text alone
     (only a literally typed "&amp;" would be decoded once more, as for a tweet).
     """
-    text = _PARAGRAPH.sub("\n\n", content or "")
+    text = _QUOTE_FALLBACK.sub("", content or "")
+    text = _PARAGRAPH.sub("\n\n", text)
     text = _BR.sub("\n", text)
     text = _TAG.sub("", text)
     return html.unescape(text).strip()
