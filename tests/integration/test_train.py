@@ -34,7 +34,7 @@ from botfleet_jobs.train_plan import (
 )
 from botfleet_jobs.trainer import TrainingError, describe_failure, is_out_of_memory, tokenize, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EOT = "<|endoftext|>"
 # A corpus a 2-layer model learns in a few steps: few distinct posts, repeated.
 POSTS = [

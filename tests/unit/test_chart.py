@@ -19,7 +19,7 @@ import yaml
 
 from botfleet import api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "botfleet"
 CRD_FILE = CHART / "crds" / "botrequests.botfleet.dev.yaml"
 RELEASE_NS = "botfleet"

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from botfleet import api
-from tests.test_chart import Cluster
-from tests.test_chart import k8s  # noqa: F401  the shared control plane fixture
+from tests.unit.test_chart import Cluster
+from tests.unit.test_chart import k8s  # noqa: F401  the shared control plane fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "examples" / "fleet"
 APPLICATION = FLEET / "argocd" / "application.yaml"
 FIELD_MANAGER = "gitops"
@@ -134,7 +134,7 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     # 4. the operator's writes (as its ServiceAccount, with the chart's RBAC): a status
     #    patch and kopf's bookkeeping annotation. Neither moves the generation, and the next
     #    apply from Git neither conflicts with them nor undoes them.
-    from tests.test_chart import apply_rbac
+    from tests.unit.test_chart import apply_rbac
 
     user = apply_rbac(k8s, tmp_path, {}, "fleet-op", "fleet-op")
     as_operator = [f"--as={user}", "-n", namespace]
