@@ -5,10 +5,10 @@ The fleet on the real control plane: tests/integration/test_fleet_cluster.py.
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from botfleet import api
+from tests.fixtures.code import operator_code
 from tests.fixtures.manifests import FLEET, ROOT, bot_requests, kustomize
 
 APPLICATION = FLEET / "argocd" / "application.yaml"
@@ -54,9 +54,7 @@ def test_argocd_application():
 def test_operator_never_writes_a_spec():
     """Every write the operator makes to a BotRequest is a status patch (kopf adds only
     metadata: its finalizer and annotations); custom-object writes otherwise go to RayJobs."""
-    code = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet_operator").glob("*.py")))
-    if not code:
-        pytest.skip("the operator is not there yet")
+    code = operator_code()
     import re
 
     for match in re.finditer(r"\.(create|replace|patch|delete)_namespaced_custom_object(_status)?\(([^)]*)", code):
