@@ -81,20 +81,20 @@ class World:
         body = self.requests.get(name) if namespace == NAMESPACE else None
         return body["metadata"]["uid"] if body else None
 
-    def create(self, name: str, output: str = "bots") -> dict:
+    def create(self, name: str) -> dict:
         self.requests[name] = {
             "apiVersion": api.API_VERSION,
             "kind": api.KIND,
             "metadata": {"namespace": NAMESPACE, "name": name, "uid": f"uid-{name}", "generation": 1,
                          "creationTimestamp": f"2026-01-01T00:00:0{len(self.requests)}Z"},
             "spec": {"handles": [{"handle": "alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
-                     "output": {"uri": self.storage.uri(output)}},
+                     "output": {"uri": self.storage.uri("bots")}},
         }
         return self.requests[name]
 
     def reconcile(self, name: str) -> dict:
         """Reconcile the request as stored; its status afterwards."""
-        self.reconciler.reconcile(self.requests[name], [])
+        self.reconciler.reconcile(self.requests[name], [])  # []: the queue shows no other request
         return self.requests[name]["status"]
 
     def patches_of(self, name: str) -> list[dict]:
