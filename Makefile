@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast bench crd docs clean help
+.PHONY: setup demo test test-unit test-fast bench crd docs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,10 +14,13 @@ setup:  ## create .venv with everything botfleet and its tests need (cached)
 demo: setup  ## train the example bot end to end on this machine (embedded object store, local Ray)
 	$(VENV)/bin/botfleet demo
 
-test: setup  ## the whole test suite, against a real API server, S3 server, Ray and DeepSpeed
+test: setup  ## the whole suite: tests/unit, and tests/integration (real API server, S3 server, Ray, DeepSpeed)
 	$(PY) -m pytest
 
-test-fast: setup  ## only the tests that need neither the control plane nor training
+test-unit: setup  ## tests/unit only: pure logic, no server, no training (seconds)
+	$(PY) -m pytest tests/unit
+
+test-fast: setup  ## every test but those marked cluster (the control plane) or slow (the longest end-to-end runs)
 	$(PY) -m pytest -m "not cluster and not slow"
 
 bench: setup  ## benchmarks, each reported as a ratio against a baseline run side by side

@@ -1,93 +1,19 @@
-"""GitOps: examples/fleet is a kustomization of BotRequests that the API server accepts,
-that applies idempotently, and whose spec the operator never writes (it owns status only).
+"""GitOps on the real control plane: examples/fleet applies server-side, idempotently, and
+Git's field manager owns the spec while the operator's writes (as its ServiceAccount, with the
+chart's RBAC) touch status and metadata only. The offline checks: tests/unit/test_fleet.py.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from botfleet import api
-from tests.test_chart import Cluster
-from tests.test_chart import k8s  # noqa: F401  the shared control plane fixture
+from tests.fixtures.manifests import FLEET, Cluster, apply_rbac, bot_requests, kustomize
 
-ROOT = Path(__file__).resolve().parents[1]
-FLEET = ROOT / "examples" / "fleet"
-APPLICATION = FLEET / "argocd" / "application.yaml"
 FIELD_MANAGER = "gitops"
-
-
-def kustomize() -> list[dict]:
-    from tests.cluster.controlplane import find_kubectl
-
-    proc = subprocess.run([find_kubectl(), "kustomize", str(FLEET)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
-
-
-def bot_requests(docs: list[dict]) -> list[dict]:
-    return [d for d in docs if d["kind"] == api.KIND]
-
-
-# --------------------------------------------------------------------------- offline
-
-
-def test_fleet_renders_and_every_request_is_valid():
-    docs = kustomize()
-    requests = bot_requests(docs)
-    assert len(requests) >= 4
-    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
-    for namespace in (d for d in docs if d["kind"] == "Namespace"):
-        # it holds Secrets made outside Git: Argo CD must neither prune nor delete it
-        options = namespace["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
-        assert {"Prune=false", "Delete=false"} <= {o.strip() for o in options}
-    for document in requests:
-        request = api.parse_request(document)  # the schema the CRD is generated from
-        assert document["metadata"]["namespace"] in namespaces
-        assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "botfleet-fleet"
-        assert "status" not in document, "status is the operator's, never Git's"
-        assert request.spec.handles
-    # what the fleet covers: one and several handles; archive, Mastodon and dataset sources
-    handle_counts = {len(d["spec"]["handles"]) for d in requests}
-    assert 1 in handle_counts and max(handle_counts) > 1
-    sources = {next(iter(h["source"])) for d in requests for h in d["spec"]["handles"]}
-    assert {"archive", "mastodon", "dataset"} <= sources
-    assert len({d["metadata"]["name"] for d in requests}) == len(requests)
-
-
-def test_argocd_application():
-    app = yaml.safe_load(APPLICATION.read_text())
-    assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
-    source = app["spec"]["source"]
-    assert source["path"] == str(FLEET.relative_to(ROOT))
-    assert (ROOT / source["path"] / "kustomization.yaml").exists()
-    sync = app["spec"]["syncPolicy"]
-    assert sync["automated"] == {"prune": True, "selfHeal": True}
-    assert "ServerSideApply=true" in sync["syncOptions"]
-    # the Application itself is not part of the fleet it syncs
-    kustomization = yaml.safe_load((FLEET / "kustomization.yaml").read_text())
-    assert not any("argocd" in r for r in kustomization["resources"])
-
-
-def test_operator_never_writes_a_spec():
-    """Every write the operator makes to a BotRequest is a status patch (kopf adds only
-    metadata: its finalizer and annotations); custom-object writes otherwise go to RayJobs."""
-    code = "\n".join(p.read_text() for p in sorted((ROOT / "operator/botfleet_operator").glob("*.py")))
-    if not code:
-        pytest.skip("the operator is not there yet")
-    import re
-
-    for match in re.finditer(r"\.(create|replace|patch|delete)_namespaced_custom_object(_status)?\(([^)]*)", code):
-        verb, status, args = match.groups()
-        assert status or "RAY" in args, f"a non-status write that is not to a RayJob: {match.group(0)}"
-    assert "replace_namespaced_custom_object" not in code
-
-
-# --------------------------------------------------------------------------- the control plane
 
 
 def expected_spec(document: dict) -> dict:
@@ -134,8 +60,6 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     # 4. the operator's writes (as its ServiceAccount, with the chart's RBAC): a status
     #    patch and kopf's bookkeeping annotation. Neither moves the generation, and the next
     #    apply from Git neither conflicts with them nor undoes them.
-    from tests.test_chart import apply_rbac
-
     user = apply_rbac(k8s, tmp_path, {}, "fleet-op", "fleet-op")
     as_operator = [f"--as={user}", "-n", namespace]
     for name in stored:

@@ -21,7 +21,7 @@ import time
 
 from botfleet.api import parse_spec
 from botfleet.storage import join
-from tests.test_train import REPO, ray_env_paths, spec_dict, tiny_model_dir, upload_tiny_model, write_dataset  # noqa: F401
+from tests.fixtures.training import REPO, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
 
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
 

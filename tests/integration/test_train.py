@@ -1,7 +1,7 @@
 """The training job: its pure parts, its errors, and real tiny trainings (Ray Train +
 DeepSpeed on CPU) against the embedded S3 server.
 
-The helpers at the top are shared with test_train_resume.py.
+Shared with test_train_resume.py: tests/fixtures/training.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import functools
 import json
 import math
 import os
-import random
 import shutil
 import tempfile
 
@@ -19,7 +18,7 @@ import pytest
 
 from botfleet.api import TrainingSpec, parse_spec
 from botfleet.storage import Storage, file_uri, join
-from botfleet_jobs.base_model import BaseModelError, check_base_model, load_base_model, make_preset_gpt2
+from botfleet_jobs.base_model import BaseModelError, check_base_model, load_base_model
 from botfleet_jobs.train_plan import (
     TrainPlan,
     cosine_factor,
@@ -33,71 +32,7 @@ from botfleet_jobs.train_plan import (
     run_name,
 )
 from botfleet_jobs.trainer import TrainingError, describe_failure, is_out_of_memory, tokenize, train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EOT = "<|endoftext|>"
-# A corpus a 2-layer model learns in a few steps: few distinct posts, repeated.
-POSTS = [
-    "the cat sat on the mat",
-    "i love my little dog so much",
-    "coffee is the best thing in the morning",
-    "my dream is to fly to the moon",
-    "the cat sat on the mat again",
-]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def corpus(n_posts: int, seed: int) -> str:
-    rng = random.Random(seed)
-    return EOT + EOT.join(rng.choice(POSTS) for _ in range(n_posts)) + EOT
-
-
-def write_dataset(storage: Storage, model_uri: str, n_train: int, n_valid: int = 30, epochs: int = 2) -> None:
-    """The data stage's contract: data/train.txt (epochs baked in), valid.txt, stats.json last."""
-    data = join(model_uri, "data")
-    storage.write_text(join(data, "train.txt"), corpus(n_train, seed=1))
-    storage.write_text(join(data, "valid.txt"), corpus(n_valid, seed=2))
-    storage.write_json(
-        join(data, "stats.json"),
-        {"model_id": model_uri.rsplit("/", 1)[-1], "handles": {"alice": {"downloaded": n_train, "retweets": 0, "short": 0, "kept": n_train}}, "epochs": epochs, "seed": 42},
-    )
-
-
-def spec_dict(output_uri: str, base_model: str, **training) -> dict:
-    defaults = {
-        "baseModel": base_model,
-        "epochs": 2,
-        "learningRate": 5e-3,
-        "blockSize": 64,
-        "batchSizePerWorker": 2,
-        "gpusPerWorker": 0,
-        "workers": 1,
-        "zeroStage": 2,
-    }
-    return {
-        "handles": [{"handle": "alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
-        "output": {"uri": output_uri},
-        "training": {**defaults, **training},
-        "resources": {"cpusPerWorker": 1},
-    }
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    return make_preset_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), "tiny")
-
-
-def upload_tiny_model(storage, tiny_model_dir) -> str:
-    uri = storage.uri("models", "tiny-gpt2")
-    storage.upload_dir(tiny_model_dir, uri)
-    return uri
-
-
-def ray_env_paths() -> str:
-    # REPO too: the workers unpickle RecordingTracker from this module
-    return os.pathsep.join([os.path.join(REPO, "operator"), os.path.join(REPO, "jobs"), REPO])
+from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
 
 
 class RecordingTracker:

@@ -12,7 +12,7 @@ import yaml
 
 from botfleet import api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "charts/botfleet/crds/botrequests.botfleet.dev.yaml"
 
 

