@@ -11,11 +11,17 @@ has no CEL.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from botfleet.errors import UserError
+from botfleet.yaml_input import YamlInputError, read_yaml
 
 GROUP = "botfleet.dev"
 VERSION = "v1alpha1"
@@ -50,6 +56,8 @@ def _secret_ref(description: str) -> dict:
 
 
 S3_OR_FILE_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
+# One object (a source file): a key after the bucket, not ending in '/'.
+OBJECT_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]|file:///.*[^/])$"
 HTTP_URL = r"^https?://[^\s/]+(/.*)?$"
 
 SOURCE_SCHEMA = _obj(
@@ -57,13 +65,13 @@ SOURCE_SCHEMA = _obj(
     {
         "archive": _obj(
             "A Twitter/X archive export: the .zip, or its data/tweets*.js.",
-            {"uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI)},
+            {"uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=OBJECT_URI)},
             required=["uri"],
         ),
         "dataset": _obj(
             "Records with a `text` field and optional `is_retweet`, `id`, `created_at`.",
             {
-                "uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI),
+                "uri": _str("s3://bucket/key (or file:///path for the local CLI).", pattern=OBJECT_URI),
                 "format": _str("File format.", enum=["jsonl", "csv"], default="jsonl"),
             },
             required=["uri"],
@@ -288,8 +296,25 @@ STATUS_SCHEMA = _obj(
 # --------------------------------------------------------------------------- validation
 
 
-class ValidationError(ValueError):
+class ValidationError(UserError, ValueError):
     """A request that breaks the schema; the message names the field and the rule."""
+
+
+_QUOTE = reprlib.Repr()  # keyword arguments only from Python 3.12
+_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist, _QUOTE.maxstring, _QUOTE.maxother, _QUOTE.maxlong = 2, 3, 3, 60, 60, 40
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error quotes it: cut, however large it is (a request may hold
+    megabytes in one field, or a small YAML alias bomb that expands to far more)."""
+    return _QUOTE.repr(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _go_regexp(pattern: str) -> re.Pattern:
+    """The schema's pattern as the API server reads it (Go's RE2: ``$`` is the end of the
+    text; in Python it also matches before a final new line)."""
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern)
 
 
 def validate(value: Any, schema: dict, path: str) -> list[str]:
@@ -304,14 +329,16 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
     if kind and (not isinstance(value, python_types[kind]) or isinstance(value, bool)):
         return [f"{path}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {type(value).__name__}"]
     if "enum" in schema and value not in schema["enum"]:
-        return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {value!r}"]
+        return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {shown(value)}"]
     if kind == "string":
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
+        if "pattern" in schema and not _go_regexp(schema["pattern"]).search(value):
+            errors.append(f"{path}: {shown(value)} does not match {schema['pattern']}")
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{path}: must not be empty" if schema["minLength"] == 1 else f"{path}: at least {schema['minLength']} characters")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(f"{path}: at most {schema['maxLength']} characters")
+    if kind == "number" and not math.isfinite(value):
+        return [f"{path}: must be a finite number, got {value}"]  # JSON, so the API server, has no NaN
     if kind in ("integer", "number"):
         if "minimum" in schema:
             if schema.get("exclusiveMinimum") and value <= schema["minimum"]:
@@ -324,7 +351,7 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
         if len(value) < schema.get("minItems", 0):
             errors.append(f"{path}: at least {schema['minItems']} item{'s' if schema['minItems'] > 1 else ''}")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{path}: at most {schema['maxItems']} items")
+            return errors + [f"{path}: at most {schema['maxItems']} items"]  # the items need no reading
         for index, item in enumerate(value):
             errors += validate(item, schema["items"], f"{path}[{index}]")
     if kind == "object":
@@ -341,10 +368,15 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
             if name in properties:
                 errors += validate(item, properties[name], f"{path}.{name}")
             elif "additionalProperties" in schema:
-                errors += validate(item, schema["additionalProperties"], f"{path}.{name}")
+                errors += validate(item, schema["additionalProperties"], f"{path}.{_key(name)}")
             else:
-                errors.append(f"{path}.{name}: unknown field (known: {', '.join(properties)})")
+                errors.append(f"{path}.{_key(name)}: unknown field (known: {', '.join(properties)})")
     return errors
+
+
+def _key(name: Any) -> str:
+    """A mapping key as a field path shows it (a key can be as long as a value)."""
+    return name if isinstance(name, str) and len(name) <= 60 and name.isprintable() else shown(name)
 
 
 def with_defaults(value: Any, schema: dict) -> Any:
@@ -601,26 +633,41 @@ def parse_spec(spec: Any, path: str = "spec") -> BotSpec:
     return _build(BotSpec, with_defaults(spec, SPEC_SCHEMA))
 
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# The part of a request's metadata botfleet reads (the API server checks the rest).
+METADATA_SCHEMA = _obj(
+    "The request's metadata.",
+    {
+        "name": {"type": "string"},
+        "namespace": _str("", pattern=DNS_LABEL),
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "generation": _int("", minimum=1),
+    },
+    additionalProperties={},
+)
+
+
 def parse_request(document: Any) -> BotRequest:
     """Validate a BotRequest document (as read from YAML or the API) and type it."""
     if not isinstance(document, dict):
         raise ValidationError("BotRequest: must be a mapping")
     problems = []
     if document.get("apiVersion") != API_VERSION:
-        problems.append(f"apiVersion: must be {API_VERSION}, got {document.get('apiVersion')!r}")
+        problems.append(f"apiVersion: must be {API_VERSION}, got {shown(document.get('apiVersion'))}")
     if document.get("kind") != KIND:
-        problems.append(f"kind: must be {KIND}, got {document.get('kind')!r}")
-    metadata = document.get("metadata") or {}
-    name = metadata.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
-        problems.append(f"metadata.name: must be a DNS label (lower-case letters, digits, '-'), got {name!r}")
+        problems.append(f"kind: must be {KIND}, got {shown(document.get('kind'))}")
+    metadata = document.get("metadata")
+    problems += validate(metadata, METADATA_SCHEMA, "metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not _go_regexp(DNS_LABEL).search(name):
+        problems.append(f"metadata.name: must be a DNS label (lower-case letters, digits, '-'), got {shown(name)}")
     if problems:
         raise ValidationError("; ".join(problems))
     return BotRequest(
-        name=name,
+        name=metadata["name"],
         namespace=metadata.get("namespace", "default"),
         labels=dict(metadata.get("labels") or {}),
-        generation=int(metadata.get("generation", 1)),
+        generation=metadata.get("generation", 1),
         spec=parse_spec(document.get("spec")),
     )
 
@@ -628,12 +675,9 @@ def parse_request(document: Any) -> BotRequest:
 def load_request(path: str) -> BotRequest:
     """Read and validate a BotRequest YAML file, naming the file in every error."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            document = yaml.safe_load(stream)
-    except OSError as error:
-        raise ValidationError(f"{path}: cannot read: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise ValidationError(f"{path}: not valid YAML: {error}") from error
+        document = read_yaml(path)
+    except YamlInputError as error:
+        raise ValidationError(str(error)) from None
     try:
         return parse_request(document)
     except ValidationError as error:

@@ -19,27 +19,28 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def request_buckets(spec: api.BotSpec) -> set[str]:
+def uses_s3(spec: api.BotSpec) -> bool:
     uris = [spec.output.uri] + [getattr(h.source.config, "uri", "") for h in spec.handles]
-    return {parse_uri(uri).bucket for uri in uris if uri.startswith("s3://")}
+    return any(uri.startswith("s3://") for uri in uris)
 
 
 @contextlib.contextmanager
 def open_storage(spec: api.BotSpec):
     """The configured object store, or botfleet's embedded one when none is configured.
 
-    The embedded store is botfleet's own, so the buckets a request names are created in
-    it; a configured store is used as it is (a missing bucket there is an error).
+    The embedded store is botfleet's own, so the output bucket is created in it; a source's
+    bucket is not (a mistyped one must be reported, not made). A configured store is used
+    as it is (a missing bucket there is an error).
     """
     config = S3Config.from_env()
-    if config is not None or not request_buckets(spec):
+    if config is not None or not uses_s3(spec):
         yield Storage(config)
         return
     from botfleet.embedded_s3 import local_default_storage
 
     storage, _ = local_default_storage()
-    for bucket in request_buckets(spec):
-        storage.ensure_bucket(bucket)
+    if spec.output.uri.startswith("s3://"):
+        storage.ensure_bucket(parse_uri(spec.output.uri).bucket)
     print(f"botfleet: no object store configured; using the embedded one at {storage.config.endpoint}", file=sys.stderr)
     yield storage
 
@@ -227,10 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     try:
         return args.func(args)
-    except api.ValidationError as error:
+    except UserError as error:  # the request or its inputs: one line, exit code 2
         return fail(str(error), code=2)
-    except UserError as error:  # one line on stderr, exit code 1 (2 for a bad request above)
-        return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
     except Exception as error:  # a failed job (base model, out of memory, a crashed worker...)

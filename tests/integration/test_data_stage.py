@@ -108,12 +108,12 @@ def test_cli_prepare_local_dir(storage, tmp_path, two_archives, embedded_s3):
         ({"archive": {"uri": "s3://no-such-bucket/x.zip"}}, "no-such-bucket"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, storage, embedded_s3, source, expected):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, storage, embedded_s3, source, expected):
     request = tmp_path / "bot.yaml"
     request.write_text(json.dumps({"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "x"}, "spec": {"handles": [{"handle": "x", "source": source}], "output": {"uri": storage.root}}}))
     env = {**os.environ, **embedded_s3.config.to_env()}
     done = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", str(request)], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("botfleet: error:")]
     assert len(errors) == 1 and expected in errors[0]
 
