@@ -17,16 +17,21 @@ back in front of the note text).
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import html
 import io
-import json
+import os
 import re
+import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from botfleet_jobs.posts import Post, SourceError
+from botfleet_jobs.sources.json_stream import iter_array
 
 TWEETS_FILE = re.compile(r"(?:^|/)data/tweets?(?:-part(?P<part>\d+))?\.js$")
 NOTES_FILE = re.compile(r"(?:^|/)data/note-tweets?(?:-part(?P<part>\d+))?\.js$")
@@ -40,22 +45,47 @@ _TWITTER_EPOCH_MS = 1288834974657
 
 
 def fetch(config: Any, max_posts: int, storage: Any, progress: Callable[[int], Any] | None = None) -> list[Post]:
-    data = storage.read_bytes(config.uri)
-    posts = parse_archive(data, config.uri.rsplit("/", 1)[-1])[:max_posts]
+    """The newest ``max_posts`` tweets of the archive at ``config.uri``.
+
+    The archive is copied to a temporary file (removed after) and read entry by entry:
+    memory follows ``max_posts``, not the archive's size.
+    """
+    with tempfile.TemporaryDirectory(prefix="botfleet-archive-") as folder:
+        path = storage.download_file(config.uri, os.path.join(folder, "archive"))
+        with open(path, "rb") as stream:
+            posts = read_archive(stream, config.uri.rsplit("/", 1)[-1], max_posts)
     if progress and posts:
         progress(len(posts))
     return posts
 
 
-def parse_archive(data: bytes, name: str = "archive") -> list[Post]:
-    """All tweets of an export (zip bytes, or one tweets.js file's bytes), newest first."""
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _parse_zip(data)
+def parse_archive(data: bytes, name: str = "archive", max_posts: int | None = None) -> list[Post]:
+    """The newest ``max_posts`` (default: all) tweets of an export held in memory."""
+    return read_archive(io.BytesIO(data), name, max_posts)
+
+
+def read_archive(stream: BinaryIO, name: str, max_posts: int | None = None) -> list[Post]:
+    """The newest ``max_posts`` tweets of an export (a zip, or one tweets.js file), newest first."""
+    head = stream.read(200)
+    stream.seek(0)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return _read_zip(stream, max_posts)
     if name.lower().endswith(".zip"):
-        raise SourceError(f"{name}: not a zip file (it starts with {data[:8]!r})")
-    if _looks_like_js(data):
-        return _to_posts(_read_entries(data, name, "tweet"), [])
-    raise SourceError(f"{name}: neither a zip archive nor a tweets.js file (it starts with {data[:16]!r})")
+        raise SourceError(f"{name}: not a zip file (it starts with {head[:8]!r})")
+    if _looks_like_js(head):
+        newest = _newest(_entries(_rewinding(stream), name, "tweet"), max_posts)
+        return _to_posts(newest, [])
+    raise SourceError(f"{name}: neither a zip archive nor a tweets.js file (it starts with {head[:16]!r})")
+
+
+def _rewinding(stream: BinaryIO) -> Callable[[], contextlib.AbstractContextManager]:
+    """Open ``stream`` again from its start (and leave it open): what ``_entries`` needs."""
+
+    def open_again():
+        stream.seek(0)
+        return contextlib.nullcontext(stream)
+
+    return open_again
 
 
 def _looks_like_js(data: bytes) -> bool:
@@ -63,22 +93,26 @@ def _looks_like_js(data: bytes) -> bool:
     return head.startswith(b"window.YTD.") or head.startswith(b"[")
 
 
-def _parse_zip(data: bytes) -> list[Post]:
+def _read_zip(stream: BinaryIO, max_posts: int | None) -> list[Post]:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = [n for n in archive.namelist() if not n.endswith("/")]
+        archive = zipfile.ZipFile(stream)
+        members = [info for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise SourceError(f"not a valid zip file ({exc})") from None
-    if not names:
+    if not members:
         raise SourceError("the zip is empty: no data/tweets.js in it")
+    names = [info.filename for info in members]
     tweet_files = sorted((n for n in names if TWEETS_FILE.search(n)), key=lambda n: _part_key(TWEETS_FILE, n))
     if not tweet_files:
         shown = ", ".join(sorted(names)[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         raise SourceError(f"no data/tweets.js (or tweets-partN.js) in the zip; it holds {shown}")
     note_files = sorted((n for n in names if NOTES_FILE.search(n)), key=lambda n: _part_key(NOTES_FILE, n))
-    entries = [e for n in tweet_files for e in _read_entries(_member(archive, n), n, "tweet")]
-    notes = [e for n in note_files for e in _read_entries(_member(archive, n), n, "noteTweet")]
-    return _to_posts(entries, notes)
+    newest = _newest((e for n in tweet_files for e in _member_entries(archive, n, "tweet")), max_posts)
+    # Only the notes that can match a kept tweet are kept: those created within seconds of one.
+    seconds = {int(row.created.timestamp()) for row in newest if row.created}
+    near = {s + d for s in seconds for d in range(-NOTE_MATCH_SECONDS, NOTE_MATCH_SECONDS + 1)}
+    notes = [e for n in note_files for e in _member_entries(archive, n, "noteTweet") if _note_second(e[2]) in near]
+    return _to_posts(newest, notes)
 
 
 def _part_key(pattern: re.Pattern, name: str) -> tuple:
@@ -87,42 +121,29 @@ def _part_key(pattern: re.Pattern, name: str) -> tuple:
     return (name[: match.start()] if match else name, int(part) if part else -1)
 
 
-def _member(archive: zipfile.ZipFile, name: str) -> bytes:
+def _member_entries(archive: zipfile.ZipFile, name: str, key: str) -> Iterator[tuple[str, int, dict]]:
+    if archive.getinfo(name).flag_bits & 0x1:
+        raise SourceError(f"{name}: the zip is password-protected; download the archive again and upload it as it comes")
     try:
-        return archive.read(name)
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError) as exc:
+        yield from _entries(lambda: archive.open(name), name, key)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise SourceError(f"{name}: cannot read it from the zip ({exc})") from None
 
 
-def _read_entries(data: bytes, name: str, key: str) -> list[tuple[str, int, dict]]:
-    """Decode one ``window.YTD.x.partN = [...]`` file into (file, index, object) entries."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{name}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    match = _WRAPPER.match(text)
-    start = match.end() if match else 0
-    if not match and not text.lstrip().startswith("["):
-        raise SourceError(f"{name}: expected `window.YTD.<name>.part0 = [...]`, found {text[:30]!r}")
-    try:
-        value = json.loads(text[start:])
-    except json.JSONDecodeError as exc:
-        position = start + exc.pos
-        line = text.count("\n", 0, position) + 1
-        column = position - (text.rfind("\n", 0, position) + 1) + 1
-        raise SourceError(f"{name}: malformed JSON at line {line} column {column} ({exc.msg})") from None
-    if not isinstance(value, list):
-        raise SourceError(f"{name}: expected a JSON array after the `window.YTD` assignment, got {type(value).__name__}")
-    entries = []
-    for index, item in enumerate(value):
-        if isinstance(item, dict) and isinstance(item.get(key), dict):
-            item = item[key]
-        if not isinstance(item, dict):
-            raise SourceError(f"{name}: entry {index} is not an object")
-        entries.append((name, index, item))
-    return entries
+def _entries(open_stream: Callable[[], BinaryIO], name: str, key: str) -> Iterator[tuple[str, int, dict]]:
+    """(file, index, object) for each entry of one ``window.YTD.x.partN = [...]`` file."""
+    with open_stream() as stream:
+        head = stream.read(256).decode("utf-8", errors="replace").lstrip("\ufeff")
+    match = _WRAPPER.match(head)
+    if not match and not head.lstrip().startswith("["):
+        raise SourceError(f"{name}: expected `window.YTD.<name>.part0 = [...]`, found {head[:30]!r}")
+    with open_stream() as stream:
+        for index, item in enumerate(iter_array(stream, name, match.end() if match else 0)):
+            if isinstance(item, dict) and isinstance(item.get(key), dict):
+                item = item[key]
+            if not isinstance(item, dict):
+                raise SourceError(f"{name}: entry {index} is not an object")
+            yield name, index, item
 
 
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
@@ -161,27 +182,62 @@ def _snowflake_time(tweet_id: str) -> float | None:
     return None
 
 
-def _to_posts(entries: list[tuple[str, int, dict]], notes: list[tuple[str, int, dict]]) -> list[Post]:
-    note_index = _NoteIndex(notes)
-    rows = []
-    seen: set[str] = set()
-    for name, index, tweet in entries:
+@dataclass(frozen=True)
+class _Row:
+    """One tweet of the export, as read, before its Post is made."""
+
+    order: tuple  # newest first when sorted in reverse: (time, numeric id, -position in the files)
+    tweet_id: str
+    text: str
+    is_retweet: bool
+    created: datetime | None
+    created_text: Any
+
+
+def _newest(entries: Iterable[tuple[str, int, dict]], max_posts: int | None) -> list[_Row]:
+    """The ``max_posts`` newest tweets (all when None), in the files' order; a tweet in
+    two files (tweet.js and tweets.js) counts once."""
+    heap: list[tuple[tuple, _Row]] = []  # the smallest order first: the one to drop
+    kept: set[str] = set()
+    for position, (name, index, tweet) in enumerate(entries):
         text = tweet.get("full_text", tweet.get("text"))
         if not isinstance(text, str):
             raise SourceError(f"{name}: entry {index} has no full_text or text")
         tweet_id = str(tweet.get("id_str") or tweet.get("id") or f"{name}#{index}")
-        if tweet_id in seen:  # the same tweet in tweet.js and tweets.js
+        if tweet_id in kept:
             continue
-        seen.add(tweet_id)
         created = parse_twitter_date(tweet.get("created_at"))
-        is_retweet = text.startswith("RT @") or bool(tweet.get("retweeted_status"))
-        if not is_retweet and notes:
-            text = note_index.full_text(text, created) or text
         when = created.timestamp() if created else _snowflake_time(tweet_id)
-        rows.append(((when or 0.0, int(tweet_id) if tweet_id.isdigit() else 0),
-                     Post(tweet_id, text, is_retweet, iso(created) if created else tweet.get("created_at"))))
-    rows.sort(key=lambda row: row[0], reverse=True)
-    return [post for _, post in rows]
+        order = (when or 0.0, int(tweet_id) if tweet_id.isdigit() else 0, -position)
+        is_retweet = text.startswith("RT @") or bool(tweet.get("retweeted_status"))
+        row = _Row(order, tweet_id, text, is_retweet, created, tweet.get("created_at"))
+        if max_posts is None or len(heap) < max_posts:
+            heapq.heappush(heap, (order, row))
+        elif max_posts and order > heap[0][0]:
+            kept.discard(heapq.heappushpop(heap, (order, row))[1].tweet_id)
+        else:
+            continue
+        kept.add(tweet_id)
+    return sorted((row for _, row in heap), key=lambda row: -row.order[2])
+
+
+def _to_posts(rows: list[_Row], notes: list[tuple[str, int, dict]]) -> list[Post]:
+    """Posts, newest first; a cut long tweet gets its note's whole text."""
+    note_index = _NoteIndex(notes)
+    posts = []
+    for row in rows:
+        text = row.text
+        if not row.is_retweet and notes:
+            text = note_index.full_text(text, row.created) or text
+        created = iso(row.created) if row.created else row.created_text
+        posts.append((row.order, Post(row.tweet_id, text, row.is_retweet, created)))
+    posts.sort(key=lambda pair: pair[0], reverse=True)
+    return [post for _, post in posts]
+
+
+def _note_second(note: dict) -> int | None:
+    created = parse_twitter_date(note.get("createdAt") or note.get("created_at"))
+    return int(created.timestamp()) if created else None
 
 
 class _NoteIndex:

@@ -1,0 +1,117 @@
+"""The entries of one big JSON array, read from a byte stream one at a time.
+
+An archive's ``tweets.js`` can hold hundreds of megabytes (a small zip can expand to
+far more); reading it entry by entry keeps memory at one entry plus what the caller
+keeps. Errors are one-line :class:`SourceError` messages that name the file and say
+where (byte offset for bad UTF-8; line and column for bad JSON), as ``json.loads`` on
+the whole text would have.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import BinaryIO, Iterator
+
+from botfleet_jobs.posts import SourceError
+
+CHUNK = 1 << 16
+MAX_ENTRY = 8 << 20  # no real post comes near this; past it an unfinished entry is malformed
+_DECODER = json.JSONDecoder()
+_TYPES = {"{": "dict", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
+
+
+class _Text:
+    """UTF-8 text from a byte stream, chunk by chunk: ``buffer[pos:]`` is what is unread,
+    and ``line``/``column`` say where ``pos`` is in the file."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.stream, self.name = stream, name
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.buffer, self.pos = "", 0
+        self.fed = 0  # bytes given to the decoder so far
+        self.line, self.column = 1, 1
+        self.eof = False
+
+    def more(self) -> bool:
+        """Append the next chunk to the buffer; False at the end of the stream."""
+        if self.eof:
+            return False
+        data = self.stream.read(CHUNK)
+        self.eof = not data
+        pending = len(self.decoder.getstate()[0])
+        try:
+            decoded = self.decoder.decode(data, final=self.eof)
+        except UnicodeDecodeError as exc:
+            offset = self.fed - pending + exc.start
+            raise SourceError(f"{self.name}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset})") from None
+        self.fed += len(data)
+        self.buffer = self.buffer[self.pos :] + decoded  # the one copy: once a chunk, not once an entry
+        self.pos = 0
+        return not self.eof
+
+    def advance(self, count: int) -> None:
+        """Move past ``count`` characters, keeping the line and column right."""
+        end = self.pos + count
+        lines = self.buffer.count("\n", self.pos, end)
+        if lines:
+            self.line += lines
+            self.column = end - self.buffer.rfind("\n", self.pos, end)
+        else:
+            self.column += count
+        self.pos = end
+
+    def where(self, index: int) -> str:
+        """``line L column C`` of ``buffer[index]``."""
+        lines = self.buffer.count("\n", self.pos, index)
+        column = index - self.buffer.rfind("\n", self.pos, index) if lines else self.column + index - self.pos
+        return f"line {self.line + lines} column {column}"
+
+    def peek(self) -> str:
+        """The next character that is not white space (reading on as needed); "" at the end."""
+        while True:
+            while self.pos < len(self.buffer) and self.buffer[self.pos] in " \t\r\n":
+                self.advance(1)
+            if self.pos < len(self.buffer) or not self.more():
+                return self.buffer[self.pos : self.pos + 1]
+
+
+def iter_array(stream: BinaryIO, name: str, prefix_length: int = 0) -> Iterator[object]:
+    """Each value of the JSON array that starts after ``prefix_length`` characters (a
+    ``window.YTD...=`` assignment the caller has recognised; a byte order mark is skipped)."""
+    text = _Text(stream, name)
+    while len(text.buffer) < prefix_length + 1 and text.more():
+        pass
+    text.advance(prefix_length + (1 if text.buffer.startswith("\ufeff") else 0))
+    first = text.peek()
+    if first != "[":
+        raise SourceError(f"{name}: expected a JSON array, got {_TYPES.get(first, 'a number' if first else 'nothing')}")
+    text.advance(1)
+    if text.peek() == "]":
+        return
+    while True:
+        yield _value(text)
+        char = text.peek()
+        if char == "]":
+            return
+        if char != ",":
+            raise SourceError(f"{name}: malformed JSON at {text.where(text.pos)} (Expecting ',' delimiter)")
+        text.advance(1)
+        text.peek()
+
+
+def _value(text: _Text) -> object:
+    while True:
+        try:
+            value, end = _DECODER.raw_decode(text.buffer, text.pos)
+        except json.JSONDecodeError as exc:
+            where = text.where(exc.pos)  # before more() moves the buffer
+            if len(text.buffer) - text.pos <= MAX_ENTRY and text.more():
+                continue  # the entry goes on in the next chunk
+            raise SourceError(f"{text.name}: malformed JSON at {where} ({exc.msg})") from None
+        except RecursionError:
+            raise SourceError(f"{text.name}: JSON nested too deeply at {text.where(text.pos)}") from None
+        if end == len(text.buffer) and isinstance(value, (int, float)) and text.more():
+            continue  # a number may go on in the next chunk
+        text.advance(end - text.pos)
+        return value
