@@ -35,7 +35,7 @@ from botfleet_operator.status import (
     now_iso,
     parse_time,
 )
-from botfleet.storage import Storage, StorageError
+from botfleet.storage import NotFound, Storage, StorageError
 
 log = logging.getLogger("botfleet_operator")
 
@@ -146,9 +146,10 @@ class Reconciler:
             return None
         try:
             value = self.storage.read_json(uri)
+        except NotFound:
+            return None
         except StorageError as exc:
-            if not str(exc).endswith("not found"):
-                log.debug("cannot read %s: %s", uri, exc)
+            log.debug("cannot read %s: %s", uri, exc)
             return None
         return value if isinstance(value, dict) else None
 
@@ -209,10 +210,8 @@ class Reconciler:
     def _owner(self, layout: Layout) -> dict | None:
         try:
             owner = self.storage.read_json(layout.owner)
-        except StorageError as exc:
-            if str(exc).endswith("not found"):
-                return None
-            raise
+        except NotFound:
+            return None
         return owner if isinstance(owner, dict) else None
 
     def _exists_still(self, owner: dict) -> bool:
