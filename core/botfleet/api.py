@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from botfleet.reasons import Reason
+
 GROUP = "botfleet.dev"
 VERSION = "v1alpha1"
 KIND = "BotRequest"
@@ -722,7 +724,8 @@ def _rows(schema: dict, path: str, required: bool):
 
 
 def spec_reference_markdown() -> str:
-    """docs/api.md: every spec field with its type, default and rules, from the schema."""
+    """docs/api.md: every spec field with its type, default and rules, from the schema, then
+    every reason the status gives."""
     shape = ", ".join(f"`spec.{section}.{key}`" for section, key in WORKER_FIELDS)
     defaults_text = ", ".join(f"`{key}: {getattr(WorkerDefaults(), _snake(key))}`" for _, key in WORKER_FIELDS)
     lines = [
@@ -741,5 +744,22 @@ def spec_reference_markdown() -> str:
         "| field | type | required | default | rules | description |",
         "| --- | --- | --- | --- | --- | --- |",
         *_rows(SPEC_SCHEMA, "spec", True),
+        "",
+        *_reasons_section(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reasons_section() -> list[str]:
+    """docs/api.md's list of every reason the status, its conditions and events give."""
+    return [
+        "## Reasons",
+        "",
+        "`status.reason` (`kubectl get botrequests -o wide`), the conditions' reasons and the",
+        "events' reasons (`kubectl describe botrequest`) are one of these. A failure KubeRay",
+        "reports with a reason of its own shows that reason.",
+        "",
+        "| reason | where | meaning |",
+        "| --- | --- | --- |",
+        *(f"| `{reason}` | {reason.where} | {reason.description} |" for reason in Reason),
+    ]
