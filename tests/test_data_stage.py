@@ -9,7 +9,7 @@ import pytest
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet.artifacts import data_fingerprint
+from botfleet.artifacts import Stats, data_fingerprint
 from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout
 from botfleet_jobs.dataset import END_OF_TEXT, NotEnoughText
@@ -36,6 +36,7 @@ def test_prepare_writes_a_complete_dataset(storage, two_archives):
     assert layout.data == storage.root + "/out/alice-bob/data"
     assert set(storage.list(layout.data)) == {layout.raw("alice"), layout.raw("bob"), layout.train_txt, layout.valid_txt, layout.stats}
     assert storage.read_json(layout.stats) == stats
+    assert Stats.from_dict(stats).to_dict() == stats  # the one definition both sides read
     for counts in stats["handles"].values():
         assert counts["downloaded"] == 400
         assert counts["short"] == counts["downloaded"] - counts["retweets"] - counts["kept"]
