@@ -19,7 +19,8 @@ import time
 from botfleet import api
 from botfleet_operator import metrics
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import is_terminal_for, queue_entry
+from botfleet_operator.queue import queue_entry
+from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 
