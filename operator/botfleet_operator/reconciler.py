@@ -148,9 +148,11 @@ class Reconciler:
         training = self._read(layout.training, TrainingRecord) if finished_ok else None
         model = self._exists(layout.model_config) if finished_ok else False
         named = result.card if result else None
-        card_uri = named if isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card else None
+        elsewhere = isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card
+        card_uri = named if elsewhere else None
         card = self._exists(card_uri or layout.card) if finished_ok else False
-        return JobFiles(stats=stats, progress=progress, result=result, training=training, model_present=model, card_present=card, card_uri=card_uri)
+        return JobFiles(stats=stats, progress=progress, result=result, training=training,
+                        model_present=model, card_present=card, card_uri=card_uri)
 
     def claim_output(self, body: dict, layout: Layout) -> str | None:
         """Make this request the owner of its output folder (``owner.json``), unless another
