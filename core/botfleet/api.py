@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from botfleet.errors import UserError
+from botfleet.reasons import Reason
 from botfleet.yaml_input import YamlInputError, read_yaml
 
 GROUP = "botfleet.dev"
@@ -767,7 +768,8 @@ def _rows(schema: dict, path: str, required: bool):
 
 
 def spec_reference_markdown() -> str:
-    """docs/api.md: every spec field with its type, default and rules, from the schema."""
+    """docs/api.md: every spec field with its type, default and rules, from the schema, then
+    every reason the status gives."""
     shape = ", ".join(f"`spec.{section}.{key}`" for section, key in WORKER_FIELDS)
     defaults_text = ", ".join(f"`{key}: {getattr(WorkerDefaults(), _snake(key))}`" for _, key in WORKER_FIELDS)
     lines = [
@@ -786,5 +788,22 @@ def spec_reference_markdown() -> str:
         "| field | type | required | default | rules | description |",
         "| --- | --- | --- | --- | --- | --- |",
         *_rows(SPEC_SCHEMA, "spec", True),
+        "",
+        *_reasons_section(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reasons_section() -> list[str]:
+    """docs/api.md's list of every reason the status, its conditions and events give."""
+    return [
+        "## Reasons",
+        "",
+        "`status.reason` (`kubectl get botrequests -o wide`), the conditions' reasons and the",
+        "events' reasons (`kubectl describe botrequest`) are one of these. A failure KubeRay",
+        "reports with a reason of its own shows that reason.",
+        "",
+        "| reason | where | meaning |",
+        "| --- | --- | --- |",
+        *(f"| `{reason}` | {reason.where} | {reason.description} |" for reason in Reason),
+    ]

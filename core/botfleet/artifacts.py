@@ -1,12 +1,23 @@
-"""The files the job writes and the operator reads: one definition both sides use."""
+"""The files the job writes and the operator reads: one definition both sides use.
+
+Under ``<output>/<model-id>/`` (:class:`botfleet.layout.Layout` names the paths):
+``data/stats.json`` (:class:`Stats`), ``progress.json`` (:class:`Progress`),
+``model/training.json`` (:class:`TrainingRecord`), ``result.json`` (:class:`Result`) and
+``owner.json`` (:class:`Owner`). Each type's ``to_dict()`` is the file's JSON; its
+``from_dict()`` reads what any botfleet version wrote: a missing key is None (or empty),
+an unknown one is ignored.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
 
 from botfleet.api import BotSpec
+from botfleet.reasons import Reason
 
 
 def data_fingerprint(spec: BotSpec) -> str:
@@ -17,3 +28,252 @@ def data_fingerprint(spec: BotSpec) -> str:
         "epochs": spec.training.epochs,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _known_fields(cls, data: Any) -> dict:
+    """The entries of ``data`` that are fields of ``cls`` (nothing when it is no mapping)."""
+    if not isinstance(data, Mapping):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as an int or float, None when it is missing or no number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- data/stats.json
+
+COUNTS = ("downloaded", "retweets", "short", "kept")  # per handle, as the model card shows them
+
+
+@dataclass(frozen=True)
+class HandleStats:
+    """One handle's posts in the data stage: the card's counts and what was found about it."""
+
+    downloaded: int = 0
+    retweets: int = 0
+    short: int = 0  # dropped: fewer than three plain words once cleaned
+    kept: int = 0
+    characters: int = 0  # of kept text
+    display_name: str | None = None
+    source: str | None = None  # the source kind: archive, dataset, mastodon...
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HandleStats:
+        known = _known_fields(cls, data)
+        for name in (*COUNTS, "characters"):
+            known[name] = _number(known.get(name), int) or 0
+        return cls(**known)
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """``data/stats.json``: written last by the data stage, so its presence means the dataset
+    is complete; ``fingerprint`` (:func:`data_fingerprint`) says which settings made it."""
+
+    model_id: str = ""
+    handles: dict[str, HandleStats] = field(default_factory=dict)  # by the normalized handle
+    epochs: int | None = None  # reshuffled copies baked into train.txt
+    seed: int | None = None
+    train_fraction: float | None = None
+    train_characters: int = 0
+    valid_characters: int = 0
+    warnings: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    seconds: float | None = None
+    botfleet_version: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Stats:
+        known = _known_fields(cls, data)
+        handles = known.get("handles") if isinstance(known.get("handles"), Mapping) else {}
+        known["handles"] = {str(h): HandleStats.from_dict(counts) for h, counts in handles.items()}
+        known["warnings"] = tuple(known.get("warnings") or ())
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "warnings": list(self.warnings)}
+
+    @property
+    def kept(self) -> int:
+        """Posts kept, all handles together."""
+        return sum(h.kept for h in self.handles.values())
+
+
+# --------------------------------------------------------------------------- progress.json
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``progress.json``: the training's rank 0 rewrites it every few seconds; the operator
+    shows it in ``status.progress``. A field not known yet is left out of the file."""
+
+    status: str | None = None  # loading, evaluating, training, saving, succeeded, failed
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None  # mean step loss since the last write
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+    model_id: str | None = None
+    run_name: str | None = None
+    epochs: int | None = None
+    world_size: int | None = None
+    block_size: int | None = None
+    resumed_from_step: int | None = None
+    last_checkpoint_step: int | None = None
+    valid_loss_before: float | None = None
+    valid_loss_after: float | None = None
+    error: str | None = None  # status failed: why
+    started_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Progress:
+        known = _known_fields(cls, data)
+        for kind, names in ((int, _PROGRESS_INTS), (float, _PROGRESS_FLOATS)):
+            for name in names & known.keys():
+                known[name] = _number(known[name], kind)
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# Numbers as whatever wrote the file gave them; a reader needs them as numbers.
+_PROGRESS_INTS = {"step", "total_steps", "epochs", "world_size", "block_size", "resumed_from_step",
+                  "last_checkpoint_step"}
+_PROGRESS_FLOATS = {"epoch", "loss", "learning_rate", "tokens_per_second", "eta_seconds",
+                    "valid_loss_before", "valid_loss_after"}
+
+
+# --------------------------------------------------------------------------- model/training.json
+
+METRICS = ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss")
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """``model/training.json``: what the training used and reached; written after the model
+    files, so its presence means the model is complete."""
+
+    model_id: str = ""
+    base_model: str | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    deepspeed: dict = field(default_factory=dict)  # the DeepSpeed config
+    plan: dict = field(default_factory=dict)  # the plan of steps
+    run_name: str | None = None
+    fingerprint: str | None = None
+    steps: int | None = None
+    total_steps: int | None = None
+    resumed_from_step: int | None = None
+    tokens: int | None = None
+    valid_loss_before: float | None = None
+    valid_loss_after: float | None = None
+    perplexity_before: float | None = None
+    perplexity_after: float | None = None
+    train_loss: float | None = None  # mean over all steps
+    final_loss: float | None = None
+    train_seconds: float | None = None  # optimizer steps only, all attempts
+    duration_seconds: float | None = None  # this attempt's worker time
+    started_at: str | None = None
+    finished_at: str | None = None
+    startup_seconds: dict = field(default_factory=dict)  # this attempt: train() call to first step
+    tracking: dict | None = None  # what a rank-0 tracker returned, when there was one
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingRecord:
+        return cls(**_known_fields(cls, data))
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        if record["tracking"] is None:
+            del record["tracking"]
+        return record
+
+    def metrics(self) -> dict:
+        """The numbers result.json and the status report."""
+        return {name: getattr(self, name) for name in METRICS}
+
+
+# --------------------------------------------------------------------------- result.json
+
+SUCCEEDED, FAILED = "succeeded", "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    """``result.json``: the job's verdict, written last. A failed job says in which stage
+    (data, training, publishing), with what error, and the :class:`Reason` the status shows."""
+
+    status: str  # SUCCEEDED or FAILED
+    stage: str | None = None
+    error: str | None = None
+    reason: str | None = None  # a Reason; None in the result of a job older than reasons
+    model: str | None = None
+    card: str | None = None
+    tracking_run_url: str | None = None
+    tracking_files: str | None = None  # the local W&B files, uploaded for offline runs
+    metrics: dict = field(default_factory=dict)  # METRICS
+
+    @classmethod
+    def failed(cls, stage: str, error: str, reason: Reason) -> Result:
+        return cls(FAILED, stage=stage, error=error, reason=reason)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Result:
+        known = _known_fields(cls, data)
+        known.setdefault("status", None)
+        known["metrics"] = known.get("metrics") if isinstance(known.get("metrics"), Mapping) else {}
+        return cls(**known)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job got to its verdict (a file without one is no result)."""
+        return self.status in (SUCCEEDED, FAILED)
+
+    def to_dict(self) -> dict:
+        if self.status == FAILED:
+            return {"status": FAILED, "stage": self.stage, "error": self.error, "reason": self.reason}
+        return {
+            "status": self.status,
+            "model": self.model,
+            "card": self.card,
+            "tracking_run_url": self.tracking_run_url,
+            "tracking_files": self.tracking_files,
+            "metrics": dict(self.metrics),
+        }
+
+
+# --------------------------------------------------------------------------- owner.json
+
+
+@dataclass(frozen=True)
+class Owner:
+    """``owner.json``: the BotRequest whose output folder this is (the operator's claim)."""
+
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Owner:
+        return cls(**{k: str(v) for k, v in _known_fields(cls, data).items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -7,8 +7,8 @@ and bias" and "About". What changes is every link: a botfleet card points at wha
 exists for this bot, its W&B run and artifacts when it has an online tracking run, and
 otherwise the object-store locations of its dataset, checkpoints and model.
 
-Pure and torch-free on purpose: the operator renders cards too, and it never imports the
-training stack.
+Pure and torch-free on purpose: the operator renders the card too (when a successful job
+left none), and it never imports the training stack.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from botfleet.api import BotSpec, Handle
 HUGGINGTWEETS_URL = "https://github.com/borisdayma/huggingtweets"
 WANDB_ARTIFACTS_DOCS = "https://docs.wandb.com/artifacts"
 WIDGET_PROMPT = "My dream is"
+# The data table's rows (label, count in stats.json), in the card and in `botfleet prepare`'s table.
 DATA_ROWS = (
     ("Tweets downloaded", "downloaded"),
     ("Retweets", "retweets"),
@@ -40,12 +41,13 @@ class CardLinks:
     data artifacts (huggingtweets linked the preprocess run's artifacts); it defaults to
     the training run's artifacts page. ``model_for_pipeline`` is what the "How to use"
     snippet passes as ``model=``: a local folder or the model's s3:// URI.
+    ``thumbnail_url`` is None when there is no picture (a card the operator writes).
     """
 
     dataset_uri: str
     checkpoints_uri: str
     model_uri: str
-    thumbnail_url: str
+    thumbnail_url: str | None
     model_for_pipeline: str
     tracking_run_url: str | None = None
     tracking_artifacts_url: str | None = None
@@ -130,11 +132,12 @@ def number(value, digits: int = 4) -> str:
 
 def front_matter(links: CardLinks) -> str:
     # `huggingtweets` stays the first tag: tools and people search bots by it.
+    thumbnail = [f"thumbnail: {links.thumbnail_url}"] if links.thumbnail_url else []
     return "\n".join(
         [
             "---",
             "language: en",
-            f"thumbnail: {links.thumbnail_url}",
+            *thumbnail,
             "tags:",
             "- huggingtweets",
             "- botfleet",

@@ -43,6 +43,10 @@ class StorageError(UserError):
     """A storage operation failed; the message is one line naming the URI or endpoint."""
 
 
+class NotFound(StorageError):
+    """The object, file or folder is not there; the message names it and says "not found"."""
+
+
 # --------------------------------------------------------------------------- URIs
 
 
@@ -283,7 +287,7 @@ class Storage:
             if code == "NoSuchBucket":
                 return StorageError(f"{uri}: bucket {loc.bucket!r} does not exist")
             if code in ("NoSuchKey", "ResourceNotFound"):
-                return StorageError(f"{uri}: not found")
+                return NotFound(f"{uri}: not found")
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return StorageError(
                     f"{uri}: access denied by {self.config.endpoint} ({code}; check"
@@ -329,7 +333,7 @@ class Storage:
                 with open(loc.path, "rb") as f:
                     return f.read()
             except FileNotFoundError:
-                raise StorageError(f"{uri}: not found") from None
+                raise NotFound(f"{uri}: not found") from None
             except OSError as exc:
                 raise StorageError(f"{uri}: {exc.strerror}") from exc
         loc = self._s3(uri, loc)
@@ -389,10 +393,8 @@ class Storage:
         try:
             self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
             return True
-        except StorageError as exc:
-            if str(exc).endswith(": not found"):
-                return False
-            raise
+        except NotFound:
+            return False
 
     def list(self, prefix_uri: str) -> list[str]:
         """All objects under the folder ``prefix_uri``, recursively, as sorted full URIs."""
@@ -428,7 +430,7 @@ class Storage:
             try:
                 src = open(loc.path, "rb")
             except FileNotFoundError:
-                raise StorageError(f"{uri}: not found") from None
+                raise NotFound(f"{uri}: not found") from None
             with src:
                 _atomic_write(file_uri(path), path, lambda dst: shutil.copyfileobj(src, dst, 1 << 20))
             return path
@@ -464,7 +466,7 @@ class Storage:
             base = loc.folder_key()
             sources = [(Location("s3", bucket=loc.bucket, key=k).uri, k) for k in self._iter_keys(prefix_uri, loc)]
         if not sources:
-            raise StorageError(f"{prefix_uri}: not found (no objects under this prefix)")
+            raise NotFound(f"{prefix_uri}: not found (no objects under this prefix)")
         paths = []
         for uri, name in sources:
             rel = os.path.relpath(name, base) if loc.scheme == "file" else name[len(base):]

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from botfleet import __version__
 from botfleet.api import BotSpec
-from botfleet.artifacts import data_fingerprint
-from botfleet_jobs.dataset import build_dataset
+from botfleet.artifacts import HandleStats, Stats, data_fingerprint
+from botfleet.card import DATA_ROWS
+from botfleet_jobs.dataset import TRAIN_FRACTION, build_dataset
 from botfleet_jobs.filters import filter_posts
 from botfleet.layout import Layout
 from botfleet_jobs.posts import Post
@@ -37,7 +38,7 @@ def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:
         stats = storage.read_json(layout.stats)
     except StorageError:
         return None
-    return stats if stats.get("fingerprint") == data_fingerprint(spec) else None
+    return stats if Stats.from_dict(stats).fingerprint == data_fingerprint(spec) else None
 
 
 def _jsonl(posts: list[Post]) -> bytes:
@@ -56,7 +57,7 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
         storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
     started = time.monotonic()
     kept_by_handle: dict[str, list[str]] = {}
-    handles: dict[str, dict] = {}
+    handles: dict[str, HandleStats] = {}
     for handle in spec.handles:
         with tqdm(
             total=spec.data.max_posts,
@@ -70,28 +71,25 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
         storage.write_bytes(layout.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
         result = filter_posts(posts)
         kept_by_handle[handle.name] = list(result.kept)
-        handles[handle.name] = {
-            **result.counts(),
-            "characters": result.characters,
-            "display_name": handle.label,
-            "source": handle.source.kind,
-        }
+        handles[handle.name] = HandleStats(
+            **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
+        )
     dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
     storage.write_text(layout.train_txt, dataset.train)
     storage.write_text(layout.valid_txt, dataset.valid)
-    stats = {
-        "model_id": spec.model_id,
-        "handles": handles,
-        "epochs": spec.training.epochs,
-        "seed": spec.data.seed,
-        "train_fraction": 0.9,
-        "train_characters": len(dataset.train),
-        "valid_characters": len(dataset.valid),
-        "warnings": list(dataset.warnings),
-        "fingerprint": data_fingerprint(spec),
-        "seconds": round(time.monotonic() - started, 3),
-        "botfleet_version": __version__,
-    }
+    stats = Stats(
+        model_id=spec.model_id,
+        handles=handles,
+        epochs=spec.training.epochs,
+        seed=spec.data.seed,
+        train_fraction=TRAIN_FRACTION,
+        train_characters=len(dataset.train),
+        valid_characters=len(dataset.valid),
+        warnings=dataset.warnings,
+        fingerprint=data_fingerprint(spec),
+        seconds=round(time.monotonic() - started, 3),
+        botfleet_version=__version__,
+    ).to_dict()
     storage.write_json(layout.stats, stats)
     return stats
 
@@ -100,7 +98,7 @@ def format_table(stats: dict) -> str:
     """The per-handle counts as the model card's table shows them."""
     handles = stats["handles"]
     rows = [("Data", *[f"@{h}" for h in handles])]
-    for label, key in (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept")):
+    for label, key in DATA_ROWS:
         rows.append((label, *[str(counts[key]) for counts in handles.values()]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = io.StringIO()

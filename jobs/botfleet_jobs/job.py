@@ -21,14 +21,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from botfleet import api
+from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
 from botfleet.card import CardLinks, render_card
 from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout, folder
+from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.storage import S3Config, Storage
-from botfleet_jobs.base_model import make_preset_gpt2
+from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
+from botfleet_jobs.dataset import NotEnoughText
+from botfleet_jobs.posts import SourceError
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import local_worker_defaults, train
+from botfleet_jobs.trainer import TrainingError, local_worker_defaults, train
 
 
 def one_line(error: BaseException) -> str:
@@ -84,6 +88,20 @@ def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dic
     return layout.card
 
 
+# Failures whose exception says what went wrong; any other failure is its stage's.
+FAILURE_REASONS = (
+    (NotEnoughText, Reason.NOT_ENOUGH_POSTS),
+    (SourceError, Reason.SOURCE_FAILED),
+    (BaseModelError, Reason.TRAINING_FAILED),
+    (TrainingError, Reason.TRAINING_FAILED),
+)
+
+
+def failure_reason(error: BaseException, stage: str) -> Reason:
+    """The reason result.json gives (and the status shows) for ``error``, raised in ``stage``."""
+    return next((reason for kind, reason in FAILURE_REASONS if isinstance(error, kind)), STAGE_FAILURES[stage])
+
+
 def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
     spec = local_worker_defaults().resolve(request.spec)  # tracking and the card show what ran
@@ -118,16 +136,17 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
                 if tracker is not None:
                     tracker.fail()
             finally:  # a tracker that fails too must not hide the job's own error
-                storage.write_json(layout.result, {"status": "failed", "stage": stage, "error": one_line(error)})
+                failed = Result.failed(stage, one_line(error), failure_reason(error, stage))
+                storage.write_json(layout.result, failed.to_dict())
             raise
-    result = {
-        "status": "succeeded",
-        "model": folder(layout.model),
-        "card": card,
-        "tracking_run_url": tracking.get("run_url"),
-        "tracking_files": tracking_files,
-        "metrics": {k: trained.training.get(k) for k in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss")},
-    }
+    result = Result(
+        SUCCEEDED,
+        model=folder(layout.model),
+        card=card,
+        tracking_run_url=tracking.get("run_url"),
+        tracking_files=tracking_files,
+        metrics=TrainingRecord.from_dict(trained.training).metrics(),
+    ).to_dict()
     storage.write_json(layout.result, result)
     return result
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from botfleet_operator import rayjob as render
 from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import JobObservation, observe_ray_job, observe_rayjob
+from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 
 log = logging.getLogger("botfleet_operator")
 

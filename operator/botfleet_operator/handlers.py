@@ -16,8 +16,8 @@ import logging
 import kopf
 
 from botfleet import api
+from botfleet_operator.queue import queue_entry
 from botfleet_operator.runtime import job_of
-from botfleet_operator.status import queue_entry
 
 FINALIZER = "botfleet.dev/delete-artifacts"
 INDEX = "botrequests_queue"

@@ -1,7 +1,7 @@
 """One reconcile of one BotRequest: read the world, compute the status, converge.
 
 Blocking code (Kubernetes, S3 and Ray calls); the kopf handlers run it in threads. The
-decisions are the pure functions of :mod:`botfleet_operator.status`.
+decisions are pure functions: :mod:`~botfleet_operator.status`, :mod:`~botfleet_operator.queue`.
 """
 
 from __future__ import annotations
@@ -14,28 +14,20 @@ import time
 from dataclasses import dataclass, field
 
 from botfleet import api
-from botfleet.artifacts import data_fingerprint
+from botfleet.artifacts import Owner, Progress, Result, Stats, TrainingRecord, data_fingerprint
+from botfleet.card import CardLinks, render_card
 from botfleet.layout import Layout, folder
+from botfleet.reasons import Reason
+from botfleet.storage import NotFound, Storage, StorageError
+from botfleet.timestamps import parse_time
 from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
+from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
+from botfleet_operator.patch import merge_patch
+from botfleet_operator.queue import QueueEntry, decide_admission
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import (
-    FAILED,
-    JOB_FAILED,
-    JOB_SUCCEEDED,
-    TERMINAL,
-    JobFiles,
-    JobObservation,
-    QueueEntry,
-    compute_status,
-    decide_admission,
-    is_terminal_for,
-    merge_patch,
-    now_iso,
-    parse_time,
-)
-from botfleet.storage import Storage, StorageError
+from botfleet_operator.status import FAILED, TERMINAL, JobFiles, compute_status, is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 
@@ -54,38 +46,24 @@ def _key(body: dict) -> str:
     return f"{meta.get('namespace')}/{meta['name']}"
 
 
-def _fingerprint_ok(stats: dict, spec: api.BotSpec) -> bool:
+def _fingerprint_ok(stats: Stats, spec: api.BotSpec) -> bool:
     """Whether stats.json describes this spec's data (data_stage's fingerprint)."""
-    expected = data_fingerprint(spec)
-    return stats.get("fingerprint") in (None, expected)
+    return stats.fingerprint in (None, data_fingerprint(spec))
 
 
-def fallback_card(spec: api.BotSpec, stats: dict | None, training: dict | None, layout: Layout) -> str:
-    """A minimal model card, written only when a successful job left none."""
-    names = ", ".join(f"@{h.name}" for h in spec.handles)
-    lines = [
-        "---",
-        "language: en",
-        "tags: [huggingtweets, botfleet]",
-        "---",
-        "",
-        f"# {spec.model_id}",
-        "",
-        f"A GPT-2 bot fine-tuned by botfleet on posts by {names} (base model `{spec.training.base_model}`).",
-        "",
-    ]
-    if stats and isinstance(stats.get("handles"), dict):
-        lines += ["| Data | " + " | ".join(f"@{h}" for h in stats["handles"]) + " |", "|---" * (len(stats["handles"]) + 1) + "|"]
-        for label, key in (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept")):
-            lines.append(f"| {label} | " + " | ".join(str(c.get(key, "")) for c in stats["handles"].values()) + " |")
-        lines.append("")
-    if training:
-        for key in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after"):
-            if key in training:
-                lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
-        lines.append("")
-    lines += [f"Dataset: {folder(layout.data)}", "", "This card was written by the botfleet operator because the job left none."]
-    return "\n".join(lines) + "\n"
+def operator_card(spec: api.BotSpec, files: JobFiles, layout: Layout) -> str:
+    """The model card of a successful job that left none, linking what the operator knows."""
+    links = CardLinks(
+        dataset_uri=folder(layout.data),
+        checkpoints_uri=folder(layout.checkpoints),
+        model_uri=folder(layout.model),
+        thumbnail_url=None,  # the job draws it; the operator has no training stack
+        model_for_pipeline=spec.model_id,
+        tracking_run_url=files.result.tracking_run_url if files.result else None,
+    )
+    stats = files.stats.to_dict() if files.stats else {}
+    training = files.training.to_dict() if files.training else {}
+    return render_card(spec, stats, training, links)
 
 
 class Reconciler:
@@ -105,10 +83,6 @@ class Reconciler:
         self._written: dict[str, tuple[str, dict]] = {}
 
     # ----------------------------------------------------------------- queue
-
-    def reserved(self) -> set[str]:
-        with self._lock:
-            return set(self._reserved)
 
     def release(self, key: str) -> None:
         with self._lock:
@@ -141,16 +115,17 @@ class Reconciler:
 
     # ----------------------------------------------------------------- files
 
-    def _read_json(self, uri: str) -> dict | None:
-        if self.storage is None:
-            return None
+    def _read(self, uri: str, artifact):
+        """The file at ``uri`` as an ``artifact`` type (:mod:`botfleet.artifacts`), None when
+        it is missing or unreadable."""
         try:
             value = self.storage.read_json(uri)
-        except StorageError as exc:
-            if not str(exc).endswith("not found"):
-                log.debug("cannot read %s: %s", uri, exc)
+        except NotFound:
             return None
-        return value if isinstance(value, dict) else None
+        except StorageError as exc:
+            log.debug("cannot read %s: %s", uri, exc)
+            return None
+        return artifact.from_dict(value) if isinstance(value, dict) else None
 
     def _exists(self, uri: str) -> bool:
         try:
@@ -164,18 +139,20 @@ class Reconciler:
             # Nothing to read: trust the job.
             done = job.state == JOB_SUCCEEDED
             return JobFiles(model_present=done, card_present=done)
-        stats = self._read_json(layout.stats)
+        stats = self._read(layout.stats, Stats)
         if stats is not None and not _fingerprint_ok(stats, spec):
             stats = None
-        result = self._read_json(layout.result)
-        progress = self._read_json(layout.progress) if stats is not None else None
-        finished_ok = job.state == JOB_SUCCEEDED or (result or {}).get("status") == "succeeded"
-        training = self._read_json(layout.training) if finished_ok else None
+        result = self._read(layout.result, Result)
+        progress = self._read(layout.progress, Progress) if stats is not None else None
+        finished_ok = job.state == JOB_SUCCEEDED or (result is not None and result.succeeded)
+        training = self._read(layout.training, TrainingRecord) if finished_ok else None
         model = self._exists(layout.model_config) if finished_ok else False
-        named = (result or {}).get("card")
-        card_uri = named if isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card else None
+        named = result.card if result else None
+        elsewhere = isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card
+        card_uri = named if elsewhere else None
         card = self._exists(card_uri or layout.card) if finished_ok else False
-        return JobFiles(stats=stats, progress=progress, result=result, training=training, model_present=model, card_present=card, card_uri=card_uri)
+        return JobFiles(stats=stats, progress=progress, result=result, training=training,
+                        model_present=model, card_present=card, card_uri=card_uri)
 
     def claim_output(self, body: dict, layout: Layout) -> str | None:
         """Make this request the owner of its output folder (``owner.json``), unless another
@@ -184,7 +161,7 @@ class Reconciler:
         if self.storage is None:
             return None
         meta = body["metadata"]
-        me = {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+        me = Owner(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
         claim = (layout.owner, meta["uid"])
         with self._lock:
             if claim in self._claimed:  # a queued request is reconciled often: no I/O each time
@@ -193,11 +170,11 @@ class Reconciler:
         with folder_lock:  # two of this operator's requests with one folder, reconciled at once
             try:
                 owner = self._owner(layout)
-                if owner is not None and owner.get("uid") != me["uid"] and self._exists_still(owner):
-                    return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.get('namespace')}/{owner.get('name')}:"
+                if owner is not None and owner.uid != me.uid and self._exists_still(owner):
+                    return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.namespace}/{owner.name}:"
                             " give this one another spec.output.uri, or delete that one")
                 if owner != me:
-                    self.storage.write_json(layout.owner, me)
+                    self.storage.write_json(layout.owner, me.to_dict())
                 with self._lock:
                     self._claimed.add(claim)
             except StorageError as exc:
@@ -206,20 +183,18 @@ class Reconciler:
                 log.warning("cannot record the owner of %s: %s", folder(layout.model_uri), exc)
         return None
 
-    def _owner(self, layout: Layout) -> dict | None:
+    def _owner(self, layout: Layout) -> Owner | None:
         try:
             owner = self.storage.read_json(layout.owner)
-        except StorageError as exc:
-            if str(exc).endswith("not found"):
-                return None
-            raise
-        return owner if isinstance(owner, dict) else None
+        except NotFound:
+            return None
+        return Owner.from_dict(owner) if isinstance(owner, dict) else None
 
-    def _exists_still(self, owner: dict) -> bool:
+    def _exists_still(self, owner: Owner) -> bool:
         try:
-            return self.request_uid(str(owner.get("namespace")), str(owner.get("name"))) == owner.get("uid")
+            return self.request_uid(owner.namespace, owner.name) == owner.uid
         except Exception as exc:  # noqa: BLE001 - cannot tell (e.g. a namespace not granted): keep off it
-            log.warning("cannot look up BotRequest %s/%s, which owns an output folder: %s", owner.get("namespace"), owner.get("name"), exc)
+            log.warning("cannot look up BotRequest %s/%s, which owns an output folder: %s", owner.namespace, owner.name, exc)
             return True
 
     def clear_previous_run(self, layout: Layout) -> None:
@@ -299,7 +274,7 @@ class Reconciler:
         if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
             try:
                 self.executor.delete(body, old_job["name"])
-                events.append(("Normal", "Superseded", f"spec changed (generation {generation}): stopped job {old_job['name']}"))
+                events.append(("Normal", Reason.SUPERSEDED, f"spec changed (generation {generation}): stopped job {old_job['name']}"))
             except Exception as exc:  # noqa: BLE001 - retried next reconcile
                 log.warning("%s: cannot stop superseded job %s: %s", key, old_job["name"], exc)
 
@@ -325,14 +300,17 @@ class Reconciler:
         files = None
         if not job.exists and not job.message:
             files = self.read_files(layout, spec, job)
-            result = (files.result or {}).get("status")
-            if result in ("succeeded", "failed"):
+            result = files.result
+            if result is not None and result.finished:
                 # The job is gone (TTL, a restarted Ray cluster) but finished: its result stands.
-                job = dataclasses.replace(job, state=JOB_SUCCEEDED if result == "succeeded" else JOB_FAILED, reason=None if result == "succeeded" else "JobFailed")
+                if result.succeeded:
+                    job = dataclasses.replace(job, state=JOB_SUCCEEDED, reason=None)
+                else:
+                    job = dataclasses.replace(job, state=JOB_FAILED, reason=Reason.JOB_FAILED)
             else:
                 job = self.executor.submit(body, job_spec)
                 metrics.JOBS_STARTED.labels(self.executor.kind).inc()
-                events.append(("Normal", "JobCreated", f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}"))
+                events.append(("Normal", Reason.JOB_CREATED, f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}"))
                 files = None
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
@@ -340,12 +318,13 @@ class Reconciler:
         desired = status_of(job, files)
         if desired.need_card and self.storage is not None:
             try:
-                self.storage.write_text(layout.card, fallback_card(spec, files.stats, files.training, layout), content_type="text/markdown; charset=utf-8")
-                events.append(("Normal", "CardWritten", f"the job left no model card: wrote {layout.card}"))
+                card = operator_card(spec, files, layout)
+                self.storage.write_text(layout.card, card, content_type="text/markdown; charset=utf-8")
+                events.append(("Normal", Reason.CARD_WRITTEN, f"the job left no model card: wrote {layout.card}"))
                 files = dataclasses.replace(files, card_present=True)
                 desired = status_of(job, files)
             except StorageError as exc:
-                events.append(("Warning", "CardFailed", f"cannot write the model card: {exc}"))
+                events.append(("Warning", Reason.CARD_FAILED, f"cannot write the model card: {exc}"))
         patch = self._apply(body, old, desired.status)
         phase = desired.status["phase"]
         if phase in TERMINAL:
@@ -368,10 +347,10 @@ class Reconciler:
         if self.storage is None:
             raise StorageError("the operator has no object store configured: cannot delete artifacts")
         owner = self._owner(Layout(spec.model_uri))
-        if owner is not None and owner.get("uid") != body["metadata"].get("uid"):
-            log.info("%s: not deleting %s, which belongs to BotRequest %s/%s", _key(body), folder(spec.model_uri), owner.get("namespace"), owner.get("name"))
+        if owner is not None and owner.uid != body["metadata"].get("uid"):
+            log.info("%s: not deleting %s, which belongs to BotRequest %s/%s", _key(body), folder(spec.model_uri), owner.namespace, owner.name)
             return 0
         return self.storage.delete_prefix(spec.model_uri)
 
 
-__all__ = ["Reconciler", "Outcome", "fallback_card", "now_iso"]
+__all__ = ["Reconciler", "Outcome", "operator_card"]

@@ -21,7 +21,8 @@ from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor,
 from botfleet_operator.kube import Kube
 from botfleet_operator.reconciler import Reconciler
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import is_terminal_for, queue_entry
+from botfleet_operator.queue import queue_entry
+from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 

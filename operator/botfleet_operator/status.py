@@ -2,215 +2,69 @@
 
 Inputs are plain data (the current status, a :class:`JobObservation` from an executor, the
 job's files as read from the object store); the output is the whole new status. The
-reconciler computes it every time and writes only the difference (:func:`merge_patch`).
+reconciler computes it every time and writes only the difference
+(:func:`botfleet_operator.patch.merge_patch`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from botfleet import api
+from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
 from botfleet.layout import Layout, folder
+from botfleet.reasons import STAGE_FAILURES, Reason
+from botfleet.timestamps import now_iso
+from botfleet_operator.observation import (
+    JOB_RETRYING,
+    JOB_RUNNING,
+    JOB_STARTING,
+    JOB_SUCCEEDED,
+    JOB_SUSPENDED,
+    JobObservation,
+)
+
+if TYPE_CHECKING:  # queue.py reads this module's phases
+    from botfleet_operator.queue import QueueDecision
 
 PENDING, PREPARING, TRAINING, PUBLISHING, SUCCEEDED, FAILED = api.PHASES
 TERMINAL = (SUCCEEDED, FAILED)
-
-# Normalised job states, whatever the executor.
-JOB_ABSENT = "Absent"  # no job exists
-JOB_STARTING = "Starting"  # created, cluster/driver not running yet
-JOB_RUNNING = "Running"
-JOB_RETRYING = "Retrying"
-JOB_SUSPENDED = "Suspended"
-JOB_SUCCEEDED = "Succeeded"
-JOB_FAILED = "Failed"
-JOB_FINISHED = (JOB_SUCCEEDED, JOB_FAILED)
-
-
-def now_iso(now: _dt.datetime | None = None) -> str:
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    return now.astimezone(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> _dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-# --------------------------------------------------------------------------- observations
-
-
-@dataclass(frozen=True)
-class JobObservation:
-    """What an executor saw of one generation's job."""
-
-    executor: str
-    name: str
-    state: str = JOB_ABSENT
-    job_status: str | None = None  # Ray's: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED
-    deployment_status: str | None = None  # KubeRay's jobDeploymentStatus
-    reason: str | None = None  # e.g. DeadlineExceeded, SubmissionFailed, AppFailed
-    message: str | None = None
-    start_time: str | None = None
-    end_time: str | None = None
-    failed_attempts: int = 0
-
-    @property
-    def exists(self) -> bool:
-        return self.state != JOB_ABSENT
-
-    @property
-    def finished(self) -> bool:
-        return self.state in JOB_FINISHED
-
-
-def observe_rayjob(name: str, rayjob: dict | None) -> JobObservation:
-    """Map a KubeRay RayJob's status (jobStatus + jobDeploymentStatus) to a JobObservation."""
-    if rayjob is None:
-        return JobObservation("kuberay", name)
-    status = rayjob.get("status") or {}
-    job_status = status.get("jobStatus") or None
-    deployment = status.get("jobDeploymentStatus") or None
-    reason = status.get("reason") or None
-    message = status.get("message") or None
-    if deployment == "Complete":
-        state = JOB_SUCCEEDED if job_status == "SUCCEEDED" else JOB_FAILED
-        if state == JOB_FAILED and not reason:
-            reason = "AppFailed" if job_status == "FAILED" else "JobStopped"
-    elif deployment in ("Failed", "ValidationFailed"):
-        state = JOB_FAILED
-        reason = reason or ("ValidationFailed" if deployment == "ValidationFailed" else "JobFailed")
-    elif deployment == "Retrying":
-        state = JOB_RETRYING
-    elif deployment in ("Suspending", "Suspended"):
-        state = JOB_SUSPENDED
-    elif deployment == "Running":
-        if job_status == "SUCCEEDED":
-            state = JOB_SUCCEEDED
-        elif job_status in ("FAILED", "STOPPED"):
-            # KubeRay marks the deployment Failed/Retrying next; the job is over either way
-            # unless retries remain, which the next observation shows.
-            state = JOB_RUNNING
-        else:
-            state = JOB_RUNNING if job_status == "RUNNING" else JOB_STARTING
-    else:  # "", New, Initializing, Waiting
-        state = JOB_STARTING
-    return JobObservation(
-        "kuberay",
-        name,
-        state=state,
-        job_status=job_status,
-        deployment_status=deployment,
-        reason=reason,
-        message=message,
-        start_time=status.get("startTime"),
-        end_time=status.get("endTime"),
-        failed_attempts=int(status.get("failed") or 0),
-    )
-
-
-def observe_ray_job(name: str, status: str | None, message: str | None = None, start_ms: int | None = None, end_ms: int | None = None) -> JobObservation:
-    """Map a Ray job submission's status to a JobObservation (None = no such job)."""
-    if status is None:
-        return JobObservation("ray", name)
-    state = {
-        "PENDING": JOB_STARTING,
-        "RUNNING": JOB_RUNNING,
-        "SUCCEEDED": JOB_SUCCEEDED,
-        "FAILED": JOB_FAILED,
-        "STOPPED": JOB_FAILED,
-    }.get(status, JOB_STARTING)
-    reason = {"FAILED": "JobFailed", "STOPPED": "JobStopped"}.get(status)
-
-    def iso(ms):
-        return now_iso(_dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc)) if ms else None
-
-    return JobObservation("ray", name, state=state, job_status=status, reason=reason, message=message, start_time=iso(start_ms), end_time=iso(end_ms))
 
 
 @dataclass(frozen=True)
 class JobFiles:
     """The job's files, as read from ``<model_uri>/`` (None = not there yet)."""
 
-    stats: dict | None = None  # data/stats.json (only when it matches this spec)
-    progress: dict | None = None  # progress.json
-    result: dict | None = None  # result.json
-    training: dict | None = None  # model/training.json
+    stats: Stats | None = None  # data/stats.json (only when it matches this spec)
+    progress: Progress | None = None  # progress.json
+    result: Result | None = None  # result.json
+    training: TrainingRecord | None = None  # model/training.json
     model_present: bool = False  # model/config.json
     card_present: bool = False  # model/README.md (or the card result.json names)
     card_uri: str | None = None  # the card result.json names, when not model/README.md
 
 
-# --------------------------------------------------------------------------- queueing
-
-
 @dataclass(frozen=True)
-class QueueEntry:
-    """One BotRequest as the concurrency limit sees it."""
+class Situation:
+    """Where the request is: its phase, why, in words; and whether its model is trained."""
 
-    key: str  # namespace/name
-    created: str  # creationTimestamp (RFC 3339; sorts as text)
-    active: bool  # holds a training slot: a job was started for it and it has not finished
-    waiting: bool  # needs a slot: unfinished, no job yet
-
-
-@dataclass(frozen=True)
-class QueueDecision:
-    admit: bool
-    position: int = 0  # 1-based place in the queue when not admitted
-    queued: int = 0  # requests waiting
-    running: int = 0  # slots in use
-    limit: int = 0
-
-    @property
-    def message(self) -> str:
-        return (
-            f"queued: position {self.position} of {self.queued}; {self.running} of {self.limit}"
-            " training slots in use (operator setting max_concurrent)"
-        )
+    phase: str
+    reason: str  # a Reason, or KubeRay's own for a failure it reports
+    message: str
+    trained: bool = False
 
 
-def decide_admission(key: str, entries: list[QueueEntry], limit: int, extra_active: set[str] = frozenset()) -> QueueDecision:
-    """Whether ``key`` may start its job now: first come (creationTimestamp), first served.
+@dataclass
+class Desired:
+    """The outcome of :func:`compute_status`."""
 
-    ``extra_active`` are keys this operator started but the entries do not show yet.
-    A limit of 0 means no limit.
-    """
-    active = {e.key for e in entries if e.active} | set(extra_active)
-    if key in active:
-        return QueueDecision(True, running=len(active), limit=limit)
-    waiting = sorted((e for e in entries if e.waiting and e.key not in active), key=lambda e: (e.created, e.key))
-    if all(e.key != key for e in waiting):
-        waiting.append(QueueEntry(key, "~", False, True))  # not indexed yet: last in line
-    if limit <= 0:
-        return QueueDecision(True, running=len(active), limit=limit)
-    free = max(0, limit - len(active))
-    rank = next(i for i, e in enumerate(waiting) if e.key == key)
-    if rank < free:
-        return QueueDecision(True, running=len(active), limit=limit)
-    return QueueDecision(False, position=rank - free + 1, queued=max(0, len(waiting) - free), running=len(active), limit=limit)
+    status: dict
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type Normal|Warning, reason, message)
+    need_card: bool = False  # the job succeeded but the model card is missing: write it
 
 
-def queue_entry(body: dict) -> QueueEntry:
-    meta = body.get("metadata", {})
-    status = body.get("status") or {}
-    generation = int(meta.get("generation") or 1)
-    phase = status.get("phase")
-    has_job = bool((status.get("job") or {}).get("name"))
-    done = phase in TERMINAL and status.get("observedGeneration") == generation
-    active = has_job and phase not in TERMINAL and not meta.get("deletionTimestamp")
-    # A request whose output folder is another's waits for that, not for a slot.
-    blocked = status.get("reason") == "OutputInUse" and status.get("observedGeneration") == generation
-    waiting = not active and not done and not blocked and not meta.get("deletionTimestamp")
-    return QueueEntry(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("creationTimestamp") or "", active, waiting)
-
-
-# --------------------------------------------------------------------------- status
+# --------------------------------------------------------------------------- file contents
 
 
 def _percent(step: int | None, total: int | None) -> str | None:
@@ -219,25 +73,23 @@ def _percent(step: int | None, total: int | None) -> str | None:
     return f"{max(0, min(100, int(100 * (step or 0) / total)))}%"
 
 
-def progress_status(progress: dict | None, finished: bool = False) -> dict | None:
-    if not progress and not finished:
+def progress_status(progress: Progress | None, finished: bool = False) -> dict | None:
+    """``status.progress``: the file's numbers; all steps done once the model is trained."""
+    if progress is None and not finished:
         return None
-    progress = progress or {}
-    out: dict[str, Any] = {}
-    for src, dst, cast in (
-        ("step", "step", int),
-        ("total_steps", "totalSteps", int),
-        ("epoch", "epoch", float),
-        ("loss", "loss", float),
-        ("tokens_per_second", "tokensPerSecond", float),
-        ("eta_seconds", "etaSeconds", float),
-    ):
-        value = progress.get(src)
-        if value is not None:
-            try:
-                out[dst] = cast(value)
-            except (TypeError, ValueError):
-                pass
+    progress = progress or Progress()
+    out: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("step", progress.step),
+            ("totalSteps", progress.total_steps),
+            ("epoch", progress.epoch),
+            ("loss", progress.loss),
+            ("tokensPerSecond", progress.tokens_per_second),
+            ("etaSeconds", progress.eta_seconds),
+        )
+        if value is not None
+    }
     if finished:
         out["percent"] = "100%"
         if out.get("totalSteps"):
@@ -250,32 +102,15 @@ def progress_status(progress: dict | None, finished: bool = False) -> dict | Non
     return out or None
 
 
-def counts_status(stats: dict | None) -> tuple[dict | None, int | None]:
+def counts_status(stats: Stats | None) -> tuple[dict | None, int | None]:
     """Per-handle counts and the total kept, from stats.json."""
-    if not stats:
+    if stats is None or not stats.handles:
         return None, None
-    counts: dict[str, dict] = {}
-    handles = stats.get("handles")
-    if isinstance(handles, dict):
-        items = handles.items()
-    elif isinstance(handles, list):
-        items = ((h.get("handle") or h.get("name"), h) for h in handles if isinstance(h, dict))
-    else:
-        items = ()
-    for handle, numbers in items:
-        if not handle or not isinstance(numbers, dict):
-            continue
-        numbers = numbers.get("counts", numbers)
-        counts[str(handle)] = {k: int(numbers[k]) for k in ("downloaded", "retweets", "short", "kept") if isinstance(numbers.get(k), (int, float))}
-    kept = stats.get("kept")
-    if not isinstance(kept, (int, float)):
-        kept = sum(c.get("kept", 0) for c in counts.values()) if counts else None
-    return (counts or None), (int(kept) if kept is not None else None)
+    return {handle: numbers.counts() for handle, numbers in stats.handles.items()}, stats.kept
 
 
-def metrics_status(training: dict | None) -> dict | None:
-    if not training:
-        return None
+def metrics_status(metrics: Mapping[str, Any]) -> dict | None:
+    """``status.metrics``: the finite numbers among training.json's (or result.json's) metrics."""
     out = {}
     for src, dst in (
         ("valid_loss_before", "validLossBefore"),
@@ -284,10 +119,132 @@ def metrics_status(training: dict | None) -> dict | None:
         ("perplexity_after", "perplexityAfter"),
         ("train_loss", "trainLoss"),
     ):
-        value = training.get(src)
+        value = metrics.get(src)
         if isinstance(value, (int, float)) and value == value and value not in (float("inf"), float("-inf")):
             out[dst] = float(value)
     return out or None
+
+
+# --------------------------------------------------------------------------- the situation
+
+
+def failure_reason(files: JobFiles, job: JobObservation) -> tuple[str, str]:
+    """(reason, message) of a failed run: the job's own error first, then KubeRay's/Ray's.
+
+    The job names the reason in result.json; a job older than that only names the stage."""
+    result = files.result
+    error = (result.error or "").strip() if result else ""
+    if error:
+        reason = result.reason or STAGE_FAILURES.get(result.stage)
+        return reason or (Reason.DATA_FAILED if files.stats is None else Reason.TRAINING_FAILED), error
+    reason = job.reason or Reason.JOB_FAILED
+    message = job.message or f"the training job failed ({job.deployment_status or job.job_status or 'no detail'})"
+    return reason, message
+
+
+def _before_the_job(job: JobObservation, queue: QueueDecision | None, output_in_use: str | None) -> Situation:
+    if queue is not None and not queue.admit:
+        return Situation(PENDING, Reason.QUEUED, queue.message)
+    if output_in_use:
+        return Situation(PENDING, Reason.OUTPUT_IN_USE, output_in_use)
+    return Situation(PENDING, Reason.LAUNCHING, f"starting training job {job.name}")
+
+
+def _while_running(files: JobFiles) -> Situation:
+    if files.result is not None and files.result.succeeded:
+        return Situation(PUBLISHING, Reason.JOB_FINISHING, "training done; the job is finishing", trained=True)
+    if files.stats is None:
+        return Situation(PREPARING, Reason.PREPARING_DATA, "the data stage is gathering and filtering posts")
+    if files.progress is None:
+        _, kept = counts_status(files.stats)
+        return Situation(TRAINING, Reason.TRAINING_STARTING, f"dataset ready ({kept} posts kept); training is starting")
+    progress = progress_status(files.progress) or {}
+    return Situation(TRAINING, Reason.TRAINING, f"step {progress.get('step', 0)} of {progress.get('totalSteps', '?')}")
+
+
+def _after_success(files: JobFiles, layout: Layout) -> Situation:
+    if not files.model_present:
+        message = f"the job succeeded but wrote no model at {folder(layout.model)}"
+        return Situation(FAILED, Reason.MODEL_MISSING, message, trained=True)
+    if not files.card_present:
+        message = f"writing the model card to {files.card_uri or layout.card}"
+        return Situation(PUBLISHING, Reason.WRITING_CARD, message, trained=True)
+    return Situation(SUCCEEDED, Reason.SUCCEEDED, f"model published at {folder(layout.model)}", trained=True)
+
+
+def situation(
+    job: JobObservation,
+    files: JobFiles,
+    layout: Layout,
+    *,
+    queue: QueueDecision | None,
+    invalid: str | None,
+    output_in_use: str | None,
+) -> Situation:
+    """The phase, reason and message of the request's current generation."""
+    if invalid:
+        return Situation(FAILED, Reason.INVALID_SPEC, invalid)
+    if not job.exists:
+        return _before_the_job(job, queue, output_in_use)
+    if job.state == JOB_SUSPENDED:
+        message = f"RayJob {job.name} is suspended (waiting for quota, e.g. a Kueue queue)"
+        return Situation(PENDING, Reason.SUSPENDED, message)
+    if job.state == JOB_STARTING:
+        what = "the Ray cluster of RayJob" if job.executor == "kuberay" else "Ray job"
+        return Situation(PENDING, Reason.JOB_STARTING, f"waiting for {what} {job.name} to start")
+    if job.state == JOB_RETRYING:
+        message = (f"the training job failed ({job.message or job.reason or 'no detail'});"
+                   f" KubeRay is retrying it (attempt {job.failed_attempts + 1})")
+        return Situation(PENDING, Reason.RETRYING, message)
+    if job.state == JOB_RUNNING:
+        return _while_running(files)
+    if job.state == JOB_SUCCEEDED:
+        return _after_success(files, layout)
+    return Situation(FAILED, *failure_reason(files, job))
+
+
+# --------------------------------------------------------------------------- status parts
+
+
+def outputs_status(files: JobFiles, layout: Layout, job: JobObservation, current: Situation) -> dict:
+    """``progress``, ``metrics`` and ``artifacts``: what the run has produced so far."""
+    out: dict[str, Any] = {}
+    artifacts: dict[str, str] = {}
+    if files.stats is not None:
+        artifacts["dataset"] = folder(layout.data)
+    # Progress: live while training, complete once trained.
+    progress = progress_status(files.progress, finished=current.trained and current.phase != FAILED)
+    if progress and (current.phase not in (PENDING, PREPARING) or job.state == JOB_RETRYING):
+        out["progress"] = progress
+    if current.phase in (TRAINING, PUBLISHING, SUCCEEDED) or (current.phase == FAILED and files.progress):
+        artifacts["checkpoints"] = folder(layout.checkpoints)
+    if current.trained and files.model_present:
+        artifacts["model"] = folder(layout.model)
+        recorded = files.training.metrics() if files.training else (files.result.metrics if files.result else {})
+        metrics = metrics_status(recorded)
+        if metrics:
+            out["metrics"] = metrics
+    if files.card_present and current.trained:
+        artifacts["card"] = files.card_uri or layout.card
+    if files.result is not None and files.result.tracking_run_url:
+        artifacts["trackingRun"] = str(files.result.tracking_run_url)
+    if artifacts:
+        out["artifacts"] = artifacts
+    return out
+
+
+def job_status(old: dict, job: JobObservation, workers: str | None) -> dict:
+    """``status.job``: the job and the worker shape it was started with."""
+    old_job = old.get("job") or {}
+    if old_job.get("name") == job.name and old_job.get("workers"):
+        workers = old_job["workers"]  # the operator's defaults may have changed since
+    return {k: v for k, v in (
+        ("executor", job.executor),
+        ("name", job.name),
+        ("workers", workers),
+        ("jobStatus", job.job_status),
+        ("jobDeploymentStatus", job.deployment_status),
+    ) if v}
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, generation: int) -> dict:
@@ -298,6 +255,26 @@ def condition(type_: str, ok: bool | None, reason: str, message: str, generation
         "message": message,
         "observedGeneration": generation,
     }
+
+
+def conditions(current: Situation, files: JobFiles, layout: Layout, generation: int) -> list[dict]:
+    """Ready, DataReady and Trained; a failure fails the stages not done yet."""
+    if files.stats is not None:
+        message = f"{counts_status(files.stats)[1]} posts kept, dataset at {folder(layout.data)}"
+        data = condition("DataReady", True, Reason.DATASET_READY, message, generation)
+    elif current.phase == FAILED:
+        data = condition("DataReady", False, current.reason, current.message, generation)
+    else:
+        waiting = Reason.PENDING if current.phase == PENDING else Reason.PREPARING
+        data = condition("DataReady", False, waiting, "the data stage has not finished", generation)
+    if current.trained:
+        trained = condition("Trained", True, Reason.TRAINING_SUCCEEDED, "the training job succeeded", generation)
+    elif current.phase == FAILED:
+        trained = condition("Trained", False, current.reason, current.message, generation)
+    else:
+        waiting = Reason.TRAINING if current.phase == TRAINING else Reason.PENDING
+        trained = condition("Trained", False, waiting, "training has not finished", generation)
+    return [condition("Ready", current.phase == SUCCEEDED, current.reason, current.message, generation), data, trained]
 
 
 def merge_conditions(old: list[dict] | None, new: list[dict], now: str) -> list[dict]:
@@ -311,43 +288,7 @@ def merge_conditions(old: list[dict] | None, new: list[dict], now: str) -> list[
     return merged
 
 
-FAILURE_REASONS = {
-    # Phrases in the data stage's error message -> the reason the status shows.
-    "not enough": "NotEnoughPosts",
-    "too few": "NotEnoughPosts",
-    "no such account": "SourceFailed",
-    "unknown account": "SourceFailed",
-    "not found": "SourceFailed",
-    "does not exist": "SourceFailed",
-}
-STAGE_REASONS = {"data": "DataFailed", "training": "TrainingFailed", "publishing": "PublishingFailed"}
-
-
-def failure_reason(files: JobFiles, job: JobObservation) -> tuple[str, str]:
-    """(reason, message) of a failed run: the job's own error first, then KubeRay's/Ray's."""
-    result = files.result or {}
-    error = str(result.get("error") or "").strip()
-    if error:
-        reason = str(result.get("reason") or "")
-        stage = result.get("stage")
-        if not reason and stage in (None, "data"):
-            lowered = error.lower()
-            reason = next((r for phrase, r in FAILURE_REASONS.items() if phrase in lowered), "")
-        if not reason:
-            reason = STAGE_REASONS.get(stage) or ("DataFailed" if files.stats is None else "TrainingFailed")
-        return reason, error
-    reason = job.reason or "JobFailed"
-    message = job.message or f"the training job failed ({job.deployment_status or job.job_status or 'no detail'})"
-    return reason, message
-
-
-@dataclass
-class Desired:
-    """The outcome of :func:`compute_status`."""
-
-    status: dict
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type Normal|Warning, reason, message)
-    need_card: bool = False  # the job succeeded but the model card is missing: write it
+# --------------------------------------------------------------------------- the whole status
 
 
 def compute_status(
@@ -373,149 +314,34 @@ def compute_status(
     already in status keeps the shape it was started with.
     """
     now = now or now_iso()
-    meta = body.get("metadata", {})
-    generation = int(meta.get("generation") or 1)
+    generation = int(body.get("metadata", {}).get("generation") or 1)
     old = body.get("status") or {}
     same_generation = old.get("observedGeneration") == generation
-    counts, kept = counts_status(files.stats)
+    current = situation(job, files, layout, queue=queue, invalid=invalid, output_in_use=output_in_use)
 
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "modelId": model_id,
-        "handles": ",".join(handles),
-    }
+    status: dict[str, Any] = {"observedGeneration": generation, "modelId": model_id, "handles": ",".join(handles)}
     if same_generation and old.get("startTime"):
         status["startTime"] = old["startTime"]
+    counts, kept = counts_status(files.stats)
     if counts is not None:
-        status["counts"] = counts
-    if kept is not None:
-        status["keptPosts"] = kept
-    artifacts: dict[str, str] = {}
-    if files.stats is not None:
-        artifacts["dataset"] = folder(layout.data)
-
-    data_ready = files.stats is not None
-    trained = False
-    if invalid:
-        phase, reason, message = FAILED, "InvalidSpec", invalid
-    elif not job.exists and queue is not None and not queue.admit:
-        phase, reason, message = PENDING, "Queued", queue.message
-    elif not job.exists and output_in_use:
-        phase, reason, message = PENDING, "OutputInUse", output_in_use
-    elif not job.exists:
-        phase, reason, message = PENDING, "Launching", f"starting training job {job.name}"
-    elif job.state == JOB_SUSPENDED:
-        phase, reason, message = PENDING, "Suspended", f"RayJob {job.name} is suspended (waiting for quota, e.g. a Kueue queue)"
-    elif job.state == JOB_STARTING:
-        phase, reason = PENDING, "JobStarting"
-        message = f"waiting for {'the Ray cluster of RayJob' if job.executor == 'kuberay' else 'Ray job'} {job.name} to start"
-    elif job.state == JOB_RETRYING:
-        phase, reason = PENDING, "Retrying"
-        message = f"the training job failed ({job.message or job.reason or 'no detail'}); KubeRay is retrying it (attempt {job.failed_attempts + 1})"
-    elif job.state == JOB_RUNNING:
-        result_ok = (files.result or {}).get("status") == "succeeded"
-        if result_ok:
-            phase, reason, message = PUBLISHING, "JobFinishing", "training done; the job is finishing"
-            trained = True
-        elif files.stats is None:
-            phase, reason, message = PREPARING, "PreparingData", "the data stage is gathering and filtering posts"
-        elif files.progress is None:
-            phase, reason, message = TRAINING, "TrainingStarting", f"dataset ready ({kept} posts kept); training is starting"
-        else:
-            phase, reason = TRAINING, "Training"
-            p = progress_status(files.progress) or {}
-            message = f"step {p.get('step', 0)} of {p.get('totalSteps', '?')}"
-    elif job.state == JOB_SUCCEEDED:
-        trained = True
-        if not files.model_present:
-            phase, reason, message = FAILED, "ModelMissing", f"the job succeeded but wrote no model at {folder(layout.model)}"
-        elif not files.card_present:
-            phase, reason, message = PUBLISHING, "WritingCard", f"writing the model card to {files.card_uri or layout.card}"
-        else:
-            phase, reason, message = SUCCEEDED, "Succeeded", f"model published at {folder(layout.model)}"
-    else:  # JOB_FAILED
-        reason, message = failure_reason(files, job)
-        phase = FAILED
-
-    # Progress: live while training, complete once trained.
-    progress = progress_status(files.progress, finished=trained and phase != FAILED)
-    if progress and phase not in (PENDING, PREPARING):
-        status["progress"] = progress
-    elif progress and phase == PENDING and job.state == JOB_RETRYING:
-        status["progress"] = progress
-    if phase in (TRAINING, PUBLISHING, SUCCEEDED) or (phase == FAILED and files.progress):
-        artifacts["checkpoints"] = (files.result or {}).get("checkpoints") or folder(layout.checkpoints)
-    if trained and files.model_present:
-        artifacts["model"] = folder(layout.model)
-        metrics = metrics_status(files.training or (files.result or {}).get("metrics"))
-        if metrics:
-            status["metrics"] = metrics
-    if files.card_present and trained:
-        artifacts["card"] = files.card_uri or layout.card
-    tracking = (files.result or {}).get("tracking_run_url")
-    if tracking:
-        artifacts["trackingRun"] = str(tracking)
-    if artifacts:
-        status["artifacts"] = artifacts
+        status.update(counts=counts, keptPosts=kept)
+    status.update(outputs_status(files, layout, job, current))
     if job.exists or (queue is None and not invalid and not output_in_use):
-        old_job = old.get("job") or {}
-        if old_job.get("name") == job.name and old_job.get("workers"):
-            workers = old_job["workers"]  # the operator's defaults may have changed since
-        status["job"] = {k: v for k, v in (
-            ("executor", job.executor),
-            ("name", job.name),
-            ("workers", workers),
-            ("jobStatus", job.job_status),
-            ("jobDeploymentStatus", job.deployment_status),
-        ) if v}
-    status.update(phase=phase, reason=reason, message=message)
-    if phase != PENDING or reason not in ("Queued", "OutputInUse"):
+        status["job"] = job_status(old, job, workers)
+    status.update(phase=current.phase, reason=current.reason, message=current.message)
+    if current.phase != PENDING or current.reason not in (Reason.QUEUED, Reason.OUTPUT_IN_USE):
         status.setdefault("startTime", now)
-    if phase in TERMINAL:
-        status["completionTime"] = old.get("completionTime") if same_generation and old.get("phase") == phase and old.get("completionTime") else now
-
-    if data_ready:
-        data_cond = condition("DataReady", True, "DatasetReady", f"{kept} posts kept, dataset at {folder(layout.data)}", generation)
-    elif phase == FAILED:
-        data_cond = condition("DataReady", False, reason, message, generation)
-    else:
-        data_cond = condition("DataReady", False, "Pending" if phase == PENDING else "Preparing", "the data stage has not finished", generation)
-    if trained:
-        trained_cond = condition("Trained", True, "TrainingSucceeded", "the training job succeeded", generation)
-    elif phase == FAILED:
-        trained_cond = condition("Trained", False, reason, message, generation)
-    else:
-        trained_cond = condition("Trained", False, "Training" if phase == TRAINING else "Pending", "training has not finished", generation)
-    ready_cond = condition("Ready", phase == SUCCEEDED, reason, message, generation)
-    status["conditions"] = merge_conditions(old.get("conditions"), [ready_cond, data_cond, trained_cond], now)
+    if current.phase in TERMINAL:
+        finished_before = same_generation and old.get("phase") == current.phase and old.get("completionTime")
+        status["completionTime"] = old["completionTime"] if finished_before else now
+    status["conditions"] = merge_conditions(old.get("conditions"), conditions(current, files, layout, generation), now)
 
     events = []
-    if not same_generation or old.get("phase") != phase or old.get("reason") != reason:
-        kind = "Warning" if phase == FAILED or reason == "OutputInUse" else "Normal"
-        events.append((kind, reason, f"{phase}: {message}"))
-    return Desired(status, events, need_card=job.state == JOB_SUCCEEDED and files.model_present and not files.card_present)
-
-
-# --------------------------------------------------------------------------- patches
-
-
-def merge_patch(old: Any, new: Any) -> Any:
-    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new`` (None: no change)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return None if old == new else new
-    patch = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-        elif isinstance(value, dict) and isinstance(old[key], dict):
-            sub = merge_patch(old[key], value)
-            if sub is not None and sub != {}:
-                patch[key] = sub
-        elif old[key] != value:
-            patch[key] = value
-    return patch or None
+    if not same_generation or old.get("phase") != current.phase or old.get("reason") != current.reason:
+        kind = "Warning" if current.phase == FAILED or current.reason == Reason.OUTPUT_IN_USE else "Normal"
+        events.append((kind, current.reason, f"{current.phase}: {current.message}"))
+    need_card = job.state == JOB_SUCCEEDED and files.model_present and not files.card_present
+    return Desired(status, events, need_card=need_card)
 
 
 def is_terminal_for(body: dict) -> bool:

@@ -9,10 +9,11 @@ import pytest
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet.artifacts import data_fingerprint
+from botfleet.artifacts import Stats, data_fingerprint
 from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout
 from botfleet_jobs.dataset import END_OF_TEXT, NotEnoughText
+from botfleet_jobs.job import run_job
 from botfleet_jobs.posts import SourceError
 
 
@@ -36,6 +37,7 @@ def test_prepare_writes_a_complete_dataset(storage, two_archives):
     assert layout.data == storage.root + "/out/alice-bob/data"
     assert set(storage.list(layout.data)) == {layout.raw("alice"), layout.raw("bob"), layout.train_txt, layout.valid_txt, layout.stats}
     assert storage.read_json(layout.stats) == stats
+    assert Stats.from_dict(stats).to_dict() == stats  # the one definition both sides read
     for counts in stats["handles"].values():
         assert counts["downloaded"] == 400
         assert counts["short"] == counts["downloaded"] - counts["retweets"] - counts["kept"]
@@ -124,3 +126,25 @@ def test_cli_rejects_a_bad_request_with_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", str(request)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "spec.handles: at least 1 item" in done.stderr and "spec.output.uri" in done.stderr
+
+
+@pytest.mark.parametrize("posts, error, reason", [
+    (20, NotEnoughText, "NotEnoughPosts"),
+    (None, SourceError, "SourceFailed"),  # not an archive
+])
+def test_a_failed_job_writes_its_reason(storage, tmp_path, posts, error, reason):
+    archive = tmp_path / "tiny.zip"
+    if posts:
+        write_archive(archive, posts, seed=1)
+    else:
+        archive.write_bytes(b"not a zip")
+    request = api.parse_request({
+        "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "tiny"},
+        "spec": {"handles": [{"handle": "tiny", "source": {"archive": {"uri": f"file://{archive}"}}}],
+                 "training": {"gpusPerWorker": 0}, "tracking": {"wandb": {"mode": "disabled"}},
+                 "output": {"uri": storage.root}},
+    })
+    with pytest.raises(error):
+        run_job(request, storage, show_progress=False)
+    result = storage.read_json(Layout(request.spec.model_uri).result)
+    assert (result["status"], result["stage"], result["reason"]) == ("failed", "data", reason)

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from botfleet.artifacts import Result
+from botfleet.reasons import Reason
 from tests.fixtures.cluster import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -176,7 +178,8 @@ def test_failures_have_readable_reasons(kube, namespace, storage, operator):
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Retrying", jobStatus="FAILED", failed=1, message="the driver exited")
     status = kube.wait_phase(namespace, "alice", "Pending", reason="Retrying")
     assert "attempt 2" in status["message"]
-    storage.write_json(storage.uri("bots", "alice", "result.json"), {"status": "failed", "error": "@alice: not enough posts to train on (4 kept; need at least 10)"})
+    failed = Result.failed("data", "@alice: not enough posts to train on (4 kept; need at least 10)", Reason.NOT_ENOUGH_POSTS)
+    storage.write_json(storage.uri("bots", "alice", "result.json"), failed.to_dict())  # as the job writes it
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, reason="AppFailed")
     status = kube.wait_phase(namespace, "alice", "Failed")
     assert status["reason"] == "NotEnoughPosts"

@@ -12,7 +12,7 @@ import pytest
 from botfleet import api
 from botfleet.artifacts import data_fingerprint
 from botfleet.layout import Layout
-from botfleet_operator.executors import observe_ray_job  # the ray executor's reading of Ray's job states
+from botfleet_operator.observation import observe_ray_job  # how the ray executor reads Ray's job states
 from botfleet_operator.reconciler import Reconciler
 from botfleet_operator.settings import Settings
 
@@ -36,7 +36,7 @@ class RayJobsStandIn:
     def observe(self, body: dict, name: str):
         return observe_ray_job(name, self.states.get(name))
 
-    def submit(self, body: dict):
+    def submit(self, body: dict, spec):
         name = self.name(body)
         self.started.append(name)
         self.states.setdefault(name, "PENDING")

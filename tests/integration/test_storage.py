@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from botfleet.embedded_s3 import STATE_FILE, EmbeddedS3, choose_ports, local_default_storage, pid_alive
-from botfleet.storage import Location, S3Config, Storage, StorageError, file_uri, join, parse_uri
+from botfleet.storage import Location, NotFound, S3Config, Storage, StorageError, file_uri, join, parse_uri
 
 # --------------------------------------------------------------------------- URIs
 
@@ -144,7 +144,7 @@ def test_upload_download_dir(storage, tmp_path):
     assert paths == sorted(str(dst / rel) for rel in files)
     for rel, data in files.items():
         assert (dst / rel).read_bytes() == data
-    with pytest.raises(StorageError, match="not found"):
+    with pytest.raises(NotFound, match="not found"):
         storage.download_dir(storage.uri("models/none"), tmp_path / "none")
 
 
@@ -193,7 +193,7 @@ def test_missing_bucket_errors(storage, tmp_path):
 def test_missing_object_errors(storage, tmp_path):
     uri = storage.uri("nope/missing.txt")
     for call in (lambda: storage.read_text(uri), lambda: storage.download_file(uri, tmp_path / "m")):
-        with pytest.raises(StorageError) as info:
+        with pytest.raises(NotFound) as info:
             call()
         assert str(info.value) == f"{uri}: not found"
     assert not (tmp_path / "m").exists()
@@ -330,7 +330,7 @@ def test_file_round_trips(tmp_path):
     assert st.exists(join(root, "t.txt")) and not st.exists(join(root, "nope"))
     assert st.list(root) == sorted(join(root, p) for p in ["a/b/c.bin", "t.txt", "j.json"])
     assert sorted(os.listdir(tmp_path)) == ["a", "j.json", "t.txt"]  # no temp files left
-    with pytest.raises(StorageError, match=r": not found$"):
+    with pytest.raises(NotFound, match=r": not found$"):
         st.read_bytes(join(root, "nope"))
     assert oct(os.stat(tmp_path / "t.txt").st_mode & 0o777) != oct(0o600)  # normal mode, not mkstemp's
     src = tmp_path / "src.txt"

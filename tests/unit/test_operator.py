@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from botfleet import api
+from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
 from botfleet.layout import Layout
+from botfleet_operator import observation
+from botfleet_operator import patch
+from botfleet_operator import queue as q
 from botfleet_operator import rayjob as render
 from botfleet_operator import status as st
 from botfleet_operator.settings import Settings
-from botfleet_operator.reconciler import fallback_card
+from botfleet_operator.reconciler import operator_card
 from botfleet.secrets import secret_env_name
 from botfleet.storage import S3Config
 
@@ -254,31 +259,31 @@ def test_orphaned_ray_jobs_are_botfleets_unwanted_ones_in_watched_namespaces():
 
 
 @pytest.mark.parametrize("deployment, job_status, state", [
-    (None, None, st.JOB_STARTING),
-    ("Initializing", None, st.JOB_STARTING),
-    ("Running", "PENDING", st.JOB_STARTING),
-    ("Running", "RUNNING", st.JOB_RUNNING),
-    ("Running", "SUCCEEDED", st.JOB_SUCCEEDED),
-    ("Complete", "SUCCEEDED", st.JOB_SUCCEEDED),
-    ("Complete", "FAILED", st.JOB_FAILED),
-    ("Failed", "FAILED", st.JOB_FAILED),
-    ("Retrying", "FAILED", st.JOB_RETRYING),
-    ("Suspended", None, st.JOB_SUSPENDED),
+    (None, None, observation.JOB_STARTING),
+    ("Initializing", None, observation.JOB_STARTING),
+    ("Running", "PENDING", observation.JOB_STARTING),
+    ("Running", "RUNNING", observation.JOB_RUNNING),
+    ("Running", "SUCCEEDED", observation.JOB_SUCCEEDED),
+    ("Complete", "SUCCEEDED", observation.JOB_SUCCEEDED),
+    ("Complete", "FAILED", observation.JOB_FAILED),
+    ("Failed", "FAILED", observation.JOB_FAILED),
+    ("Retrying", "FAILED", observation.JOB_RETRYING),
+    ("Suspended", None, observation.JOB_SUSPENDED),
 ])
 def test_rayjob_status_mapping(deployment, job_status, state):
     rayjob = {"status": {k: v for k, v in (("jobDeploymentStatus", deployment), ("jobStatus", job_status)) if v}}
-    obs = st.observe_rayjob("x-g1", rayjob)
+    obs = observation.observe_rayjob("x-g1", rayjob)
     assert obs.state == state and obs.exists
-    assert st.observe_rayjob("x-g1", None).state == st.JOB_ABSENT
+    assert observation.observe_rayjob("x-g1", None).state == observation.JOB_ABSENT
 
 
 def test_ray_job_status_mapping():
-    assert st.observe_ray_job("id", None).exists is False
-    assert st.observe_ray_job("id", "PENDING").state == st.JOB_STARTING
-    assert st.observe_ray_job("id", "RUNNING").state == st.JOB_RUNNING
-    assert st.observe_ray_job("id", "SUCCEEDED", start_ms=1_700_000_000_000).start_time == "2023-11-14T22:13:20Z"
-    stopped = st.observe_ray_job("id", "STOPPED")
-    assert stopped.state == st.JOB_FAILED and stopped.reason == "JobStopped"
+    assert observation.observe_ray_job("id", None).exists is False
+    assert observation.observe_ray_job("id", "PENDING").state == observation.JOB_STARTING
+    assert observation.observe_ray_job("id", "RUNNING").state == observation.JOB_RUNNING
+    assert observation.observe_ray_job("id", "SUCCEEDED", start_ms=1_700_000_000_000).start_time == "2023-11-14T22:13:20Z"
+    stopped = observation.observe_ray_job("id", "STOPPED")
+    assert stopped.state == observation.JOB_FAILED and stopped.reason == "JobStopped"
 
 
 # --------------------------------------------------------------------------- status
@@ -287,28 +292,36 @@ LAYOUT = Layout("s3://bots/alice")
 STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}, "fingerprint": "f"}
 
 
+def job_files(stats=None, progress=None, result=None, training=None, **flags):
+    """JobFiles from the files' JSON, as the reconciler reads them."""
+    def read(artifact, data):
+        return None if data is None else artifact.from_dict(data)
+    typed = read(Stats, stats), read(Progress, progress), read(Result, result), read(TrainingRecord, training)
+    return st.JobFiles(*typed, **flags)
+
+
 def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW, workers=None):
     return st.compute_status(doc, model_id="alice", handles=["alice"], layout=LAYOUT, job=job, files=files, queue=queue, now=now, invalid=invalid, workers=workers)
 
 
-def running(state=st.JOB_RUNNING, **kw):
-    return st.JobObservation("kuberay", "alice-g1", state=state, job_status=kw.pop("job_status", "RUNNING"), deployment_status=kw.pop("deployment_status", "Running"), **kw)
+def running(state=observation.JOB_RUNNING, **kw):
+    return observation.JobObservation("kuberay", "alice-g1", state=state, job_status=kw.pop("job_status", "RUNNING"), deployment_status=kw.pop("deployment_status", "Running"), **kw)
 
 
 def test_status_walks_the_phases():
     doc = body()
-    queued = compute(doc, st.JobObservation("kuberay", "alice-g1"), queue=st.QueueDecision(False, position=2, queued=3, running=4, limit=4))
+    queued = compute(doc, observation.JobObservation("kuberay", "alice-g1"), queue=q.QueueDecision(False, position=2, queued=3, running=4, limit=4))
     assert (queued.status["phase"], queued.status["reason"]) == ("Pending", "Queued")
     assert "position 2 of 3" in queued.status["message"] and "startTime" not in queued.status
 
-    starting = compute(doc, running(st.JOB_STARTING, job_status=None, deployment_status="Initializing"))
+    starting = compute(doc, running(observation.JOB_STARTING, job_status=None, deployment_status="Initializing"))
     assert (starting.status["phase"], starting.status["reason"]) == ("Pending", "JobStarting")
     assert starting.status["job"] == {"executor": "kuberay", "name": "alice-g1", "jobDeploymentStatus": "Initializing"}
 
     preparing = compute(doc, running())
     assert preparing.status["phase"] == "PreparingData" and "counts" not in preparing.status
 
-    data = compute(doc, running(), st.JobFiles(stats=STATS))
+    data = compute(doc, running(), job_files(stats=STATS))
     assert data.status["phase"] == "Training" and data.status["reason"] == "TrainingStarting"
     assert data.status["counts"] == {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}
     assert data.status["keptPosts"] == 85 and data.status["artifacts"]["dataset"] == "s3://bots/alice/data/"
@@ -316,14 +329,14 @@ def test_status_walks_the_phases():
     assert conditions["DataReady"]["status"] == "True" and conditions["Ready"]["status"] == "False"
 
     progress = {"step": 30, "total_steps": 120, "epoch": 1.0, "loss": 3.2, "tokens_per_second": 250.5, "eta_seconds": 90}
-    training = compute(doc, running(), st.JobFiles(stats=STATS, progress=progress))
+    training = compute(doc, running(), job_files(stats=STATS, progress=progress))
     assert training.status["progress"] == {"percent": "25%", "step": 30, "totalSteps": 120, "epoch": 1.0, "loss": 3.2, "tokensPerSecond": 250.5, "etaSeconds": 90.0}
 
-    files = st.JobFiles(stats=STATS, progress=progress, result={"status": "succeeded", "tracking_run_url": "https://wandb.ai/r"}, training={"valid_loss_before": 5.0, "valid_loss_after": 3.0, "perplexity_before": 148.4, "perplexity_after": 20.1, "train_loss": 2.9}, model_present=True)
-    no_card = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), files)
+    files = job_files(stats=STATS, progress=progress, result={"status": "succeeded", "tracking_run_url": "https://wandb.ai/r"}, training={"valid_loss_before": 5.0, "valid_loss_after": 3.0, "perplexity_before": 148.4, "perplexity_after": 20.1, "train_loss": 2.9}, model_present=True)
+    no_card = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), files)
     assert no_card.status["phase"] == "Publishing" and no_card.need_card
 
-    done = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), st.JobFiles(**{**files.__dict__, "card_present": True}))
+    done = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), dataclasses.replace(files, card_present=True))
     s = done.status
     assert (s["phase"], s["reason"], s["completionTime"]) == ("Succeeded", "Succeeded", NOW)
     assert s["progress"]["percent"] == "100%" and s["progress"]["step"] == 120
@@ -346,13 +359,13 @@ def test_status_keeps_the_worker_shape_a_job_started_with():
     later = compute(body(status=started), running(), workers="4 workers, each 1 GPU, 4 CPUs, 16Gi").status
     assert later["job"]["workers"] == "2 workers, each 1 GPU, 4 CPUs, 16Gi"
     # A new generation's job is started with the defaults of its time.
-    next_job = st.JobObservation("kuberay", "alice-g2", state=st.JOB_RUNNING)
+    next_job = observation.JobObservation("kuberay", "alice-g2", state=observation.JOB_RUNNING)
     changed = compute(body(generation=2, status=started), next_job, workers="4 workers, each 1 GPU, 4 CPUs, 16Gi").status
     assert changed["job"]["workers"] == "4 workers, each 1 GPU, 4 CPUs, 16Gi"
 
 
 def test_a_request_whose_output_folder_is_taken_waits_with_a_warning():
-    taken = st.compute_status(body(), model_id="alice", handles=["alice"], layout=LAYOUT, job=st.JobObservation("kuberay", "alice-g1"),
+    taken = st.compute_status(body(), model_id="alice", handles=["alice"], layout=LAYOUT, job=observation.JobObservation("kuberay", "alice-g1"),
                               files=st.JobFiles(), now=NOW, output_in_use="s3://bots/alice/ is the output of BotRequest ns/other: ...")
     assert (taken.status["phase"], taken.status["reason"]) == ("Pending", "OutputInUse")
     assert "job" not in taken.status and "startTime" not in taken.status  # nothing started
@@ -360,8 +373,8 @@ def test_a_request_whose_output_folder_is_taken_waits_with_a_warning():
 
 
 def test_every_status_field_is_declared_in_the_crd():
-    files = st.JobFiles(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
-    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files, workers="1 worker: 1 GPU, 4 CPUs, 16Gi").status
+    files = job_files(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
+    s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files, workers="1 worker: 1 GPU, 4 CPUs, 16Gi").status
     assert s["job"]["workers"] and api.validate(s, api.STATUS_SCHEMA, "status") == []
 
     def undeclared(value, schema, path):
@@ -380,34 +393,34 @@ def test_every_status_field_is_declared_in_the_crd():
 
 def test_failure_reasons_are_readable():
     doc = body()
-    failed_job = running(st.JOB_FAILED, job_status="FAILED", deployment_status="Failed", reason="AppFailed", message="job exited 1")
-    data_error = compute(doc, failed_job, st.JobFiles(result={"status": "failed", "error": "@alice: not enough posts (3 kept, need 10)"}))
+    failed_job = running(observation.JOB_FAILED, job_status="FAILED", deployment_status="Failed", reason="AppFailed", message="job exited 1")
+    data_error = compute(doc, failed_job, job_files(result={"status": "failed", "stage": "data", "error": "@alice: not enough posts (3 kept, need 10)", "reason": "NotEnoughPosts"}))
     assert (data_error.status["phase"], data_error.status["reason"]) == ("Failed", "NotEnoughPosts")
     assert data_error.status["message"] == "@alice: not enough posts (3 kept, need 10)"
     assert data_error.events[0][0] == "Warning"
     ready = {c["type"]: c for c in data_error.status["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "NotEnoughPosts"
 
-    own_reason = compute(doc, failed_job, st.JobFiles(result={"status": "failed", "error": "boom", "reason": "SourceFailed"}))
+    own_reason = compute(doc, failed_job, job_files(result={"status": "failed", "error": "boom", "reason": "SourceFailed"}))
     assert own_reason.status["reason"] == "SourceFailed"
-    training_error = compute(doc, failed_job, st.JobFiles(stats=STATS, result={"status": "failed", "error": "CUDA out of memory"}))
+    training_error = compute(doc, failed_job, job_files(stats=STATS, result={"status": "failed", "error": "CUDA out of memory"}))
     assert training_error.status["reason"] == "TrainingFailed"
 
-    deadline = compute(doc, running(st.JOB_FAILED, job_status="RUNNING", deployment_status="Failed", reason="DeadlineExceeded", message="activeDeadlineSeconds passed"))
+    deadline = compute(doc, running(observation.JOB_FAILED, job_status="RUNNING", deployment_status="Failed", reason="DeadlineExceeded", message="activeDeadlineSeconds passed"))
     assert (deadline.status["reason"], deadline.status["message"]) == ("DeadlineExceeded", "activeDeadlineSeconds passed")
 
-    missing = compute(doc, running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), st.JobFiles(stats=STATS))
+    missing = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), job_files(stats=STATS))
     assert (missing.status["phase"], missing.status["reason"]) == ("Failed", "ModelMissing")
 
-    invalid = compute(doc, st.JobObservation("kuberay", "alice-g1"), invalid="spec.handles: handles must be distinct")
+    invalid = compute(doc, observation.JobObservation("kuberay", "alice-g1"), invalid="spec.handles: handles must be distinct")
     assert (invalid.status["phase"], invalid.status["reason"]) == ("Failed", "InvalidSpec") and "job" not in invalid.status
 
 
 def test_retrying_and_suspended_are_pending():
     doc = body()
-    retry = compute(doc, running(st.JOB_RETRYING, deployment_status="Retrying", job_status="FAILED", failed_attempts=1, message="worker died"))
+    retry = compute(doc, running(observation.JOB_RETRYING, deployment_status="Retrying", job_status="FAILED", failed_attempts=1, message="worker died"))
     assert (retry.status["phase"], retry.status["reason"]) == ("Pending", "Retrying") and "attempt 2" in retry.status["message"]
-    suspended = compute(doc, running(st.JOB_SUSPENDED, deployment_status="Suspended", job_status=None))
+    suspended = compute(doc, running(observation.JOB_SUSPENDED, deployment_status="Suspended", job_status=None))
     assert (suspended.status["phase"], suspended.status["reason"]) == ("Pending", "Suspended")
 
 
@@ -415,80 +428,94 @@ def test_transition_times_and_events_only_on_change():
     doc = body()
     first = compute(doc, running(), now="2025-01-01T00:00:00Z").status
     again = compute(body(status=first), running(), now="2025-01-01T00:05:00Z")
-    assert again.events == [] and st.merge_patch(first, again.status) is None
+    assert again.events == [] and patch.merge_patch(first, again.status) is None
     assert again.status["startTime"] == "2025-01-01T00:00:00Z"
-    later = compute(body(status=first), running(), st.JobFiles(stats=STATS), now="2025-01-01T00:10:00Z")
+    later = compute(body(status=first), running(), job_files(stats=STATS), now="2025-01-01T00:10:00Z")
     conds = {c["type"]: c for c in later.status["conditions"]}
     assert conds["DataReady"]["lastTransitionTime"] == "2025-01-01T00:10:00Z"
     assert conds["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
     assert [e[1] for e in later.events] == ["TrainingStarting"]
     # A new generation starts over: new start time, no completion time.
     done = {**first, "phase": "Succeeded", "completionTime": "2025-01-01T01:00:00Z"}
-    regen = compute(body(generation=2, status=done), st.JobObservation("kuberay", "alice-g2", state=st.JOB_STARTING), now="2025-01-02T00:00:00Z").status
+    regen = compute(body(generation=2, status=done), observation.JobObservation("kuberay", "alice-g2", state=observation.JOB_STARTING), now="2025-01-02T00:00:00Z").status
     assert regen["observedGeneration"] == 2 and regen["startTime"] == "2025-01-02T00:00:00Z" and "completionTime" not in regen
-    assert st.merge_patch(done, regen)["completionTime"] is None
+    assert patch.merge_patch(done, regen)["completionTime"] is None
 
 
 def test_merge_patch():
     old = {"a": 1, "b": {"x": 1, "y": 2}, "c": [1], "d": 4}
     new = {"a": 1, "b": {"x": 1, "z": 3}, "c": [1, 2]}
-    assert st.merge_patch(old, new) == {"b": {"y": None, "z": 3}, "c": [1, 2], "d": None}
-    assert st.merge_patch(new, new) is None
+    assert patch.merge_patch(old, new) == {"b": {"y": None, "z": 3}, "c": [1, 2], "d": None}
+    assert patch.merge_patch(new, new) is None
 
 
 # --------------------------------------------------------------------------- queueing
 
 
 def entry(key, created, active=False, waiting=True):
-    return st.QueueEntry(key, created, active, waiting and not active)
+    return q.QueueEntry(key, created, active, waiting and not active)
 
 
 def test_admission_is_first_come_first_served():
     entries = [entry("ns/a", "t1", active=True), entry("ns/b", "t2"), entry("ns/c", "t3"), entry("ns/d", "t4")]
-    assert st.decide_admission("ns/b", entries, 2).admit
-    c = st.decide_admission("ns/c", entries, 2)
+    assert q.decide_admission("ns/b", entries, 2).admit
+    c = q.decide_admission("ns/c", entries, 2)
     assert not c.admit and (c.position, c.queued, c.running, c.limit) == (1, 2, 1, 2)
     assert "position 1 of 2" in c.message and "1 of 2" in c.message
-    assert st.decide_admission("ns/d", entries, 0).admit  # 0 = no limit
-    assert st.decide_admission("ns/a", entries, 1).admit  # already holds a slot
+    assert q.decide_admission("ns/d", entries, 0).admit  # 0 = no limit
+    assert q.decide_admission("ns/a", entries, 1).admit  # already holds a slot
     # Slots this process just filled count even before the watch shows them.
-    assert not st.decide_admission("ns/b", entries, 2, extra_active={"ns/x"}).admit
+    assert not q.decide_admission("ns/b", entries, 2, extra_active={"ns/x"}).admit
     # Not indexed yet: last in line.
-    assert st.decide_admission("ns/new", entries, 5).admit
-    assert not st.decide_admission("ns/new", entries, 4).admit
+    assert q.decide_admission("ns/new", entries, 5).admit
+    assert not q.decide_admission("ns/new", entries, 4).admit
 
 
 def test_queue_entry_from_body():
-    assert st.queue_entry(body()) == st.QueueEntry("ns/alice", NOW, False, True)
+    assert q.queue_entry(body()) == q.QueueEntry("ns/alice", NOW, False, True)
     running_status = {"phase": "Training", "observedGeneration": 1, "job": {"name": "alice-g1"}}
-    assert st.queue_entry(body(status=running_status)).active
+    assert q.queue_entry(body(status=running_status)).active
     done = {"phase": "Succeeded", "observedGeneration": 1, "job": {"name": "alice-g1"}}
-    assert st.queue_entry(body(status=done)) == st.QueueEntry("ns/alice", NOW, False, False)
-    assert st.queue_entry(body(generation=2, status=done)).waiting  # spec changed: wants a new run
+    assert q.queue_entry(body(status=done)) == q.QueueEntry("ns/alice", NOW, False, False)
+    assert q.queue_entry(body(generation=2, status=done)).waiting  # spec changed: wants a new run
     # waiting for another request's output folder, not for a slot (until its spec changes)
     blocked = {"phase": "Pending", "reason": "OutputInUse", "observedGeneration": 1}
-    assert st.queue_entry(body(status=blocked)) == st.QueueEntry("ns/alice", NOW, False, False)
-    assert st.queue_entry(body(generation=2, status=blocked)).waiting
+    assert q.queue_entry(body(status=blocked)) == q.QueueEntry("ns/alice", NOW, False, False)
+    assert q.queue_entry(body(generation=2, status=blocked)).waiting
 
 
 def test_fallback_card_names_the_handles():
+    # The operator's card is the job's card (one renderer), with the links the operator knows.
     spec = api.parse_spec(body()["spec"])
-    card = fallback_card(spec, STATS, {"valid_loss_after": 3.0}, LAYOUT)
-    assert "@alice" in card and "| Tweets kept | 85 |" in card and "valid loss after: 3.0" in card
+    card = operator_card(spec, job_files(stats=STATS, training={"valid_loss_after": 3.0}), LAYOUT)
+    assert "@alice" in card and "| Tweets kept | 85 |" in card and "Validation loss: n/a -> 3\n" in card
+    assert "thumbnail:" not in card and "s3://bots/alice/data/" in card
 
 
 def test_failure_reason_from_the_jobs_stage():
-    failed = running(st.JOB_FAILED, job_status="FAILED")
-    stage = compute(body(), failed, st.JobFiles(stats=STATS, result={"status": "failed", "stage": "publishing", "error": "card: template missing"}))
+    failed = running(observation.JOB_FAILED, job_status="FAILED")
+    stage = compute(body(), failed, job_files(stats=STATS, result={"status": "failed", "stage": "publishing", "error": "card: template missing"}))
     assert stage.status["reason"] == "PublishingFailed"
-    source = compute(body(), failed, st.JobFiles(result={"status": "failed", "stage": "data", "error": "s3://inputs/nobody.jsonl: not found"}))
+    source = compute(body(), failed, job_files(result={"status": "failed", "stage": "data", "error": "s3://inputs/nobody.jsonl: not found", "reason": "SourceFailed"}))
     assert source.status["reason"] == "SourceFailed"
     # "not found" in a training error is no source problem.
-    model = compute(body(), failed, st.JobFiles(stats=STATS, result={"status": "failed", "stage": "training", "error": "base model s3://m/x: not found"}))
+    model = compute(body(), failed, job_files(stats=STATS, result={"status": "failed", "stage": "training", "error": "base model s3://m/x: not found"}))
     assert model.status["reason"] == "TrainingFailed"
 
 
+def test_failure_reason_of_a_job_older_than_reasons():
+    # result.json without "reason": the stage says which, else how far the data got.
+    failed = running(observation.JOB_FAILED, job_status="FAILED")
+    old = {"status": "failed", "stage": "data", "error": "@alice: not enough posts"}
+    data = compute(body(), failed, job_files(result=old))
+    assert (data.status["reason"], data.status["message"]) == ("DataFailed", "@alice: not enough posts")
+    no_stage = compute(body(), failed, job_files(result={"status": "failed", "error": "boom"}))
+    assert no_stage.status["reason"] == "DataFailed"
+    no_stage = compute(body(), failed, job_files(stats=STATS, result={"status": "failed", "error": "boom"}))
+    assert no_stage.status["reason"] == "TrainingFailed"
+
+
 def test_metrics_and_card_from_result_json():
-    files = st.JobFiles(stats=STATS, result={"status": "succeeded", "card": "s3://bots/alice/card.md", "metrics": {"valid_loss_after": 2.5}}, model_present=True, card_present=True, card_uri="s3://bots/alice/card.md")
-    s = compute(body(), running(st.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
+    files = job_files(stats=STATS, result={"status": "succeeded", "card": "s3://bots/alice/card.md", "metrics": {"valid_loss_after": 2.5}}, model_present=True, card_present=True, card_uri="s3://bots/alice/card.md")
+    s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
     assert s["metrics"] == {"validLossAfter": 2.5} and s["artifacts"]["card"] == "s3://bots/alice/card.md"
