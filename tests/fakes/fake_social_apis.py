@@ -187,7 +187,7 @@ class FakeSocialApis:
             self._throttles.append([prefix, count, status, {"Retry-After": "1"} if headers is None else headers])
 
     def empty_pages(self, prefix: str, count: int) -> None:
-        """Answer the first ``count`` Twitter timeline requests under ``prefix`` with no tweets."""
+        """Answer the first ``count`` requests under ``prefix`` with an empty page."""
         with self._lock:
             self._empty.append([prefix, count])
 

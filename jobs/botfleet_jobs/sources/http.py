@@ -18,22 +18,35 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import sys
 import time
 import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, Callable, Hashable
 
 import requests
+from tqdm import tqdm
 
 from botfleet import __version__
 from botfleet.errors import one_line
 
 USER_AGENT = f"botfleet/{__version__}"
-MAX_TRIES = 6
+MAX_TRIES = 6  # for answers that say "later" (429, 5xx)
+NO_ANSWER_TRIES = 3  # for a service that refuses the connection or does not answer
 MAX_WAIT_S = 60.0
 BACKOFF_S = 1.0
-TIMEOUT_S = (10.0, 60.0)  # (connect, read)
+TIMEOUT_S = (10.0, 30.0)  # (connect, read), each call
+DEADLINE_S = 600.0  # one client's calls, retries and waits together (one handle's fetch)
 SLEEP: Callable[[float], None] = time.sleep
+CLOCK: Callable[[], float] = time.monotonic
+
+
+def _notice(message: str) -> None:
+    """Say on stderr what a fetch waits for, above any progress bar."""
+    tqdm.write(message, file=sys.stderr)
+
+
+NOTICE: Callable[[str], None] = _notice
 
 class HttpError(Exception):
     """A request failed for good. ``status`` is None when no answer came back;
@@ -109,7 +122,12 @@ def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
 
 
 class HttpClient:
-    """A ``requests.Session`` with botfleet's User-Agent, time-outs and retries."""
+    """A ``requests.Session`` with botfleet's User-Agent, time-outs and retries.
+
+    Each call is bounded (``timeout``) and so is everything one client does
+    (``deadline_s``, from its creation): a service that accepts connections and never
+    answers fails the fetch with a message naming it and how long was waited.
+    """
 
     def __init__(
         self,
@@ -119,6 +137,7 @@ class HttpClient:
         max_wait_s: float | None = None,
         backoff_s: float | None = None,
         timeout: Any = None,
+        deadline_s: float | None = None,
         sleep: Callable[[float], None] | None = None,
         session: requests.Session | None = None,
     ) -> None:
@@ -127,6 +146,8 @@ class HttpClient:
         self.backoff_s = BACKOFF_S if backoff_s is None else backoff_s
         self.timeout = TIMEOUT_S if timeout is None else timeout
         self.sleep = SLEEP if sleep is None else sleep
+        self.deadline_s = DEADLINE_S if deadline_s is None else deadline_s
+        self.started = CLOCK()
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if headers:
@@ -166,15 +187,24 @@ class HttpClient:
                     raise error
                 wait = retry_after_seconds(response.headers)
             failures += 1
-            if failures >= self.max_tries:
-                if error.status is not None:
-                    what = "rate limited" if error.status == 429 else "server error"
-                    error.args = (f"{what} (HTTP {error.status}) after {failures} tries"
-                                  + (f": {error.detail}" if error.detail else ""),)
-                else:
-                    error.args = (f"{error.detail}, after {failures} tries",)
-                raise error
-            self.sleep(min(self.max_wait_s, wait) if wait is not None else self._backoff(failures))
+            self._wait_or_give_up(error, failures, wait)
+
+    def _wait_or_give_up(self, error: HttpError, failures: int, wait: float | None) -> None:
+        """Sleep before the next try, or raise ``error`` saying how long was tried."""
+        tries = self.max_tries if error.status is not None else min(self.max_tries, NO_ANSWER_TRIES)
+        delay = min(self.max_wait_s, wait) if wait is not None else self._backoff(failures)
+        waited = CLOCK() - self.started
+        if failures < tries and waited + delay <= self.deadline_s:
+            NOTICE(f"waiting for {_host(error.url)}: {error.detail or error}; trying again in {delay:.0f} s")
+            self.sleep(delay)
+            return
+        tried = f"after {failures} {'try' if failures == 1 else 'tries'} in {waited:.0f} s"
+        if error.status is not None:
+            what = "rate limited" if error.status == 429 else "server error"
+            error.args = (f"{what} (HTTP {error.status}) {tried}" + (f": {error.detail}" if error.detail else ""),)
+        else:
+            error.args = (f"{error.detail}, {tried}",)
+        raise error
 
     def get_json(self, url: str, params: dict | None = None) -> tuple[Any, requests.Response]:
         """GET and decode JSON; an answer that is not JSON is an :class:`HttpError`."""
