@@ -337,6 +337,7 @@ class Storage:
             except OSError as exc:
                 raise StorageError(f"{uri}: {exc.strerror}") from exc
         loc = self._s3(uri, loc)
+        self._require_key(uri, loc)
 
         def get() -> bytes:
             response = self.client.get_object(loc.bucket, loc.key)
@@ -388,8 +389,7 @@ class Storage:
         if loc.scheme == "file":
             return os.path.isfile(loc.path)
         loc = self._s3(uri, loc)
-        if not loc.key:
-            raise StorageError(f"{uri}: exists() needs an object key (s3://bucket/key)")
+        self._require_key(uri, loc)
         try:
             self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
             return True

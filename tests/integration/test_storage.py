@@ -462,3 +462,11 @@ def test_store_command_starts_reports_and_stops_the_embedded_store(tmp_path):
         assert storage.read_text("s3://bots/kept.txt") == "still here"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/folder/"])
+def test_reading_a_bucket_or_a_folder_is_a_clear_error(storage, suffix):
+    bucket = storage.root.split("/")[2]
+    for read in (storage.read_bytes, storage.exists):
+        with pytest.raises(StorageError, match="needs an object key"):
+            read(f"s3://{bucket}{suffix}")
