@@ -146,8 +146,8 @@ def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operato
     table = kube.kubectl("get", "botrequests", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "HANDLES", "PHASE", "KEPT", "PROGRESS", "AGE"]
     assert table[1].split()[:5] == ["jokes", "pyjokes", "Succeeded", str(status["keptPosts"]), "100%"]
-    reasons = {e.reason for e in kube.events(namespace, "jokes")}
-    assert {"JobCreated", "Succeeded"} <= reasons
+    # Events are posted just after the status patch that the phase came with.
+    wait_for(lambda: {"JobCreated", "Succeeded"} <= {e.reason for e in kube.events(namespace, "jokes")}, 20, what="events")
 
     # Applying the same manifest again changes nothing: no second job.
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
@@ -166,7 +166,7 @@ def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, stora
     for name in ("few", "ghost"):
         ready = next(c for c in kube.status(namespace, name)["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False"
-        assert any(e.type == "Warning" for e in kube.events(namespace, name))
+        wait_for(lambda: any(e.type == "Warning" for e in kube.events(namespace, name)), 20, what="a Warning event")
 
 
 def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespace, storage, ray_head, start_operator, embedded_s3):
