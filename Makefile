@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-unit test-fast bench crd docs clean help
+.PHONY: setup demo lint format test test-unit test-fast bench crd docs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -13,6 +13,14 @@ setup:  ## create .venv with everything botfleet and its tests need (cached)
 
 demo: setup  ## train the example bot end to end on this machine (embedded object store, local Ray)
 	$(VENV)/bin/botfleet demo
+
+lint: setup  ## ruff: lint and format check (configured in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup  ## ruff: sort imports, fix what is safe to fix, reformat
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: setup  ## the whole suite: tests/unit, and tests/integration (real API server, S3 server, Ray, DeepSpeed)
 	$(PY) -m pytest
