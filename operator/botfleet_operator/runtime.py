@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from botfleet.reasons import Reason
 from botfleet.storage import S3Config, Storage
 from botfleet_operator import metrics
 from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor, RayExecutor, orphaned_jobs
@@ -159,7 +160,7 @@ class Runtime:
             except Exception as exc:
                 metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
                 log.exception("reconcile of %s failed", key)
-                events = [("Warning", "ReconcileError", f"{type(exc).__name__}: {exc}")]
+                events = [("Warning", Reason.RECONCILE_ERROR, f"{type(exc).__name__}: {exc}")]
             else:
                 events = outcome.events
             if events:
