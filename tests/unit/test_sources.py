@@ -578,9 +578,11 @@ def test_fetch_posts_accepts_any_reader(tmp_path):
         def __init__(self):
             self.asked = []
 
-        def read_bytes(self, uri):
+        def download_file(self, uri, path):  # the sources stream files they download
             self.asked.append(uri)
-            return b'{"text": "from a reader"}\n'
+            with open(path, "wb") as out:
+                out.write(b'{"text": "from a reader"}\n')
+            return path
 
     reader = Reader()
     h = handle("me", dataset=api.DatasetSource(uri="s3://bucket/posts.jsonl"))

@@ -35,7 +35,7 @@ def describe(handle: api.Handle) -> str:
 def fetch_posts(handle: api.Handle, max_posts: int, storage: Any, progress: Progress | None = None) -> list[Post]:
     """The newest ``max_posts`` posts of ``handle`` from its source, newest first.
 
-    ``storage`` is a :class:`botfleet.storage.Storage` (``read_bytes``, ``download_file``);
+    ``storage`` is a :class:`botfleet.storage.Storage` (the sources use ``download_file``);
     only the archive and dataset sources use it. ``progress(n)`` is called with the number
     of posts each step just fetched. Every failure is a one-line :class:`SourceError`.
     """

@@ -6,7 +6,8 @@ the line number) and ``created_at`` (kept as given).
 
 Order: the file is taken to be newest first, like a timeline; records are not re-sorted
 (their dates may be in any format), and ``maxPosts`` keeps the first records. Blank
-JSONL lines are skipped.
+JSONL lines are skipped. The file is read line by line and only up to ``maxPosts``
+records: memory follows ``maxPosts`` (and the longest line), not the file's size.
 """
 
 from __future__ import annotations
@@ -14,39 +15,53 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Callable
+import os
+import tempfile
+from typing import Any, BinaryIO, Callable, Iterator
 
 from botfleet_jobs.posts import Post, SourceError
+
+MAX_LINE = 8 << 20  # no real post comes near this
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n", ""}
 
 
 def fetch(config: Any, max_posts: int, storage: Any, progress: Callable[[int], Any] | None = None) -> list[Post]:
-    data = storage.read_bytes(config.uri)
-    posts = parse_dataset(data, getattr(config, "format", "jsonl") or "jsonl", max_posts)
+    with tempfile.TemporaryDirectory(prefix="botfleet-dataset-") as folder:
+        path = storage.download_file(config.uri, os.path.join(folder, "dataset"))
+        with open(path, "rb") as stream:
+            posts = read_dataset(stream, getattr(config, "format", "jsonl") or "jsonl", max_posts)
     if progress and posts:
         progress(len(posts))
     return posts
 
 
 def parse_dataset(data: bytes, fmt: str = "jsonl", max_posts: int | None = None) -> list[Post]:
-    text = _decode(data)
+    return read_dataset(io.BytesIO(data), fmt, max_posts)
+
+
+def read_dataset(stream: BinaryIO, fmt: str = "jsonl", max_posts: int | None = None) -> list[Post]:
     if fmt == "jsonl":
-        return _jsonl(text, max_posts)
+        return _jsonl(_lines(stream), max_posts)
     if fmt == "csv":
-        return _csv(text, max_posts)
+        return _csv(_lines(stream), max_posts)
     raise SourceError(f"unknown dataset format {fmt!r} (use jsonl or csv)")
 
 
-def _decode(data: bytes) -> str:
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = bom + exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        raise SourceError(f"not UTF-8: byte 0x{data[offset]:02x} at offset {offset} (line {line})") from None
+def _lines(stream: BinaryIO) -> Iterator[str]:
+    """The file's lines as text (line ends kept, a byte order mark dropped)."""
+    offset = 0
+    for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE + 1), b""), start=1):
+        if len(raw) > MAX_LINE:
+            raise SourceError(f"line {number}: longer than {MAX_LINE >> 20} MB")
+        start = 3 if number == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
+        try:
+            yield raw[start:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = offset + start + exc.start
+            raise SourceError(f"not UTF-8: byte 0x{raw[start + exc.start]:02x} at offset {at} (line {number})") from None
+        offset += len(raw)
 
 
 def parse_bool(value: Any, where: str) -> bool:
@@ -75,9 +90,9 @@ def _record(fields: dict, where: str, default_id: str) -> Post:
     )
 
 
-def _jsonl(text: str, max_posts: int | None) -> list[Post]:
+def _jsonl(lines: Iterator[str], max_posts: int | None) -> list[Post]:
     posts: list[Post] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if max_posts is not None and len(posts) >= max_posts:
             break
         if not line.strip():
@@ -87,6 +102,8 @@ def _jsonl(text: str, max_posts: int | None) -> list[Post]:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SourceError(f"{where}: malformed JSON at column {exc.colno} ({exc.msg})") from None
+        except RecursionError:
+            raise SourceError(f"{where}: JSON nested too deeply") from None
         if not isinstance(value, dict):
             raise SourceError(f"{where}: expected a JSON object, got {type(value).__name__}")
         if "text" not in value:
@@ -96,8 +113,8 @@ def _jsonl(text: str, max_posts: int | None) -> list[Post]:
     return posts
 
 
-def _csv(text: str, max_posts: int | None) -> list[Post]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _csv(lines: Iterator[str], max_posts: int | None) -> list[Post]:
+    reader = csv.DictReader(lines)
     try:
         columns = reader.fieldnames
     except csv.Error as exc:

@@ -1,5 +1,5 @@
-"""Archives read entry by entry: the same posts whatever the chunking, memory that follows
-``maxPosts`` and not the archive, and one-line errors for encrypted or absurd files."""
+"""Archives and datasets read entry by entry: the same posts whatever the chunking, memory
+that follows ``maxPosts`` and not the file, and one-line errors for encrypted or absurd files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 from botfleet import api
 from botfleet.storage import Storage, file_uri
 from botfleet_jobs.posts import SourceError
-from botfleet_jobs.sources import fetch_posts, json_stream
+from botfleet_jobs.sources import dataset, fetch_posts, json_stream
 from botfleet_jobs.sources.archive import parse_archive
+from botfleet_jobs.sources.dataset import parse_dataset
 
 
 def tweets_js(count: int, seed: int = 0, text=lambda i: f"tweet number {i} with ünïcödé & more") -> bytes:
@@ -99,3 +100,29 @@ def test_a_huge_unfinished_entry_is_refused_not_buffered(monkeypatch):
     monkeypatch.setattr(json_stream, "MAX_ENTRY", 1000)
     data = b'[{"tweet": {"full_text": "' + b"x" * 5000 + b'"'
     assert "malformed JSON at line 1 column" in error_of(lambda: parse_archive(data, "t.js"))
+
+
+def test_dataset_memory_follows_max_posts_not_the_file(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    with open(path, "w") as out:
+        out.writelines(json.dumps({"text": f"post {i} of many"}) + "\n" for i in range(600_000))  # ~19 MB
+    handle = api.Handle(handle="me", source=api.Source(dataset=api.DatasetSource(uri=file_uri(str(path)))))
+    tracemalloc.start()
+    try:
+        posts = fetch_posts(handle, 100, Storage())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [p.text for p in posts[:2]] == ["post 0 of many", "post 1 of many"] and len(posts) == 100
+    assert peak < path.stat().st_size / 4, f"peak {peak:,} bytes for a {path.stat().st_size:,}-byte file"
+
+
+def test_dataset_lines_deep_long_and_unicode(monkeypatch):
+    deep = b'{"text": "a"}\n' + b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    assert error_of(lambda: parse_dataset(deep)) == "line 2: JSON nested too deeply"
+    monkeypatch.setattr(dataset, "MAX_LINE", 100)
+    assert error_of(lambda: parse_dataset(b'{"text": "' + b"x" * 200 + b'"}\n')) == "line 1: longer than 0 MB"
+    monkeypatch.undo()
+    # A line separator inside a JSON string is part of the post, not the end of a line.
+    assert [p.text for p in parse_dataset('{"text": "one\u2028two"}\n'.encode())] == ["one\u2028two"]
+    assert [p.text for p in parse_dataset(b"\xef\xbb\xbftext\r\nhi there\r\n", "csv")] == ["hi there"]
