@@ -35,7 +35,9 @@ class Executor(Protocol):
 
     def submit(self, body: dict, spec: JobSpec) -> JobObservation: ...
 
-    def delete(self, body: dict, name: str) -> None: ...
+    def delete(self, body: dict, name: str) -> bool:
+        """Stop and remove the job; True once it is gone (nothing of it runs any more)."""
+        ...
 
 
 def _generation(body: dict) -> int:
@@ -112,16 +114,21 @@ class KubeRayExecutor:
             created = self._get(namespace, name)  # already there: adopt it
         return observe_rayjob(name, created)
 
-    def delete(self, body: dict, name: str) -> None:
+    def delete(self, body: dict, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
 
+        namespace = body["metadata"]["namespace"]
         try:
+            # Foreground: the RayJob stays until its Ray cluster and pods are gone, so "gone"
+            # means nothing of the job can still write.
             self.api.delete_namespaced_custom_object(
-                RAY_GROUP, RAY_VERSION, body["metadata"]["namespace"], RAYJOBS, name, propagation_policy="Background"
+                RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, name, propagation_policy="Foreground"
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            return True
+        return self._get(namespace, name) is None
 
 
 class RayExecutor:
@@ -197,10 +204,12 @@ class RayExecutor:
             raise
         return self.observe(body, name)
 
-    def delete(self, body: dict, name: str) -> None:
+    def delete(self, body: dict, name: str) -> bool:
         info = self._info(name)
         if info is not None and str(getattr(info.status, "value", info.status)) in RAY_ACTIVE:
             self.stop(name)
+            return False  # Ray stops it in the background: ask again
+        return True
 
     def stop(self, name: str) -> None:
         try:

@@ -79,11 +79,12 @@ def deletes_artifacts(spec, **_) -> bool:
 
 @kopf.on.delete(*RESOURCE, registry=registry, id="delete-artifacts", when=deletes_artifacts)
 def delete_artifacts(body, logger, memo: kopf.Memo, **_):
-    """Stop the request's job and remove its outputs before the object goes."""
+    """Stop the request's job and, once it has stopped, remove its outputs; then the object goes."""
     raw = _plain(body)
     job = job_of(raw)
-    if job:
-        memo.runtime.executor.delete(raw, job)
+    if job and not memo.runtime.executor.delete(raw, job):
+        # A job still running could write after the clean-up: the files would outlive the request.
+        raise kopf.TemporaryError(f"waiting for job {job} to stop before removing its files", delay=2)
     try:
         count = memo.runtime.reconciler.delete_artifacts(raw)
     except Exception as exc:

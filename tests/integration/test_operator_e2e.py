@@ -97,7 +97,8 @@ def base_model(storage) -> str:
     return publish_random_base_model(storage, "tiny", storage.uri("models", "tiny-gpt2"))
 
 
-def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_model: str = "gpt2") -> str:
+def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_model: str = "gpt2", epochs: int = 1,
+             delete_policy: str = "Retain") -> str:
     return textwrap.dedent(
         f"""\
         apiVersion: botfleet.dev/v1alpha1
@@ -111,7 +112,7 @@ def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_mod
                 dataset: {{uri: "{uri}"}}
           training:
             baseModel: "{base_model}"
-            epochs: 1
+            epochs: {epochs}
             blockSize: 64
             batchSizePerWorker: 4
             learningRate: 0.002
@@ -125,6 +126,7 @@ def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_mod
             wandb: {{mode: disabled}}
           output:
             uri: {output}
+            deletePolicy: {delete_policy}
         """
     )
 
@@ -152,6 +154,28 @@ def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operato
     # Applying the same manifest again changes nothing: no second job.
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
     assert kube.get_request(namespace, "jokes")["metadata"]["generation"] == 1
+
+
+def test_a_request_deleted_mid_training_leaves_nothing_behind(kube, namespace, storage, ray_operator, ray_head, base_model):
+    """deletePolicy: Delete while the job trains: the job is stopped, its files go, the object goes."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
+    text = manifest("doomed", uri, storage.uri("bots"), base_model=base_model, epochs=40, delete_policy="Delete")
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+    model_uri = storage.uri("bots", "pyjokes")
+    status = kube.wait_phase(namespace, "doomed", "Training", timeout=240, reason="Training")
+    job_id = status["job"]["name"]
+    assert storage.list(model_uri)
+
+    kube.delete_request(namespace, "doomed")
+    wait_for(lambda: "doomed" not in kube.kubectl("get", "botrequests", "-n", namespace, "-o", "name").stdout, 120,
+             what="the BotRequest to go")
+    client = JobSubmissionClient(ray_head)
+    assert client.get_job_status(job_id) in (JobStatus.STOPPED, JobStatus.FAILED)
+    time.sleep(3)  # nothing a dying job still had in flight may land after the clean-up
+    assert storage.list(model_uri) == [], "files left behind"
+    assert storage.exists(uri)  # the request's input is not its output
 
 
 def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, storage, ray_operator):

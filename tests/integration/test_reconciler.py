@@ -42,8 +42,9 @@ class RayJobsStandIn:
         self.states.setdefault(name, "PENDING")
         return self.observe(body, name)
 
-    def delete(self, body: dict, name: str) -> None:
+    def delete(self, body: dict, name: str) -> bool:
         self.states.pop(name, None)
+        return True
 
 
 def merged(old: dict, patch: dict) -> dict:
