@@ -27,13 +27,6 @@ Layout of this module: the driver (:func:`train`) checks the inputs, starts or j
 and runs a ``TorchTrainer``; every worker runs :class:`_Worker`. The pure parts (the
 DeepSpeed config, packing, the plan of steps, the LR schedule, the ETA) live in
 :mod:`botfleet_jobs.train_plan`.
-
-Tracking hook: ``tracker_factory(info) -> tracker`` is called on rank 0 (it travels there
-with cloudpickle: a lambda works; what it references must be importable there). The
-tracker may
-define ``start_training(config, base_model_dir)``, ``log_metrics(step, metrics)``,
-``finish_training(model_dir, samples) -> dict`` and ``fail()``
-(:class:`botfleet_jobs.tracking.Tracker` has exactly these).
 """
 
 from __future__ import annotations
@@ -50,7 +43,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from botfleet.api import BotSpec, TrainingSpec, WorkerDefaults
 from botfleet.layout import Layout
@@ -172,14 +165,12 @@ class JobConfig:
     threads: int  # torch threads per worker (CPU)
     checkpoint_every_steps: int = 0
     progress_every_seconds: float = 5.0
-    log_every_steps: int = 5
     sample_prompts: tuple = SAMPLE_PROMPTS
     samples_per_prompt: int = 1
     started_at: str = ""
     # Wall-clock marks (time.time()) for the start-up breakdown in training.json.
     called_at: float = 0.0  # train() was called
     ray_ready_at: float = 0.0  # Ray was started or joined
-    tracker_factory: Callable | None = None
     step_delay_seconds: float = 0.0  # demos and interruption tests only
 
 
@@ -188,7 +179,6 @@ def train(
     storage_config: S3Config | None,
     *,
     on_progress: Callable[[dict], None] | None = None,
-    tracker_factory: Callable[[dict], Any] | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
     cpus_per_worker: int | None = None,
@@ -260,7 +250,6 @@ def train(
             started_at=now_iso(),
             called_at=started,
             ray_ready_at=ray_ready_at,
-            tracker_factory=tracker_factory,
             step_delay_seconds=step_delay_seconds,
         )
         trainer = _make_trainer(job, storage, layout, cpus, max_failures)
@@ -502,7 +491,6 @@ class _Worker:
         self.storage = Storage(job.storage_config)
         self.layout = Layout(job.model_uri)
         self.workdir = tempfile.mkdtemp(prefix="botfleet-train-")
-        self.tracker = None
         self.progress: dict = {}
         self._last_progress_write = 0.0
         self.engine = self.plan = self.block_size = None  # set while running
@@ -513,10 +501,8 @@ class _Worker:
         try:
             self._run()
         except TrainingError:
-            self._tracker_call("fail")
             raise
         except Exception as error:
-            self._tracker_call("fail")
             if is_out_of_memory(error):
                 raise oom_error(error, f"on training worker {self.rank}") from error
             raise
@@ -528,7 +514,7 @@ class _Worker:
         started = time.time()
         marks = [("worker_group_start", started)]
         self._write_progress(status="loading", force=True)
-        folder, model, tokenizer = self._load_model()
+        model, tokenizer = self._load_model()
         marks.append(("model_load", time.time()))
         self._load_data(tokenizer)
         marks.append(("data_load", time.time()))
@@ -546,9 +532,6 @@ class _Worker:
             resumed_from_step=state["step"],
             last_checkpoint_step=state["step"] or None,
         )
-        if self.rank == 0 and self.job.tracker_factory is not None:
-            self.tracker = self.job.tracker_factory({"model_id": self.job.model_id, "model_uri": self.job.model_uri})
-            self._tracker_call("start_training", self._hyperparameters(), folder, strict=True)
         if "valid_loss_before" not in state:  # a resumed run has it from its checkpoint
             self._write_progress(status="evaluating", step=state["step"], force=True)
             state["valid_loss_before"] = self._evaluate(engine)
@@ -571,7 +554,7 @@ class _Worker:
         config = model.config
         n_positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         self.block_size = effective_block_size(self.job.training.block_size, n_positions)
-        return folder, model, tokenizer
+        return model, tokenizer
 
     def _load_data(self, tokenizer) -> None:
         """Every rank tokenizes the whole text (a person's posts: small) and makes the same
@@ -630,9 +613,6 @@ class _Worker:
             state["train_loss_steps"] = state.get("train_loss_steps", 0) + 1
             state["last_loss"] = step_loss
             lr = engine.get_lr()[0]
-            if self.rank == 0 and step % job.log_every_steps == 0:
-                metrics = {"train/loss": step_loss, "train/learning_rate": lr, "train/epoch": plan.epoch_at(step)}
-                self._tracker_call("log_metrics", step, metrics)
             checkpoint = plan.is_checkpoint_step(step)
             if self._write_progress(
                 status="training", step=step, loss=sum(window) / len(window), learning_rate=lr,
@@ -685,9 +665,6 @@ class _Worker:
             "finished_at": now_iso(),
             "startup_seconds": self.startup_seconds,  # this attempt: train() call to first step
         }
-        info = self._tracker_call("finish_training", model_dir, samples)
-        if isinstance(info, dict):
-            record["tracking"] = info
         # Model files first, training.json last: its presence means the model is complete.
         self.storage.upload_dir(model_dir, self.layout.model)
         self.storage.write_json(self.layout.samples, {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples})
@@ -936,7 +913,7 @@ class _Worker:
             "threads_per_worker": self.job.threads if not self.job.on_gpu else None,
         }
 
-    # ------------------------------------------------------------------ progress, tracking
+    # ------------------------------------------------------------------ progress
 
     def _write_progress(self, *, force: bool = False, run: tuple[int, float] | None = None, **fields) -> bool:
         """Rank 0 writes progress.json: at most every progress_every_seconds unless forced.
@@ -968,17 +945,6 @@ class _Worker:
             return False
         self._last_progress_write = now
         return True
-
-    def _tracker_call(self, method: str, *args, strict: bool = False):
-        if self.tracker is None or not hasattr(self.tracker, method):
-            return None
-        try:
-            return getattr(self.tracker, method)(*args)
-        except Exception as error:  # noqa: BLE001
-            if strict:
-                raise TrainingError(f"tracking failed ({method}): {one_line(error)}") from error
-            log.warning("tracking %s failed: %s", method, one_line(error))
-            return None
 
 
 def _is_tied(model, key: str) -> bool:
