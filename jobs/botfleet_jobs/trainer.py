@@ -171,7 +171,6 @@ class JobConfig:
     # Wall-clock marks (time.time()) for the start-up breakdown in training.json.
     called_at: float = 0.0  # train() was called
     ray_ready_at: float = 0.0  # Ray was started or joined
-    step_delay_seconds: float = 0.0  # demos and interruption tests only
 
 
 def train(
@@ -190,7 +189,6 @@ def train(
     max_failures: int = 0,
     sample_prompts: tuple = SAMPLE_PROMPTS,
     samples_per_prompt: int = 1,
-    step_delay_seconds: float = 0.0,
 ) -> TrainResult:
     """Fine-tune ``spec.training.base_model`` on the dataset under ``spec.model_uri``.
 
@@ -250,7 +248,6 @@ def train(
             started_at=now_iso(),
             called_at=started,
             ray_ready_at=ray_ready_at,
-            step_delay_seconds=step_delay_seconds,
         )
         trainer = _make_trainer(job, storage, layout, cpus, max_failures)
         if on_progress is not None:
@@ -623,8 +620,6 @@ class _Worker:
                 state["step"] = step
                 state["train_seconds"] = prior_seconds + (time.time() - run_start)
                 self._checkpoint(engine, state)
-            if job.step_delay_seconds:
-                time.sleep(job.step_delay_seconds)
         state["step"] = step
         state["train_seconds"] = prior_seconds + (time.time() - run_start)
 
