@@ -28,7 +28,7 @@ from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import local_worker_defaults, train
+from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 
 
 def one_line(error: BaseException) -> str:
@@ -101,7 +101,7 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
             tracker.start_training(asdict(spec.training))
             display = ProgressDisplay(tracker, show_progress)
             try:
-                trained = train(spec, storage.config, on_progress=display, ray_address=ray_address)
+                trained = train(spec, storage.config, TrainOptions(ray_address=ray_address), on_progress=display)
             finally:
                 display.close()
             stage = "publishing"

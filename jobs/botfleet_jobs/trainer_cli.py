@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from .trainer import TrainingError, train
+    from .train_driver import TrainOptions, train
+    from .train_errors import TrainingError
 
     def show(progress: dict) -> None:
         if args.quiet:
@@ -78,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        result = train(
-            spec,
-            storage_config,
-            on_progress=show,
+        options = TrainOptions(
             ray_address=args.ray_address,
             num_cpus=args.num_cpus,
             cpus_per_worker=args.cpus_per_worker,
@@ -91,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             max_failures=args.max_failures,
             samples_per_prompt=args.samples_per_prompt,
         )
+        result = train(spec, storage_config, options, on_progress=show)
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -29,8 +29,11 @@ from botfleet_jobs.train_plan import (
     perplexity,
     run_fingerprint,
     run_name,
+    startup_breakdown,
+    tokenize,
 )
-from botfleet_jobs.trainer import TrainingError, describe_failure, is_out_of_memory, tokenize, train
+from botfleet_jobs.train_driver import TrainOptions, train
+from botfleet_jobs.train_errors import TrainingError, describe_failure, is_out_of_memory
 from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
 
 
@@ -237,10 +240,8 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
     spec = parse_spec(spec_dict(storage.uri("bots"), base, zeroStage=2, workers=1))
     write_dataset(storage, spec.model_uri, n_train=220)
     seen = []
-    result = train(
-        spec, storage.config, on_progress=seen.append,
-        checkpoint_every_steps=4, progress_every_seconds=0.5, poll_seconds=0.5,
-    )
+    options = TrainOptions(checkpoint_every_steps=4, progress_every_seconds=0.5, poll_seconds=0.5)
+    result = train(spec, storage.config, options, on_progress=seen.append)
 
     # ---- the numbers
     assert result.resumed_from_step == 0
@@ -290,7 +291,7 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
     base = upload_tiny_model(storage, tiny_model_dir)
     spec = parse_spec(spec_dict(storage.uri("bots"), base, zeroStage=3, workers=2, precision="bf16"))
     write_dataset(storage, spec.model_uri, n_train=200)
-    result = train(spec, storage.config, checkpoint_every_steps=0, samples_per_prompt=1)
+    result = train(spec, storage.config, TrainOptions(checkpoint_every_steps=0, samples_per_prompt=1))
     assert result.steps == result.total_steps and result.training["hyperparameters"]["workers"] == 2
     assert result.training["deepspeed"]["zero_optimization"]["stage"] == 3
     assert result.valid_loss_after < result.valid_loss_before - 0.3, result
@@ -308,8 +309,6 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
 
 
 def test_startup_breakdown_adds_up():
-    from botfleet_jobs.trainer import startup_breakdown
-
     breakdown = startup_breakdown(100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)])
     assert breakdown == {"ray_start": 3.0, "worker_group_start": 7.0, "model_load": 1.5, "evaluation_before": 0.5, "total": 12.0}
 
