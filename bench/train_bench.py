@@ -79,7 +79,7 @@ def plain_loop(model_dir: str, text: str) -> float:
 
 def run() -> dict:
     from botfleet_jobs.base_model import make_preset_gpt2
-    from botfleet_jobs.train_driver import TrainOptions, train
+    from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -104,6 +104,7 @@ def run() -> dict:
                 "output": {"uri": "s3://bench/out"},
             }
         )
+        spec = local_worker_defaults().resolve(spec)  # as a job does where it starts
         make_dataset(storage, spec)
         text = storage.read_text(spec.model_uri + "/data/train.txt")
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from botfleet import api
 from botfleet.card import CardLinks, render_card
+from botfleet.errors import one_line
 from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout, folder
 from botfleet.storage import S3Config, Storage
@@ -29,11 +30,6 @@ from botfleet_jobs.base_model import make_preset_gpt2
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
 from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) < 600 else text[:597] + "..."
 
 
 class ProgressDisplay:
@@ -86,7 +82,8 @@ def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dic
 
 def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
-    spec = local_worker_defaults().resolve(request.spec)  # tracking and the card show what ran
+    # Once, here: training, tracking and the card all get the worker shape that ran.
+    spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
     storage.delete(layout.result)  # a rerun starts without the last run's verdict
     stage = "data"
@@ -106,7 +103,8 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
                 display.close()
             stage = "publishing"
             model_dir = workdir / "model"
-            storage.download_dir(layout.model, model_dir)
+            if tracker.enabled:  # it logs the model as an artifact
+                storage.download_dir(layout.model, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
             tracking_files = None
             if tracking.get("run_dir"):  # the local W&B files: offline runs are synced from these

@@ -208,8 +208,8 @@ class Tracker:
             self.run.use_artifact(artifact)
         if "://" in base:
             return  # an s3:// folder: referencing it needs boto3 and S3 credentials in wandb
-        # A hub id: the job runs on the driver, which never loads the model, so the run
-        # references its hub page instead of uploading the weights.
+        # A hub id: referenced by its hub page (the tracker runs in the job's driver, which
+        # never holds the weights).
         pretrained = self._artifact(artifact_name(base), "pretrained-model", {"base_model": base})
         pretrained.add_reference(base_model_url(base), name=base, checksum=False)
         self.run.use_artifact(pretrained)

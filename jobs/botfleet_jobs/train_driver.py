@@ -5,9 +5,10 @@ whose workers run :func:`botfleet_jobs.train_worker.train_loop`, relays progress
 
     from botfleet.api import parse_spec
     from botfleet.storage import S3Config
-    from botfleet_jobs.train_driver import TrainOptions, train
+    from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 
-    result = train(parse_spec(spec_dict), S3Config.from_env(), TrainOptions(), on_progress=print)
+    spec = local_worker_defaults().resolve(parse_spec(spec_dict))  # once, where the job starts
+    result = train(spec, S3Config.from_env(), TrainOptions(), on_progress=print)
     print(result.model_uri, result.valid_loss_after)
 
 Inputs, under ``<model_uri>`` (``spec.model_uri``): ``data/train.txt`` (the ``epochs``
@@ -105,13 +106,14 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``spec.training.base_model`` on the dataset under ``spec.model_uri``.
 
-    A worker shape the spec leaves out is :func:`local_worker_defaults`.
-    ``on_progress(progress_dict)`` is called from a poller thread whenever progress.json
-    changes. Raises :class:`TrainingError` (one readable message) on any failure;
-    checkpoints already written stay.
+    The spec's worker shape must be resolved (by the operator's defaults, or by
+    :func:`local_worker_defaults` where the job starts). ``on_progress(progress_dict)`` is
+    called from a poller thread whenever progress.json changes. Raises
+    :class:`TrainingError` (one readable message) on any failure; checkpoints already
+    written stay.
     """
     called_at = time.time()
-    spec = local_worker_defaults().resolve(spec)
+    _check_resolved(spec)
     training = spec.training
     storage = Storage(storage_config)
     layout = Layout(spec.model_uri)
@@ -152,6 +154,17 @@ def train(
         if started_ray:
             ray.shutdown()
     return _result(storage, layout, spec, name, called_at)
+
+
+def _check_resolved(spec: BotSpec) -> None:
+    shape = {
+        "training.workers": spec.training.workers,
+        "training.gpus_per_worker": spec.training.gpus_per_worker,
+        "resources.cpus_per_worker": spec.resources.cpus_per_worker,
+    }
+    missing = [name for name, value in shape.items() if value is None]
+    if missing:
+        raise ValueError(f"worker shape not resolved ({', '.join(missing)}): apply the WorkerDefaults first")
 
 
 def _check_dataset(storage: Storage, layout: Layout, training: TrainingSpec) -> tuple[str, int]:

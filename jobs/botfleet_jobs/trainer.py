@@ -19,5 +19,6 @@ __all__ = [
 
 
 def train(spec: BotSpec, storage_config: S3Config | None, *, on_progress=None, **options) -> TrainResult:
-    """The old signature: the options as keywords (see TrainOptions)."""
+    """The old signature: the options as keywords (see TrainOptions), the worker shape resolved here."""
+    spec = local_worker_defaults().resolve(spec)
     return _train(spec, storage_config, TrainOptions(**options), on_progress=on_progress)

@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from .train_driver import TrainOptions, train
+    from .train_driver import TrainOptions, local_worker_defaults, train
     from .train_errors import TrainingError
+
+    spec = local_worker_defaults().resolve(spec)
 
     def show(progress: dict) -> None:
         if args.quiet:
