@@ -155,6 +155,7 @@ class Worker:
         )
 
     def run(self) -> None:
+        """The validation loss before, the step loop, the outputs."""
         if "valid_loss_before" not in self.state:  # a resumed run has it from its checkpoint
             self._progress("evaluating", self.start_step, force=True)
             self.state["valid_loss_before"] = self.evaluate()
