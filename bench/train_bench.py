@@ -52,8 +52,7 @@ def plain_loop(model_dir: str, text: str) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from botfleet_jobs.train_plan import pack_blocks
-    from botfleet_jobs.trainer import tokenize
+    from botfleet_jobs.train_plan import pack_blocks, tokenize
 
     torch.set_num_threads(THREADS)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -80,7 +79,7 @@ def plain_loop(model_dir: str, text: str) -> float:
 
 def run() -> dict:
     from botfleet_jobs.base_model import make_preset_gpt2
-    from botfleet_jobs.trainer import train
+    from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -105,11 +104,12 @@ def run() -> dict:
                 "output": {"uri": "s3://bench/out"},
             }
         )
+        spec = local_worker_defaults().resolve(spec)  # as a job does where it starts
         make_dataset(storage, spec)
         text = storage.read_text(spec.model_uri + "/data/train.txt")
 
         baseline = [plain_loop(model_dir, text)]
-        result = train(spec, server.config, num_cpus=THREADS, checkpoint_every_steps=10**6)
+        result = train(spec, server.config, TrainOptions(num_cpus=THREADS, checkpoint_every_steps=10**6))
         record = result.training
         # Step-loop rate as the trainer last published it, before its end-of-epoch
         # checkpoint; the plain loop writes no checkpoint either.

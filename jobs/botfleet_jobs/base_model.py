@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 
+from botfleet.errors import one_line
 from botfleet.storage import Storage, StorageError, file_uri
 
 HUB_HINT = "no network access to the model hub? use an s3:// folder of a saved model"
@@ -42,11 +43,6 @@ def is_folder_uri(base_model: str) -> bool:
     return base_model.startswith(("s3://", "file://"))
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0].strip()
-
-
 def _error(base_model: str, reason: str, hint: bool) -> BaseModelError:
     return BaseModelError(
         f"base model {base_model!r} could not be loaded: {reason}" + (f" ({HUB_HINT})" if hint else "")
@@ -64,7 +60,7 @@ def check_base_model(base_model: str, storage: Storage) -> None:
         try:
             present = storage.exists(config_uri)
         except StorageError as error:
-            raise _error(base_model, _one_line(error), hint=False) from error
+            raise _error(base_model, one_line(error), hint=False) from error
         if not present:
             raise _error(base_model, f"{config_uri} not found (not a saved model folder)", hint=False)
         return
@@ -73,7 +69,7 @@ def check_base_model(base_model: str, storage: Storage) -> None:
     try:
         AutoConfig.from_pretrained(base_model)
     except Exception as error:  # noqa: BLE001 - OSError, ValueError, HTTP errors...
-        raise _error(base_model, _one_line(error), hint=True) from error
+        raise _error(base_model, one_line(error), hint=True) from error
 
 
 def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLike) -> str:
@@ -92,7 +88,7 @@ def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLik
         try:
             storage.download_dir(base_model, partial)
         except StorageError as error:
-            raise _error(base_model, _one_line(error), hint=False) from error
+            raise _error(base_model, one_line(error), hint=False) from error
         if not os.path.isfile(os.path.join(partial, "config.json")):
             raise _error(base_model, "no config.json in the folder (not a saved model)", hint=False)
     else:
@@ -102,7 +98,7 @@ def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLik
             tokenizer = AutoTokenizer.from_pretrained(base_model)
             model = AutoModelForCausalLM.from_pretrained(base_model)
         except Exception as error:  # noqa: BLE001 - OSError, ValueError, HTTP errors...
-            raise _error(base_model, _one_line(error), hint=True) from error
+            raise _error(base_model, one_line(error), hint=True) from error
         tokenizer.save_pretrained(partial)
         model.save_pretrained(partial)
     shutil.rmtree(dest, ignore_errors=True)  # an incomplete copy from an earlier attempt

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from botfleet import api
 from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
 from botfleet.card import CardLinks, render_card
+from botfleet.errors import one_line
 from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
@@ -32,12 +33,8 @@ from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
-from botfleet_jobs.trainer import TrainingError, local_worker_defaults, train
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) < 600 else text[:597] + "..."
+from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
+from botfleet_jobs.train_errors import TrainingError
 
 
 class ProgressDisplay:
@@ -104,7 +101,8 @@ def failure_reason(error: BaseException, stage: str) -> Reason:
 
 def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
-    spec = local_worker_defaults().resolve(request.spec)  # tracking and the card show what ran
+    # Once, here: training, tracking and the card all get the worker shape that ran.
+    spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
     storage.delete(layout.result)  # a rerun starts without the last run's verdict
     stage = "data"
@@ -119,12 +117,13 @@ def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | Non
             tracker.start_training(asdict(spec.training))
             display = ProgressDisplay(tracker, show_progress)
             try:
-                trained = train(spec, storage.config, on_progress=display, ray_address=ray_address)
+                trained = train(spec, storage.config, TrainOptions(ray_address=ray_address), on_progress=display)
             finally:
                 display.close()
             stage = "publishing"
             model_dir = workdir / "model"
-            storage.download_dir(layout.model, model_dir)
+            if tracker.enabled:  # it logs the model as an artifact
+                storage.download_dir(layout.model, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
             tracking_files = None
             if tracking.get("run_dir"):  # the local W&B files: offline runs are synced from these

@@ -187,7 +187,7 @@ class Tracker:
         run.finish()
         return info
 
-    def start_training(self, config: dict, base_model_dir: str | os.PathLike | None = None) -> None:
+    def start_training(self, config: dict) -> None:
         """The train run: its config, and its inputs (datasets, pretrained model)."""
         if not self.enabled:
             return
@@ -195,26 +195,23 @@ class Tracker:
         inputs = [f"{self.raw_name}:latest", f"{self.train_name}:latest", f"{artifact_name(base)}:latest"]
         self.run = self._init("train", {**config, "input_artifacts": inputs})
         if self.online:
-            self._use_inputs(base, base_model_dir)
+            self._use_inputs(base)
         # Offline: W&B refuses use_artifact ("Cannot use artifact when in offline mode"), so
         # the inputs stay as names in the config (input_artifacts) and lineage is lost.
 
-    def _use_inputs(self, base: str, base_model_dir: str | os.PathLike | None) -> None:
+    def _use_inputs(self, base: str) -> None:
         """Online only: link the datasets and the pretrained model as the run's inputs."""
         # Logged by this process: use those exact versions. Logged by another process (the
         # data stage ran elsewhere): the latest version of the bot's datasets.
         datasets = self.dataset_artifacts or [f"{self.raw_name}:latest", f"{self.train_name}:latest"]
         for artifact in datasets:
             self.run.use_artifact(artifact)
+        if "://" in base:
+            return  # an s3:// folder: referencing it needs boto3 and S3 credentials in wandb
+        # A hub id: referenced by its hub page (the tracker runs in the job's driver, which
+        # never holds the weights).
         pretrained = self._artifact(artifact_name(base), "pretrained-model", {"base_model": base})
-        if base_model_dir is not None:
-            # W&B deduplicates files by digest, so the same base model uploads once.
-            pretrained.add_dir(str(base_model_dir), policy="immutable")
-        elif "://" not in base:
-            # A hub id not materialized here: reference its hub page without fetching it.
-            pretrained.add_reference(base_model_url(base), name=base, checksum=False)
-        else:
-            return  # s3:// with no local copy: referencing it needs boto3 and S3 credentials in wandb
+        pretrained.add_reference(base_model_url(base), name=base, checksum=False)
         self.run.use_artifact(pretrained)
 
     def log_metrics(self, step: int, metrics: dict) -> None:

@@ -4,12 +4,12 @@ Everything here is a function of the request and the data sizes, so it is unit-t
 directly and every worker (and a resumed run) computes exactly the same plan:
 
 * :func:`deepspeed_config`: the DeepSpeed config for a TrainingSpec.
-* :func:`pack_blocks`: token ids -> fixed-size training sequences.
+* :func:`tokenize`, :func:`pack_blocks`: text -> token ids -> fixed-size training sequences.
 * :class:`TrainPlan`: steps, epochs, checkpoint steps, and which blocks each rank trains
   on at each micro-step (so a resumed run skips exactly the batches already done).
 * :func:`eval_batches`: the validation blocks, split evenly over the ranks.
-* :func:`cosine_factor`, :func:`eta_seconds`, :func:`perplexity`, :func:`run_fingerprint`,
-  :func:`run_name`.
+* :func:`cosine_factor`, :func:`eta_seconds`, :func:`perplexity`, :func:`startup_breakdown`,
+  :func:`run_fingerprint`, :func:`run_name`.
 """
 
 from __future__ import annotations
@@ -106,6 +106,21 @@ def cosine_factor(step: int, total_steps: int) -> float:
 def effective_block_size(requested: int, n_positions: int | None) -> int:
     """The block size actually trained: the request's, capped to the model's context."""
     return min(requested, n_positions) if n_positions else requested
+
+
+def tokenize(tokenizer, text: str) -> list[int]:
+    """Token ids of the whole text. Split on the end-of-text marker and encoded in a batch
+    (same ids as one call: special tokens are split out first anyway, and no sequence-length
+    warning), with the marker's id put back between the pieces."""
+    eos_text, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    pieces = text.split(eos_text)
+    encoded = tokenizer(pieces, add_special_tokens=False, verbose=False)["input_ids"] if pieces else []
+    ids: list[int] = []
+    for i, piece in enumerate(encoded):
+        if i:
+            ids.append(eos_id)
+        ids.extend(piece)
+    return ids
 
 
 def pack_blocks(token_ids: Sequence[int], block_size: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +270,21 @@ def eta_seconds(steps_done: int, seconds: float, steps_left: int) -> float | Non
     if steps_done <= 0 or seconds <= 0:
         return None
     return max(0.0, steps_left * seconds / steps_done)
+
+
+def startup_breakdown(called_at: float, ray_ready_at: float, marks: list[tuple[str, float]]) -> dict:
+    """Seconds spent in each start-up phase, from train() being called to the first step.
+
+    ``marks`` are (phase, time it ended) in order; the first phase starts when Ray was
+    ready. A worker restarted by Ray Train reports its own attempt.
+    """
+    breakdown = {"ray_start": round(ray_ready_at - called_at, 2)}
+    previous = ray_ready_at
+    for phase, ended in marks:
+        breakdown[phase] = round(ended - previous, 2)
+        previous = ended
+    breakdown["total"] = round(previous - called_at, 2)
+    return breakdown
 
 
 # --------------------------------------------------------------------------- identity

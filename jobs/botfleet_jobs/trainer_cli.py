@@ -39,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--progress-every-seconds", type=float, default=5.0)
     parser.add_argument("--max-failures", type=int, default=0, help="worker-group restarts (from the newest checkpoint)")
     parser.add_argument("--samples-per-prompt", type=int, default=1)
-    parser.add_argument(
-        "--step-delay", type=float, default=0.0, metavar="SECONDS",
-        help="sleep this long after every optimizer step (demos and interruption tests only)",
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
@@ -64,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from .trainer import TrainingError, train
+    from .train_driver import TrainOptions, local_worker_defaults, train
+    from .train_errors import TrainingError
+
+    spec = local_worker_defaults().resolve(spec)
 
     def show(progress: dict) -> None:
         if args.quiet:
@@ -82,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        result = train(
-            spec,
-            storage_config,
-            on_progress=show,
+        options = TrainOptions(
             ray_address=args.ray_address,
             num_cpus=args.num_cpus,
             cpus_per_worker=args.cpus_per_worker,
@@ -94,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             progress_every_seconds=args.progress_every_seconds,
             max_failures=args.max_failures,
             samples_per_prompt=args.samples_per_prompt,
-            step_delay_seconds=args.step_delay,
         )
+        result = train(spec, storage_config, options, on_progress=show)
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

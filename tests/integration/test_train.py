@@ -6,7 +6,6 @@ Shared with test_train_resume.py: tests/fixtures/training.py.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -30,34 +29,12 @@ from botfleet_jobs.train_plan import (
     perplexity,
     run_fingerprint,
     run_name,
+    startup_breakdown,
+    tokenize,
 )
-from botfleet_jobs.trainer import TrainingError, describe_failure, is_out_of_memory, tokenize, train
+from botfleet_jobs.train_driver import TrainOptions, train
+from botfleet_jobs.train_errors import TrainingError, describe_failure, is_out_of_memory
 from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
-
-
-class RecordingTracker:
-    """A tracking hook (built on rank 0) that appends its calls to a JSON-lines file."""
-
-    def __init__(self, path: str, info: dict) -> None:
-        self.path = path
-        self._write("init", info)
-
-    def _write(self, *call) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(call, default=str) + "\n")
-
-    def start_training(self, config: dict, base_model_dir=None) -> None:
-        self._write("start_training", config, sorted(os.listdir(base_model_dir)))
-
-    def log_metrics(self, step: int, metrics: dict) -> None:
-        self._write("log_metrics", step, metrics)
-
-    def finish_training(self, model_dir: str, samples: list) -> dict:
-        self._write("finish_training", sorted(os.listdir(model_dir)), samples)
-        return {"mode": "recorded"}
-
-    def fail(self) -> None:
-        self._write("fail")
 
 
 @pytest.fixture(scope="module")
@@ -263,11 +240,8 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
     spec = parse_spec(spec_dict(storage.uri("bots"), base, zeroStage=2, workers=1))
     write_dataset(storage, spec.model_uri, n_train=220)
     seen = []
-    calls_file = str(tmp_path / "tracker.jsonl")
-    result = train(
-        spec, storage.config, on_progress=seen.append, tracker_factory=functools.partial(RecordingTracker, calls_file),
-        checkpoint_every_steps=4, progress_every_seconds=0.5, poll_seconds=0.5,
-    )
+    options = TrainOptions(checkpoint_every_steps=4, progress_every_seconds=0.5, poll_seconds=0.5)
+    result = train(spec, storage.config, options, on_progress=seen.append)
 
     # ---- the numbers
     assert result.resumed_from_step == 0
@@ -300,15 +274,6 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
     assert [s["prompt"] for s in samples][:1] == ["My dream is"]
     assert all(s["prediction"].startswith(s["prompt"]) for s in samples)
 
-    # ---- the tracking hook saw the run
-    calls = [json.loads(line) for line in open(calls_file, encoding="utf-8")]
-    assert [c[0] for c in calls[:2]] == ["init", "start_training"] and calls[-1][0] == "finish_training"
-    assert calls[0][1]["model_id"] == "alice" and calls[1][1]["learning_rate"] == 5e-3
-    assert "config.json" in calls[1][2] and "config.json" in calls[-1][1] and calls[-1][2] == samples
-    logged = [c[1] for c in calls if c[0] == "log_metrics"]
-    assert logged == list(range(5, result.total_steps + 1, 5)) and "train/loss" in calls[2][2]
-    assert training["tracking"] == {"mode": "recorded"}
-
     local = str(tmp_path / "model")
     storage.download_dir(result.model_folder, local)
     config = json.load(open(os.path.join(local, "config.json")))
@@ -326,7 +291,7 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
     base = upload_tiny_model(storage, tiny_model_dir)
     spec = parse_spec(spec_dict(storage.uri("bots"), base, zeroStage=3, workers=2, precision="bf16"))
     write_dataset(storage, spec.model_uri, n_train=200)
-    result = train(spec, storage.config, checkpoint_every_steps=0, samples_per_prompt=1)
+    result = train(spec, storage.config, TrainOptions(checkpoint_every_steps=0, samples_per_prompt=1))
     assert result.steps == result.total_steps and result.training["hyperparameters"]["workers"] == 2
     assert result.training["deepspeed"]["zero_optimization"]["stage"] == 3
     assert result.valid_loss_after < result.valid_loss_before - 0.3, result
@@ -344,8 +309,6 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
 
 
 def test_startup_breakdown_adds_up():
-    from botfleet_jobs.trainer import startup_breakdown
-
     breakdown = startup_breakdown(100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)])
     assert breakdown == {"ray_start": 3.0, "worker_group_start": 7.0, "model_load": 1.5, "evaluation_before": 0.5, "total": 12.0}
 

@@ -84,7 +84,8 @@ def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_mode
     base = upload_tiny_model(storage, tiny_model_dir)
     spec_json = spec_dict(storage.root + "/bots", base, zeroStage=2, workers=1)
     spec = parse_spec(spec_json)
-    write_dataset(storage, spec.model_uri, n_train=240)
+    # About 50 steps: run 1 is killed at its first checkpoint (step 3), so it is surely mid-way.
+    write_dataset(storage, spec.model_uri, n_train=720)
     checkpoints = join(spec.model_uri, "checkpoints")
     training_json = join(spec.model_uri, "model", "training.json")
     env = {**os.environ, **embedded_s3.config.to_env(), "PYTHONPATH": ray_env_paths()}
@@ -92,8 +93,8 @@ def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_mode
 
     request.addfinalizer(lambda: shutil.rmtree(ray_dir, ignore_errors=True))
 
-    # ---- run 1, slowed down so that it is surely mid-way when killed
-    first = start_training(spec_json, env, ray_dir, str(tmp_path / "run1.log"), "--step-delay", "0.5")
+    # ---- run 1: checkpoints every 3 steps, killed once Ray Train has registered one
+    first = start_training(spec_json, env, ray_dir, str(tmp_path / "run1.log"))
     try:
         deadline = time.time() + 240
         saved = []
@@ -114,8 +115,8 @@ def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_mode
     done_before_kill = registered_steps(storage, checkpoints)
     assert done_before_kill and done_before_kill[-1] < killed_progress["total_steps"]
 
-    # ---- run 2: same request, no delay: resumes
-    second = start_training(spec_json, env, ray_dir, str(tmp_path / "run2.log"))
+    # ---- run 2: same request, resumes; checkpoints only at the epochs' ends, to finish sooner
+    second = start_training(spec_json, env, ray_dir, str(tmp_path / "run2.log"), "--checkpoint-every-steps", "0")
     try:
         second.wait(timeout=300)
     finally:

@@ -9,7 +9,7 @@ from botfleet_jobs.base_model import BaseModelError
 from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.job import failure_reason
 from botfleet_jobs.posts import SourceError
-from botfleet_jobs.trainer import TrainingError
+from botfleet_jobs.train_errors import TrainingError
 
 STATS = {
     "model_id": "alice",

@@ -64,7 +64,7 @@ def test_offline_tracker_end_to_end(tmp_path):
     assert tracker.mode == "offline"
 
     data_info = tracker.log_preprocess({"dril": raw}, train, valid, STATS)
-    tracker.start_training({"base_model": "gpt2", "learning_rate": 1.372e-4, "epochs": 4}, base_model_dir=model)
+    tracker.start_training({"base_model": "gpt2", "learning_rate": 1.372e-4, "epochs": 4})
     tracker.log_metrics(5, {"train/loss": 4.2})
     tracker.log_metrics(10, {"train/loss": 3.1, "eval/loss": 3.5})
     info = tracker.finish_training(model, SAMPLES)
@@ -106,7 +106,7 @@ def test_disabled_tracker_writes_nothing_and_never_imports_wandb(tmp_path, monke
     out = tmp_path / "out"
     tracker = Tracker(WandbSpec(mode="disabled"), out, "dril", api_key="key")
     assert tracker.log_preprocess({"dril": raw}, train, valid, STATS)["run_id"] is None
-    tracker.start_training({"base_model": "gpt2"}, base_model_dir=model)
+    tracker.start_training({"base_model": "gpt2"})
     tracker.log_metrics(1, {"loss": 1.0})
     info = tracker.finish_training(model, SAMPLES)
     tracker.fail()
