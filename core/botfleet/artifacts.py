@@ -190,17 +190,13 @@ class TrainingRecord:
     started_at: str | None = None
     finished_at: str | None = None
     startup_seconds: dict = field(default_factory=dict)  # this attempt: train() call to first step
-    tracking: dict | None = None  # what a rank-0 tracker returned, when there was one
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainingRecord:
         return cls(**_known_fields(cls, data))
 
     def to_dict(self) -> dict:
-        record = asdict(self)
-        if record["tracking"] is None:
-            del record["tracking"]
-        return record
+        return asdict(self)
 
     def metrics(self) -> dict:
         """The numbers result.json and the status report."""

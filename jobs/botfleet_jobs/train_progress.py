@@ -5,12 +5,14 @@ training fails, records the failure in it with :func:`mark_failed`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
 from typing import Callable
 
+from botfleet.artifacts import Progress
 from botfleet.storage import Storage, StorageError
 from botfleet.timestamps import now_iso
 
@@ -42,9 +44,9 @@ class ProgressWriter:
         now = time.time()
         if not force and now - self.last_write < self.every_seconds:
             return False
-        document = {**self.fields, "updated_at": now_iso(), "started_at": self.started_at}
+        document = Progress(**{**self.fields, "updated_at": now_iso(), "started_at": self.started_at})
         try:
-            self.storage.write_json(self.uri, document)
+            self.storage.write_json(self.uri, document.to_dict())
         except StorageError as error:  # progress is advisory: never fail training for it
             log.warning("progress not written: %s", error)
             return False
@@ -95,10 +97,10 @@ def mark_failed(storage: Storage, uri: str, message: str) -> None:
     """Record the failure in progress.json (best effort: the error itself matters more)."""
     try:
         try:
-            progress = storage.read_json(uri)
+            progress = Progress.from_dict(storage.read_json(uri))
         except StorageError:
-            progress = {}
-        progress.update(status="failed", error=message, updated_at=now_iso())
-        storage.write_json(uri, progress)
+            progress = Progress()
+        failed = dataclasses.replace(progress, status="failed", error=message, updated_at=now_iso())
+        storage.write_json(uri, failed.to_dict())
     except Exception:  # noqa: BLE001
         log.warning("could not record the failure in %s", uri, exc_info=True)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from botfleet.api import TrainingSpec
+from botfleet.artifacts import TrainingRecord
 from botfleet.layout import Layout
 from botfleet.storage import S3Config, Storage, StorageError
 from botfleet.timestamps import now_iso
@@ -220,36 +221,36 @@ class Worker:
             device=self.engine.device if config.on_gpu else None,
         )
         steps_counted = state.get("train_loss_steps")
-        record = {
-            "model_id": config.model_id,
-            "base_model": training.base_model,
-            "hyperparameters": self._hyperparameters(),
-            "deepspeed": deepspeed_config(training, self.world, config.on_gpu),
-            "plan": self.plan.to_dict(),
-            "run_name": config.run_name,
-            "fingerprint": config.fingerprint,
-            "steps": step,
-            "total_steps": self.plan.total_steps,
-            "resumed_from_step": self.start_step,
-            "tokens": self.tokens_done[step],
-            "valid_loss_before": loss_before,
-            "valid_loss_after": loss_after,
-            "perplexity_before": perplexity(loss_before),
-            "perplexity_after": perplexity(loss_after),
-            "train_loss": state["train_loss_sum"] / steps_counted if steps_counted else None,  # mean over all steps
-            "final_loss": state.get("last_loss"),
-            "train_seconds": state["train_seconds"],  # optimizer steps only, all attempts
-            "duration_seconds": time.time() - self.started,  # this attempt's worker time
-            "started_at": config.started_at,
-            "finished_at": now_iso(),
+        record = TrainingRecord(
+            model_id=config.model_id,
+            base_model=training.base_model,
+            hyperparameters=self._hyperparameters(),
+            deepspeed=deepspeed_config(training, self.world, config.on_gpu),
+            plan=self.plan.to_dict(),
+            run_name=config.run_name,
+            fingerprint=config.fingerprint,
+            steps=step,
+            total_steps=self.plan.total_steps,
+            resumed_from_step=self.start_step,
+            tokens=self.tokens_done[step],
+            valid_loss_before=loss_before,
+            valid_loss_after=loss_after,
+            perplexity_before=perplexity(loss_before),
+            perplexity_after=perplexity(loss_after),
+            train_loss=state["train_loss_sum"] / steps_counted if steps_counted else None,  # mean over all steps
+            final_loss=state.get("last_loss"),
+            train_seconds=state["train_seconds"],  # optimizer steps only, all attempts
+            duration_seconds=time.time() - self.started,  # this attempt's worker time
+            started_at=config.started_at,
+            finished_at=now_iso(),
             # this attempt: train() call to first step
-            "startup_seconds": startup_breakdown(config.called_at, config.ray_ready_at, self.marks),
-        }
+            startup_seconds=startup_breakdown(config.called_at, config.ray_ready_at, self.marks),
+        )
         # Model files first, training.json last: its presence means the model is complete.
         self.storage.upload_dir(model_dir, self.layout.model)
         samples_json = {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples}
         self.storage.write_json(self.layout.samples, samples_json)
-        self.storage.write_json(self.layout.training, record)
+        self.storage.write_json(self.layout.training, record.to_dict())
         self._progress(
             "succeeded", step, loss=state.get("last_loss"), eta_seconds=0.0,
             valid_loss_before=loss_before, valid_loss_after=loss_after, force=True,

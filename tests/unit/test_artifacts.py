@@ -43,8 +43,6 @@ def test_every_file_reads_back_as_written():
     assert Stats.from_dict(STATS).to_dict() == STATS
     assert Progress.from_dict(PROGRESS).to_dict() == {k: v for k, v in PROGRESS.items() if v is not None}
     assert TrainingRecord.from_dict(TRAINING).to_dict() == TRAINING
-    tracked = {**TRAINING, "tracking": {"run_url": "u"}}
-    assert TrainingRecord.from_dict(tracked).to_dict() == tracked
     owner = {"namespace": "ns", "name": "alice", "uid": "0123"}
     assert Owner.from_dict(owner).to_dict() == owner
     failed = {"status": "failed", "stage": "data", "error": "@alice: not enough posts", "reason": "NotEnoughPosts"}
