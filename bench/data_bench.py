@@ -17,10 +17,10 @@ from pathlib import Path
 
 from bench.synthetic import write_archive
 from botfleet import api
-from botfleet_jobs.data_stage import prepare
 from botfleet.embedded_s3 import EmbeddedS3
-from botfleet_jobs.filters import clean_text, fix_text, is_boring
 from botfleet.storage import Storage
+from botfleet_jobs.data_stage import prepare
+from botfleet_jobs.filters import clean_text, fix_text, is_boring
 
 HANDLES, POSTS, ROUNDS = 3, 3200, 3
 
@@ -45,7 +45,10 @@ def run() -> dict:
         archives = [write_archive(Path(tmp) / f"user{i}.zip", POSTS, seed=i) for i in range(HANDLES)]
         spec = api.parse_spec(
             {
-                "handles": [{"handle": f"user{i}", "source": {"archive": {"uri": f"file://{p}"}}} for i, p in enumerate(archives)],
+                "handles": [
+                    {"handle": f"user{i}", "source": {"archive": {"uri": f"file://{p}"}}}
+                    for i, p in enumerate(archives)
+                ],
                 "output": {"uri": "s3://bench/"},
             }
         )

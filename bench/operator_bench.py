@@ -66,7 +66,9 @@ def _watch_rayjobs(kube, namespace: str, arrivals: dict, stop: threading.Event, 
 
     w = watch.Watch()
     ready.set()
-    for event in w.stream(kube.custom.list_namespaced_custom_object, "ray.io", "v1", namespace, "rayjobs", timeout_seconds=300):
+    for event in w.stream(
+        kube.custom.list_namespaced_custom_object, "ray.io", "v1", namespace, "rayjobs", timeout_seconds=300
+    ):
         name = event["object"]["metadata"]["name"]
         arrivals.setdefault(name, time.perf_counter())
         if stop.is_set() or len(arrivals) >= REQUESTS:
@@ -87,7 +89,11 @@ def _round_baseline(kube) -> dict:
         bodies.append(render_rayjob(body, resolve_spec(body, settings), settings))
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(lambda m: kube.custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", m), bodies))
+        list(
+            pool.map(
+                lambda m: kube.custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", m), bodies
+            )
+        )
     seconds = time.perf_counter() - start
     _drop(kube, namespace)
     return {"seconds_all_rayjobs": seconds}
@@ -98,7 +104,12 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
 
     namespace = _namespace(kube)
     log = os.path.join(tmp, f"operator-{namespace}.log")
-    op = OperatorProcess(kube, ["--executor", "kuberay", "--namespaces", namespace, "--max-concurrent", "0", "--log-level", "WARNING"], s3_env, __import__("pathlib").Path(log))
+    op = OperatorProcess(
+        kube,
+        ["--executor", "kuberay", "--namespaces", namespace, "--max-concurrent", "0", "--log-level", "WARNING"],
+        s3_env,
+        __import__("pathlib").Path(log),
+    )
     op.start()
     try:
         arrivals: dict[str, float] = {}
@@ -121,7 +132,9 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
         all_seconds = max(arrivals.values()) - start
 
         def statuses_written():
-            items = kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]
+            items = kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")[
+                "items"
+            ]
             return sum(1 for r in items if (r.get("status") or {}).get("job", {}).get("name")) >= REQUESTS
 
         wait_for(statuses_written, 600, 0.2, "every status")
@@ -197,8 +210,14 @@ def run() -> dict:
         "seconds_until_every_rayjob": {"botfleet": round(ours, 2), "baseline_direct_creates": round(base, 2)},
         "ratio_botfleet_to_baseline": round(ours / base, 2),
         "seconds_until_every_status": round(median("botfleet", "seconds_all_statuses"), 2),
-        "create_to_rayjob_seconds": {"p50": round(median("botfleet", "create_to_rayjob_p50"), 3), "p99": round(median("botfleet", "create_to_rayjob_p99"), 3)},
-        "reconcile_seconds": {"p50": round(median("botfleet", "reconcile_p50"), 4), "p99": round(median("botfleet", "reconcile_p99"), 4)},
+        "create_to_rayjob_seconds": {
+            "p50": round(median("botfleet", "create_to_rayjob_p50"), 3),
+            "p99": round(median("botfleet", "create_to_rayjob_p99"), 3),
+        },
+        "reconcile_seconds": {
+            "p50": round(median("botfleet", "reconcile_p50"), 4),
+            "p99": round(median("botfleet", "reconcile_p99"), 4),
+        },
         "operator_peak_rss_mib": round(max(r["peak_rss_mib"] or 0 for r in rounds["botfleet"]), 1),
         "rounds": ROUNDS,
         "raw": rounds,

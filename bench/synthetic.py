@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 WORDS = (
@@ -30,7 +30,7 @@ def tweet_text(rng: random.Random) -> str:
 def write_archive(path: Path, n_posts: int, seed: int, parts: int = 2) -> Path:
     """A .zip laid out like an X archive: data/tweets.js, data/tweets-part1.js, ..."""
     rng = random.Random(seed)
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     tweets = []
     for i in range(n_posts):
         created = start + timedelta(minutes=17 * i)

@@ -19,12 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.synthetic import tweet_text
 from botfleet import api
-from botfleet_jobs.dataset import build_dataset
 from botfleet.embedded_s3 import EmbeddedS3
 from botfleet.storage import Storage
-
-from bench.synthetic import tweet_text
+from botfleet_jobs.dataset import build_dataset
 
 PRESET = os.environ.get("BOTFLEET_BENCH_PRESET", "small")
 PRECISION = os.environ.get("BOTFLEET_BENCH_PRECISION", "fp32")

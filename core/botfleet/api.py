@@ -139,8 +139,12 @@ SPEC_SCHEMA = _obj(
         "training": _obj(
             "Fine-tuning settings; the defaults are the reference pipeline's.",
             {
-                "baseModel": _str("A model hub id or an s3:// folder of a saved causal LM.", minLength=1, default="gpt2"),
-                "epochs": _int("Reshuffled copies of the data written into the training text.", minimum=1, maximum=100, default=4),
+                "baseModel": _str(
+                    "A model hub id or an s3:// folder of a saved causal LM.", minLength=1, default="gpt2"
+                ),
+                "epochs": _int(
+                    "Reshuffled copies of the data written into the training text.", minimum=1, maximum=100, default=4
+                ),
                 "learningRate": {
                     "type": "number",
                     "description": "Peak learning rate (cosine schedule, no warmup).",
@@ -151,14 +155,20 @@ SPEC_SCHEMA = _obj(
                 },
                 "blockSize": _int("Tokens per training sequence.", minimum=8, maximum=8192, default=1024),
                 "batchSizePerWorker": _int("Sequences per step per worker.", minimum=1, maximum=1024, default=1),
-                "gradientAccumulation": _int("Steps accumulated per optimizer step.", minimum=1, maximum=1024, default=1),
+                "gradientAccumulation": _int(
+                    "Steps accumulated per optimizer step.", minimum=1, maximum=1024, default=1
+                ),
                 "zeroStage": _int("DeepSpeed ZeRO stage.", minimum=0, maximum=3, default=2),
                 # No default: absent means "pick for the hardware" (and a 1.20 API server
                 # rejects an empty-string default).
-                "precision": _str("bf16, or fp32 (CPU only); absent means bf16 on GPUs and fp32 on CPU.", enum=["bf16", "fp32"]),
+                "precision": _str(
+                    "bf16, or fp32 (CPU only); absent means bf16 on GPUs and fp32 on CPU.", enum=["bf16", "fp32"]
+                ),
                 # No defaults for the worker shape: it is the installation's (see WorkerDefaults).
                 "workers": _int("Ray Train workers; absent means the installation's default.", minimum=1, maximum=64),
-                "gpusPerWorker": _int("GPUs per worker, 0 trains on CPU; absent means the installation's default.", minimum=0, maximum=8),
+                "gpusPerWorker": _int(
+                    "GPUs per worker, 0 trains on CPU; absent means the installation's default.", minimum=0, maximum=8
+                ),
                 "seed": _int("Training seed.", minimum=0, default=42),
             },
             default={},
@@ -166,7 +176,9 @@ SPEC_SCHEMA = _obj(
         "resources": _obj(
             "Resources of each Ray worker pod when run on a cluster.",
             {
-                "cpusPerWorker": _int("CPUs per worker; absent means the installation's default.", minimum=1, maximum=256),
+                "cpusPerWorker": _int(
+                    "CPUs per worker; absent means the installation's default.", minimum=1, maximum=256
+                ),
                 "memoryPerWorker": _str(
                     "Memory per worker, a Kubernetes quantity; absent means the installation's default.",
                     pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
@@ -180,7 +192,10 @@ SPEC_SCHEMA = _obj(
                 "wandb": _obj(
                     "Weights & Biases: online with an API key, offline files kept with the outputs otherwise.",
                     {
-                        "mode": _str("online, offline or disabled; absent means online with a key, else offline.", enum=["online", "offline", "disabled"]),
+                        "mode": _str(
+                            "online, offline or disabled; absent means online with a key, else offline.",
+                            enum=["online", "offline", "disabled"],
+                        ),
                         "project": _str("W&B project.", default="huggingtweets", minLength=1),
                         "entity": _str("W&B entity (team or user); empty means the key's default."),
                         "apiKeySecretRef": _secret_ref("Secret holding the W&B API key."),
@@ -194,7 +209,11 @@ SPEC_SCHEMA = _obj(
             "Where the dataset, checkpoints, model and card go: <uri>/<model-id>/...",
             {
                 "uri": _str("s3://bucket/prefix (or file:///path for the local CLI).", pattern=S3_OR_FILE_URI),
-                "deletePolicy": _str("Retain keeps the artifacts when the BotRequest is deleted.", enum=["Retain", "Delete"], default="Retain"),
+                "deletePolicy": _str(
+                    "Retain keeps the artifacts when the BotRequest is deleted.",
+                    enum=["Retain", "Delete"],
+                    default="Retain",
+                ),
             },
             required=["uri"],
         ),
@@ -269,7 +288,9 @@ STATUS_SCHEMA = _obj(
             {
                 "executor": _str("kuberay or ray."),
                 "name": _str("RayJob name or Ray job submission id."),
-                "workers": _str("The job's workers as started, with the operator's defaults filled in (e.g. '2 workers, each 1 GPU, 4 CPUs, 16Gi')."),
+                "workers": _str(
+                    "The job's workers as started, with the operator's defaults filled in (e.g. '2 workers, each 1 GPU, 4 CPUs, 16Gi')."
+                ),
                 "jobStatus": _str("Ray job status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."),
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
@@ -311,7 +332,7 @@ def shown(value: Any) -> str:
     return _QUOTE.repr(value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _go_regexp(pattern: str) -> re.Pattern:
     """The schema's pattern as the API server reads it (Go's RE2: ``$`` is the end of the
     text; in Python it also matches before a final new line)."""
@@ -335,7 +356,11 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
         if "pattern" in schema and not _go_regexp(schema["pattern"]).search(value):
             errors.append(f"{path}: {shown(value)} does not match {schema['pattern']}")
         if len(value) < schema.get("minLength", 0):
-            errors.append(f"{path}: must not be empty" if schema["minLength"] == 1 else f"{path}: at least {schema['minLength']} characters")
+            errors.append(
+                f"{path}: must not be empty"
+                if schema["minLength"] == 1
+                else f"{path}: at least {schema['minLength']} characters"
+            )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(f"{path}: at most {schema['maxLength']} characters")
     if kind == "number" and not math.isfinite(value):
@@ -360,11 +385,17 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
         for name in schema.get("required", []):
             if name not in value:
                 errors.append(f"{path}.{name}: required")
-        if "minProperties" in schema and len(value) < schema["minProperties"] or (
-            "maxProperties" in schema and len(value) > schema["maxProperties"]
+        if (
+            "minProperties" in schema
+            and len(value) < schema["minProperties"]
+            or ("maxProperties" in schema and len(value) > schema["maxProperties"])
         ):
             choices = ", ".join(properties)
-            errors.append(f"{path}: exactly one of {choices}, got {len(value)}" if schema.get("maxProperties") == 1 else f"{path}: wrong number of fields")
+            errors.append(
+                f"{path}: exactly one of {choices}, got {len(value)}"
+                if schema.get("maxProperties") == 1
+                else f"{path}: wrong number of fields"
+            )
         for name, item in value.items():
             if name in properties:
                 errors += validate(item, properties[name], f"{path}.{name}")
@@ -552,7 +583,12 @@ class BotRequest:
 # The worker shape has no schema default: how many workers, GPUs, CPUs and how much memory
 # a request gets when it does not say is the installation's choice (the operator's settings,
 # Helm's job.workerDefaults), and on the local CLI the machine's. (section, field) pairs.
-WORKER_FIELDS = (("training", "workers"), ("training", "gpusPerWorker"), ("resources", "cpusPerWorker"), ("resources", "memoryPerWorker"))
+WORKER_FIELDS = (
+    ("training", "workers"),
+    ("training", "gpusPerWorker"),
+    ("resources", "cpusPerWorker"),
+    ("resources", "memoryPerWorker"),
+)
 
 
 @dataclass(frozen=True)
@@ -626,7 +662,15 @@ def _build_typed(hint: str, value: Any) -> Any:
 
 def parse_spec(spec: Any, path: str = "spec") -> BotSpec:
     errors = validate(spec, SPEC_SCHEMA, path)
-    names = [normalize_handle(h["handle"]) for h in spec.get("handles", []) if isinstance(h, dict) and isinstance(h.get("handle"), str)] if isinstance(spec, dict) else []
+    names = (
+        [
+            normalize_handle(h["handle"])
+            for h in spec.get("handles", [])
+            if isinstance(h, dict) and isinstance(h.get("handle"), str)
+        ]
+        if isinstance(spec, dict)
+        else []
+    )
     if len(set(names)) != len(names):
         errors.append(f"{path}.handles: handles must be distinct")
     if errors:
@@ -697,7 +741,13 @@ def crd() -> dict:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": SHORT_NAMES, "listKind": f"{KIND}List"},
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "listKind": f"{KIND}List",
+            },
             "versions": [
                 {
                     "name": VERSION,
@@ -707,7 +757,12 @@ def crd() -> dict:
                     "additionalPrinterColumns": [
                         {"name": "Handles", "type": "string", "jsonPath": ".status.handles"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Kept", "type": "integer", "jsonPath": ".status.keptPosts", "description": "Posts kept for training"},
+                        {
+                            "name": "Kept",
+                            "type": "integer",
+                            "jsonPath": ".status.keptPosts",
+                            "description": "Posts kept for training",
+                        },
                         {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent"},
                         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
                         {"name": "Workers", "type": "string", "jsonPath": ".status.job.workers", "priority": 1},
@@ -746,7 +801,13 @@ def _rules(schema: dict) -> str:
     rules = []
     if "enum" in schema:
         rules.append("one of " + ", ".join(f"`{v}`" if v else '`""`' for v in schema["enum"]))
-    for key, label in (("minimum", "≥"), ("maximum", "≤"), ("minItems", "items ≥"), ("maxItems", "items ≤"), ("maxLength", "length ≤")):
+    for key, label in (
+        ("minimum", "≥"),
+        ("maximum", "≤"),
+        ("minItems", "items ≥"),
+        ("maxItems", "items ≤"),
+        ("maxLength", "length ≤"),
+    ):
         if key in schema:
             label = ">" if key == "minimum" and schema.get("exclusiveMinimum") else label
             rules.append(f"{label} {schema[key]}")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from botfleet.api import BotSpec
 from botfleet.reasons import Reason
@@ -152,10 +153,24 @@ class Progress:
 
 
 # Numbers as whatever wrote the file gave them; a reader needs them as numbers.
-_PROGRESS_INTS = {"step", "total_steps", "epochs", "world_size", "block_size", "resumed_from_step",
-                  "last_checkpoint_step"}
-_PROGRESS_FLOATS = {"epoch", "loss", "learning_rate", "tokens_per_second", "eta_seconds",
-                    "valid_loss_before", "valid_loss_after"}
+_PROGRESS_INTS = {
+    "step",
+    "total_steps",
+    "epochs",
+    "world_size",
+    "block_size",
+    "resumed_from_step",
+    "last_checkpoint_step",
+}
+_PROGRESS_FLOATS = {
+    "epoch",
+    "loss",
+    "learning_rate",
+    "tokens_per_second",
+    "eta_seconds",
+    "valid_loss_before",
+    "valid_loss_after",
+}
 
 
 # --------------------------------------------------------------------------- model/training.json

@@ -13,9 +13,8 @@ left none), and it never imports the training stack.
 
 from __future__ import annotations
 
-import os
-
 import html
+import os
 from dataclasses import dataclass
 
 from botfleet.api import BotSpec, Handle
@@ -326,7 +325,10 @@ def how_to_use(links: CardLinks) -> str:
     parts = ["## How to use", "You can use this model directly with a pipeline for text generation:", snippet]
     if links.model_uri.startswith("s3://") and not os.path.isabs(links.model_for_pipeline):
         # transformers does not read s3:// itself: say where the folder comes from.
-        parts.insert(1, f"The model is stored at `{links.model_uri}`; copy that folder to `./{links.model_for_pipeline}` (`botfleet run` does) and:")
+        parts.insert(
+            1,
+            f"The model is stored at `{links.model_uri}`; copy that folder to `./{links.model_for_pipeline}` (`botfleet run` does) and:",
+        )
     return "\n\n".join(parts)
 
 

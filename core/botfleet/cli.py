@@ -68,8 +68,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from botfleet_jobs.data_stage import format_table, prepare
     from botfleet.layout import Layout, folder
+    from botfleet_jobs.data_stage import format_table, prepare
 
     request = api.load_request(args.request)
     with open_storage(request.spec) as storage:
@@ -93,7 +93,9 @@ def _job_module():
     try:
         from botfleet_jobs import job
     except ImportError as error:
-        raise MissingExtra(f"`botfleet run` needs the training stack: pip install 'botfleet[jobs]' ({error})") from error
+        raise MissingExtra(
+            f"`botfleet run` needs the training stack: pip install 'botfleet[jobs]' ({error})"
+        ) from error
     return job
 
 
@@ -106,10 +108,16 @@ def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) 
     metrics = result["metrics"]
     print(f"\nmodel: {result['model']}\ncard:  {result['card']}\nlocal copy: {local}/ (README.md is the card)")
     if metrics.get("perplexity_after") is not None:
-        print(f"validation perplexity: {metrics['perplexity_before']:.1f} before, {metrics['perplexity_after']:.1f} after fine-tuning")
+        print(
+            f"validation perplexity: {metrics['perplexity_before']:.1f} before, {metrics['perplexity_after']:.1f} after fine-tuning"
+        )
     if result.get("tracking_files") and not result.get("tracking_run_url"):
-        print(f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)")
-    print(f"\ntry it:  python -c \"from transformers import pipeline; print(pipeline('text-generation', model='{local}')('My dream is'))\"\n")
+        print(
+            f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)"
+        )
+    print(
+        f"\ntry it:  python -c \"from transformers import pipeline; print(pipeline('text-generation', model='{local}')('My dream is'))\"\n"
+    )
     for sample in json.loads((local / "samples.json").read_text())["samples"]:
         print(f"  {sample['prompt']!r} -> {sample['prediction']!r}")
     return 0
@@ -126,7 +134,10 @@ def cmd_demo(args) -> int:
 
     job = _job_module()
     request = api.parse_request(demo.REQUEST)
-    print("botfleet demo: no pretrained weights can be downloaded here, so the base model is a small GPT-2 with RANDOM weights and the real GPT-2 tokenizer; expect a bot that has learnt the jokes' words, not fluent English.", file=sys.stderr)
+    print(
+        "botfleet demo: no pretrained weights can be downloaded here, so the base model is a small GPT-2 with RANDOM weights and the real GPT-2 tokenizer; expect a bot that has learnt the jokes' words, not fluent English.",
+        file=sys.stderr,
+    )
     with open_storage(request.spec) as storage:
         if not storage.exists(demo.DATASET_URI):
             storage.write_bytes(demo.DATASET_URI, demo.corpus_jsonl(), content_type="application/x-ndjson")
@@ -145,7 +156,9 @@ def cmd_store(args) -> int:
     data_dir = default_data_dir()
     if args.action == "start":
         if S3Config.from_env() is not None:
-            return fail("an object store is configured (BOTFLEET_S3_ENDPOINT or AWS_ENDPOINT_URL): the embedded one is not used")
+            return fail(
+                "an object store is configured (BOTFLEET_S3_ENDPOINT or AWS_ENDPOINT_URL): the embedded one is not used"
+            )
         _, server = local_default_storage()  # started, or the one already running
     else:
         server = EmbeddedS3.find_running(data_dir)
@@ -170,7 +183,9 @@ def cmd_operator(operator_args: list[str]) -> int:
     try:
         from botfleet_operator import main as operator_main
     except ImportError as error:
-        raise MissingExtra(f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})") from error
+        raise MissingExtra(
+            f"`botfleet operator` needs the operator extra: pip install 'botfleet[operator]' ({error})"
+        ) from error
     return operator_main(operator_args)
 
 
@@ -181,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     commands.add_parser("crd", help="print the BotRequest CustomResourceDefinition").set_defaults(func=cmd_crd)
 
-    commands.add_parser("api-docs", help="print the BotRequest spec reference (docs/api.md)").set_defaults(func=cmd_api_docs)
+    commands.add_parser("api-docs", help="print the BotRequest spec reference (docs/api.md)").set_defaults(
+        func=cmd_api_docs
+    )
 
     validate = commands.add_parser("validate", help="check BotRequest files against the schema")
     validate.add_argument("requests", nargs="+", metavar="REQUEST.yaml")
@@ -204,19 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     store = commands.add_parser("store", help="the embedded object store used when none is configured")
     store.add_argument(
-        "action", choices=["status", "start", "stop", "env"],
+        "action",
+        choices=["status", "start", "stop", "env"],
         help="status: is it running, where; start: start it (or find it running); stop: stop it, keeping its data; env: its endpoint and keys as shell exports",
     )
     store.set_defaults(func=cmd_store)
 
     # Listed for --help only: main() hands `operator ...` to the operator's own parser.
-    commands.add_parser("operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)")
+    commands.add_parser(
+        "operator", add_help=False, help="run the BotRequest operator (`botfleet operator --help` for its flags)"
+    )
     return parser
 
 
 # A local Ray started by `run`/`demo`: no token-auth warning, no usage stats, and reports
 # that don't wait on the 1.4 s default health check (see docs in the trainer).
-LOCAL_RAY_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+LOCAL_RAY_DEFAULTS = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,11 @@ REQUEST = {
     "metadata": {"name": "pyjokes"},
     "spec": {
         "handles": [
-            {"handle": "pyjokes", "displayName": "Python jokes", "source": {"dataset": {"uri": DATASET_URI, "format": "jsonl"}}}
+            {
+                "handle": "pyjokes",
+                "displayName": "Python jokes",
+                "source": {"dataset": {"uri": DATASET_URI, "format": "jsonl"}},
+            }
         ],
         "training": {
             "baseModel": BASE_MODEL_URI,

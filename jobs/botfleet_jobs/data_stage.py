@@ -10,12 +10,10 @@ dataset instead of fetching different posts.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
 import time
-from dataclasses import asdict
 
 from tqdm import tqdm
 
@@ -23,12 +21,12 @@ from botfleet import __version__
 from botfleet.api import BotSpec
 from botfleet.artifacts import HandleStats, Stats, data_fingerprint
 from botfleet.card import DATA_ROWS
+from botfleet.layout import Layout
+from botfleet.storage import Storage, StorageError
 from botfleet_jobs.dataset import TRAIN_FRACTION, build_dataset
 from botfleet_jobs.filters import filter_posts
-from botfleet.layout import Layout
 from botfleet_jobs.posts import Post
 from botfleet_jobs.sources import fetch_posts
-from botfleet.storage import Storage, StorageError
 
 
 def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:
@@ -103,5 +101,10 @@ def format_table(stats: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = io.StringIO()
     for row in rows:
-        out.write("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() + "\n")
+        out.write(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+            + "\n"
+        )
     return out.getvalue()

@@ -93,6 +93,6 @@ def sample_predictions(folder: str, *, seed: int, per_prompt: int, device=None) 
                 pad_token_id=tokenizer.eos_token_id,
             )
         for row in out:
-            text = tokenizer.decode(row[len(prefix_ids):], skip_special_tokens=True)
+            text = tokenizer.decode(row[len(prefix_ids) :], skip_special_tokens=True)
             samples.append({"prompt": prompt, "prediction": text})
     return samples

@@ -24,11 +24,11 @@ from botfleet import api
 from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
 from botfleet.card import CardLinks, render_card
 from botfleet.errors import one_line
-from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.storage import S3Config, Storage
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
+from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.thumbnail import render_predictions_png
@@ -54,7 +54,9 @@ class ProgressDisplay:
         self.bar.n = step
         self.bar.set_postfix(loss=progress.get("loss"), eta=f"{progress.get('eta_seconds') or 0:.0f}s", refresh=False)
         self.bar.refresh()
-        self.tracker.log_metrics(step, {k: progress[k] for k in ("loss", "tokens_per_second", "epoch") if progress.get(k) is not None})
+        self.tracker.log_metrics(
+            step, {k: progress[k] for k in ("loss", "tokens_per_second", "epoch") if progress.get(k) is not None}
+        )
 
     def close(self) -> None:
         self.bar.close()
@@ -68,7 +70,9 @@ def publish_random_base_model(storage: Storage, preset: str, uri: str) -> str:
     return uri
 
 
-def publish_card(spec: api.BotSpec, storage: Storage, stats: dict, training: dict, samples: list, tracking: dict, workdir: Path) -> str:
+def publish_card(
+    spec: api.BotSpec, storage: Storage, stats: dict, training: dict, samples: list, tracking: dict, workdir: Path
+) -> str:
     layout = Layout(spec.model_uri)
     png = workdir / "predictions.png"
     render_predictions_png(samples, f"@{spec.model_id} bot", png)
@@ -99,7 +103,9 @@ def failure_reason(error: BaseException, stage: str) -> Reason:
     return next((reason for kind, reason in FAILURE_REASONS if isinstance(error, kind)), STAGE_FAILURES[stage])
 
 
-def run_job(request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True) -> dict:
+def run_job(
+    request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True
+) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure)."""
     # Once, here: training, tracking and the card all get the worker shape that ran.
     spec = local_worker_defaults().resolve(request.spec)

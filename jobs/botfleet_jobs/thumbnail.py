@@ -89,7 +89,7 @@ def layout(samples: list[dict], title: str) -> list[Line]:
 def continuation(prompt: str, prediction: str) -> str:
     """What the model added: predictions usually repeat the prompt, already drawn above."""
     if prompt and prediction.startswith(prompt):
-        added = prediction[len(prompt):].strip()
+        added = prediction[len(prompt) :].strip()
         return "..." + added if added else "(nothing)"
     return prediction.strip() or "(nothing)"
 

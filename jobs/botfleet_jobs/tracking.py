@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from botfleet.api import WandbSpec
 from botfleet.card import base_model_url
@@ -88,7 +89,7 @@ class Tracker:
     @classmethod
     def from_env(
         cls, spec: WandbSpec, out_dir: str | os.PathLike, model_id: str, env: Mapping[str, str] | None = None
-    ) -> "Tracker":
+    ) -> Tracker:
         env = os.environ if env is None else env
         return cls(spec, out_dir, model_id, api_key=env.get("WANDB_API_KEY") or None)
 

@@ -31,8 +31,8 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from botfleet.api import BotSpec, TrainingSpec, WorkerDefaults
 from botfleet.layout import Layout

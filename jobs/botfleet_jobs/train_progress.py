@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from botfleet.artifacts import Progress
 from botfleet.storage import Storage, StorageError

@@ -113,8 +113,11 @@ class Worker:
         self.started = time.time()
         self.marks = [("worker_group_start", self.started)]  # start-up phases: (name, ended at)
         self.progress = ProgressWriter(
-            self.storage, self.layout.progress, enabled=self.rank == 0,
-            every_seconds=config.progress_every_seconds, started_at=config.started_at,
+            self.storage,
+            self.layout.progress,
+            enabled=self.rank == 0,
+            every_seconds=config.progress_every_seconds,
+            started_at=config.started_at,
         )
         self.progress.write(status="loading", force=True)
 
@@ -196,8 +199,12 @@ class Worker:
             state["last_loss"] = step_loss
             checkpoint = plan.is_checkpoint_step(step)
             if self._progress(
-                "training", step, loss=sum(window) / len(window), learning_rate=engine.get_lr()[0],
-                force=checkpoint, run_start=run_start,
+                "training",
+                step,
+                loss=sum(window) / len(window),
+                learning_rate=engine.get_lr()[0],
+                force=checkpoint,
+                run_start=run_start,
             ):
                 window.clear()
             if checkpoint:
@@ -217,7 +224,9 @@ class Worker:
         if self.rank != 0:
             return
         samples = sample_predictions(
-            model_dir, seed=training.seed, per_prompt=config.samples_per_prompt,
+            model_dir,
+            seed=training.seed,
+            per_prompt=config.samples_per_prompt,
             device=self.engine.device if config.on_gpu else None,
         )
         steps_counted = state.get("train_loss_steps")
@@ -252,8 +261,13 @@ class Worker:
         self.storage.write_json(self.layout.samples, samples_json)
         self.storage.write_json(self.layout.training, record.to_dict())
         self._progress(
-            "succeeded", step, loss=state.get("last_loss"), eta_seconds=0.0,
-            valid_loss_before=loss_before, valid_loss_after=loss_after, force=True,
+            "succeeded",
+            step,
+            loss=state.get("last_loss"),
+            eta_seconds=0.0,
+            valid_loss_before=loss_before,
+            valid_loss_after=loss_after,
+            force=True,
         )
 
     # ------------------------------------------------------------------ the loop's parts

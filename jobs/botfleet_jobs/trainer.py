@@ -13,8 +13,15 @@ from .train_errors import TrainingError, describe_failure, is_out_of_memory
 from .train_plan import startup_breakdown, tokenize
 
 __all__ = [
-    "TrainOptions", "TrainResult", "TrainingError", "describe_failure", "is_out_of_memory",
-    "local_worker_defaults", "startup_breakdown", "tokenize", "train",
+    "TrainOptions",
+    "TrainResult",
+    "TrainingError",
+    "describe_failure",
+    "is_out_of_memory",
+    "local_worker_defaults",
+    "startup_breakdown",
+    "tokenize",
+    "train",
 ]
 
 

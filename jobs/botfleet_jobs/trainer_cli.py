@@ -33,11 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--spec-file", metavar="FILE", help="a file holding the spec as JSON")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    parser.add_argument("--cpus-per-worker", type=int, help="default: spec.resources.cpusPerWorker (capped on a local Ray)")
+    parser.add_argument(
+        "--cpus-per-worker", type=int, help="default: spec.resources.cpusPerWorker (capped on a local Ray)"
+    )
     parser.add_argument("--ray-temp-dir", help="temp/session folder of the local Ray (keep it short: socket paths)")
-    parser.add_argument("--checkpoint-every-steps", type=int, default=50, help="also checkpoint every N steps (0: only per epoch)")
+    parser.add_argument(
+        "--checkpoint-every-steps", type=int, default=50, help="also checkpoint every N steps (0: only per epoch)"
+    )
     parser.add_argument("--progress-every-seconds", type=float, default=5.0)
-    parser.add_argument("--max-failures", type=int, default=0, help="worker-group restarts (from the newest checkpoint)")
+    parser.add_argument(
+        "--max-failures", type=int, default=0, help="worker-group restarts (from the newest checkpoint)"
+    )
     parser.add_argument("--samples-per-prompt", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser

@@ -39,8 +39,11 @@ def run(settings: Settings) -> None:
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
-        settings.executor, settings.max_concurrent or "unlimited", ",".join(settings.namespaces) or "all",
-        settings.metrics_port, settings.health_port,
+        settings.executor,
+        settings.max_concurrent or "unlimited",
+        ",".join(settings.namespaces) or "all",
+        settings.metrics_port,
+        settings.health_port,
     )
     kopf.run(
         registry=handlers.registry,

@@ -13,9 +13,9 @@ import logging
 from typing import Protocol
 
 from botfleet_operator import rayjob as render
+from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
-from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 
 log = logging.getLogger("botfleet_operator")
 
@@ -96,7 +96,9 @@ class KubeRayExecutor:
         if rayjob is not None and not self._ours(body, rayjob):
             # A predecessor's (same name, deleted BotRequest) RayJob the garbage collector
             # has not removed yet: not ours; it goes away on its own.
-            return JobObservation(self.kind, name, message="an older object's RayJob of the same name is being garbage-collected")
+            return JobObservation(
+                self.kind, name, message="an older object's RayJob of the same name is being garbage-collected"
+            )
         if rayjob is not None and rayjob["metadata"].get("deletionTimestamp"):
             return JobObservation(self.kind, name)
         return observe_rayjob(name, rayjob)
@@ -152,7 +154,9 @@ class RayExecutor:
 
     def name(self, body: dict) -> str:
         meta = body["metadata"]
-        return render.submission_id(meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body))
+        return render.submission_id(
+            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body)
+        )
 
     def _info(self, name: str):
         try:
@@ -166,7 +170,9 @@ class RayExecutor:
         info = self._info(name)
         if info is None:
             return observe_ray_job(name, None)
-        return observe_ray_job(name, str(getattr(info.status, "value", info.status)), info.message, info.start_time, info.end_time)
+        return observe_ray_job(
+            name, str(getattr(info.status, "value", info.status)), info.message, info.start_time, info.end_time
+        )
 
     def _env(self, body: dict, spec: JobSpec) -> dict[str, str]:
         """The job's environment, with the values of the Secrets it names: Ray's job API

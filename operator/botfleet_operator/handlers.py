@@ -49,7 +49,8 @@ async def configure_kopf(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     """kopf's settings (``settings`` is kopf's, not botfleet's); then start the level loop."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="botfleet.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="botfleet.dev", key="last-handled-configuration")
+        prefix="botfleet.dev", key="last-handled-configuration"
+    )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.execution.max_workers = memo.runtime.settings.workers

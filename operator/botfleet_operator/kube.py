@@ -39,7 +39,12 @@ class Kube:
     def patch_status(self, namespace: str, name: str, patch: dict) -> None:
         """Merge ``patch`` into a BotRequest's status (the only write to a BotRequest)."""
         self.custom.patch_namespaced_custom_object_status(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": patch},
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"status": patch},
             _content_type="application/merge-patch+json",
         )
 
@@ -77,16 +82,24 @@ class Kube:
     def post_events(self, body: dict, events: list[tuple[str, str, str]]) -> None:
         """Post ``(type, reason, message)`` Events on the BotRequest ``body`` (best effort)."""
         meta = body["metadata"]
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         for kind, reason, message in events:
             event = k8s.CoreV1Event(
                 metadata=k8s.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
                 involved_object=k8s.V1ObjectReference(
-                    api_version=api.API_VERSION, kind=api.KIND, name=meta["name"], namespace=meta["namespace"],
-                    uid=meta.get("uid"), resource_version=meta.get("resourceVersion"),
+                    api_version=api.API_VERSION,
+                    kind=api.KIND,
+                    name=meta["name"],
+                    namespace=meta["namespace"],
+                    uid=meta.get("uid"),
+                    resource_version=meta.get("resourceVersion"),
                 ),
-                reason=reason, message=message[:1024], type=kind, count=1,
-                first_timestamp=now, last_timestamp=now,
+                reason=reason,
+                message=message[:1024],
+                type=kind,
+                count=1,
+                first_timestamp=now,
+                last_timestamp=now,
                 source=k8s.V1EventSource(component="botfleet-operator"),
                 reporting_component="botfleet.dev/operator",
                 reporting_instance=os.environ.get("HOSTNAME", "botfleet-operator"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -22,7 +22,9 @@ JOB_SECONDS = Histogram(
     ["phase"],
     buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
 )
-ORPHANS_STOPPED = Counter("botfleet_orphaned_jobs_stopped_total", "Ray jobs stopped because their BotRequest was gone or newer.")
+ORPHANS_STOPPED = Counter(
+    "botfleet_orphaned_jobs_stopped_total", "Ray jobs stopped because their BotRequest was gone or newer."
+)
 FAILURES = Counter("botfleet_failures_total", "BotRequests that ended Failed, by reason.", ["reason"])
 
 

@@ -92,7 +92,9 @@ def observe_rayjob(name: str, rayjob: dict | None) -> JobObservation:
     )
 
 
-def observe_ray_job(name: str, status: str | None, message: str | None = None, start_ms: int | None = None, end_ms: int | None = None) -> JobObservation:
+def observe_ray_job(
+    name: str, status: str | None, message: str | None = None, start_ms: int | None = None, end_ms: int | None = None
+) -> JobObservation:
     """Map a Ray job submission's status to a JobObservation (None = no such job)."""
     if status is None:
         return JobObservation("ray", name)
@@ -106,6 +108,15 @@ def observe_ray_job(name: str, status: str | None, message: str | None = None, s
     reason = {"FAILED": Reason.JOB_FAILED, "STOPPED": Reason.JOB_STOPPED}.get(status)
 
     def iso(ms):
-        return now_iso(_dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc)) if ms else None
+        return now_iso(_dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)) if ms else None
 
-    return JobObservation("ray", name, state=state, job_status=status, reason=reason, message=message, start_time=iso(start_ms), end_time=iso(end_ms))
+    return JobObservation(
+        "ray",
+        name,
+        state=state,
+        job_status=status,
+        reason=reason,
+        message=message,
+        start_time=iso(start_ms),
+        end_time=iso(end_ms),
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from botfleet.reasons import Reason
 from botfleet_operator.status import TERMINAL
 
+
 @dataclass(frozen=True)
 class QueueEntry:
     """One BotRequest as the concurrency limit sees it."""
@@ -33,7 +34,9 @@ class QueueDecision:
         )
 
 
-def decide_admission(key: str, entries: list[QueueEntry], limit: int, extra_active: set[str] = frozenset()) -> QueueDecision:
+def decide_admission(
+    key: str, entries: list[QueueEntry], limit: int, extra_active: set[str] = frozenset()
+) -> QueueDecision:
     """Whether ``key`` may start its job now: first come (creationTimestamp), first served.
 
     ``extra_active`` are keys this operator started but the entries do not show yet.
@@ -51,7 +54,9 @@ def decide_admission(key: str, entries: list[QueueEntry], limit: int, extra_acti
     rank = next(i for i, e in enumerate(waiting) if e.key == key)
     if rank < free:
         return QueueDecision(True, running=len(active), limit=limit)
-    return QueueDecision(False, position=rank - free + 1, queued=max(0, len(waiting) - free), running=len(active), limit=limit)
+    return QueueDecision(
+        False, position=rank - free + 1, queued=max(0, len(waiting) - free), running=len(active), limit=limit
+    )
 
 
 def queue_entry(body: dict) -> QueueEntry:
@@ -65,4 +70,6 @@ def queue_entry(body: dict) -> QueueEntry:
     # A request whose output folder is another's waits for that, not for a slot.
     blocked = status.get("reason") == Reason.OUTPUT_IN_USE and status.get("observedGeneration") == generation
     waiting = not active and not done and not blocked and not meta.get("deletionTimestamp")
-    return QueueEntry(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("creationTimestamp") or "", active, waiting)
+    return QueueEntry(
+        f"{meta.get('namespace')}/{meta.get('name')}", meta.get("creationTimestamp") or "", active, waiting
+    )

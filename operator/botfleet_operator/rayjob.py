@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 from botfleet import api
-from botfleet_operator.settings import Settings
 from botfleet.secrets import secret_env_name
+from botfleet_operator.settings import Settings
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
 # fit 53 characters (its pods and services add more): a RayJob name has at most 47
@@ -188,7 +188,9 @@ def owner_reference(body: dict) -> dict:
     }
 
 
-def _container(name: str, settings: Settings, env: list[dict], cpus: int, memory: str, gpus: int, ports: list[dict] | None = None) -> dict:
+def _container(
+    name: str, settings: Settings, env: list[dict], cpus: int, memory: str, gpus: int, ports: list[dict] | None = None
+) -> dict:
     limits = {"cpu": str(cpus), "memory": memory}
     if gpus:
         limits["nvidia.com/gpu"] = str(gpus)
@@ -211,7 +213,11 @@ def _pod_spec(container: dict, settings: Settings, extra: dict) -> dict:
     if not settings.s3_ca_secret:
         return {**extra, "containers": [container]}
     mounted = {**container, "volumeMounts": [{"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True}]}
-    return {**extra, "containers": [mounted], "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}]}
+    return {
+        **extra,
+        "containers": [mounted],
+        "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}],
+    }
 
 
 def _submitter_pod_spec(settings: Settings) -> dict:
@@ -238,9 +244,15 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         settings.head_cpus,
         settings.head_memory,
         0,
-        ports=[{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"}, {"containerPort": 10001, "name": "client"}],
+        ports=[
+            {"containerPort": 6379, "name": "gcs"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 10001, "name": "client"},
+        ],
     )
-    worker = _container("ray-worker", settings, env, resources.cpus_per_worker, resources.memory_per_worker, worker_gpus)
+    worker = _container(
+        "ray-worker", settings, env, resources.cpus_per_worker, resources.memory_per_worker, worker_gpus
+    )
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
@@ -264,7 +276,10 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
                 "headGroupSpec": {
                     # No Ray tasks on the head: the driver (data stage) runs there, training on workers.
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(head, settings, settings.job_pod)},
+                    "template": {
+                        "metadata": {"labels": pod_labels},
+                        "spec": _pod_spec(head, settings, settings.job_pod),
+                    },
                 },
                 "workerGroupSpecs": [
                     {
@@ -272,8 +287,14 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
                         "replicas": training.workers,
                         "minReplicas": training.workers,
                         "maxReplicas": training.workers,
-                        "rayStartParams": {"num-cpus": str(resources.cpus_per_worker), **({"num-gpus": str(worker_gpus)} if worker_gpus else {})},
-                        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(worker, settings, {**settings.job_pod, **settings.job_worker_pod})},
+                        "rayStartParams": {
+                            "num-cpus": str(resources.cpus_per_worker),
+                            **({"num-gpus": str(worker_gpus)} if worker_gpus else {}),
+                        },
+                        "template": {
+                            "metadata": {"labels": pod_labels},
+                            "spec": _pod_spec(worker, settings, {**settings.job_pod, **settings.job_worker_pod}),
+                        },
                     }
                 ],
             },

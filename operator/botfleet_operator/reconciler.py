@@ -67,7 +67,9 @@ def operator_card(spec: api.BotSpec, files: JobFiles, layout: Layout) -> str:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, executor: Executor, storage: Storage | None, patch_status, request_uid) -> None:
+    def __init__(
+        self, settings: Settings, executor: Executor, storage: Storage | None, patch_status, request_uid
+    ) -> None:
         self.settings = settings
         self.executor = executor
         self.storage = storage
@@ -151,8 +153,15 @@ class Reconciler:
         elsewhere = isinstance(named, str) and named.startswith(("s3://", "file://")) and named != layout.card
         card_uri = named if elsewhere else None
         card = self._exists(card_uri or layout.card) if finished_ok else False
-        return JobFiles(stats=stats, progress=progress, result=result, training=training,
-                        model_present=model, card_present=card, card_uri=card_uri)
+        return JobFiles(
+            stats=stats,
+            progress=progress,
+            result=result,
+            training=training,
+            model_present=model,
+            card_present=card,
+            card_uri=card_uri,
+        )
 
     def claim_output(self, body: dict, layout: Layout) -> str | None:
         """Make this request the owner of its output folder (``owner.json``), unless another
@@ -171,8 +180,10 @@ class Reconciler:
             try:
                 owner = self._owner(layout)
                 if owner is not None and owner.uid != me.uid and self._exists_still(owner):
-                    return (f"{folder(layout.model_uri)} is the output of BotRequest {owner.namespace}/{owner.name}:"
-                            " give this one another spec.output.uri, or delete that one")
+                    return (
+                        f"{folder(layout.model_uri)} is the output of BotRequest {owner.namespace}/{owner.name}:"
+                        " give this one another spec.output.uri, or delete that one"
+                    )
                 if owner != me:
                     self.storage.write_json(layout.owner, me.to_dict())
                 with self._lock:
@@ -194,7 +205,9 @@ class Reconciler:
         try:
             return self.request_uid(owner.namespace, owner.name) == owner.uid
         except Exception as exc:  # noqa: BLE001 - cannot tell (e.g. a namespace not granted): keep off it
-            log.warning("cannot look up BotRequest %s/%s, which owns an output folder: %s", owner.namespace, owner.name, exc)
+            log.warning(
+                "cannot look up BotRequest %s/%s, which owns an output folder: %s", owner.namespace, owner.name, exc
+            )
             return True
 
     def clear_previous_run(self, layout: Layout) -> None:
@@ -255,7 +268,9 @@ class Reconciler:
         empty_job = JobObservation(self.executor.kind, name)
         if invalid:
             handles = [h.get("handle", "") for h in (body.get("spec") or {}).get("handles", []) if isinstance(h, dict)]
-            desired = compute_status(body, model_id="", handles=handles, layout=Layout(""), job=empty_job, files=JobFiles(), invalid=invalid)
+            desired = compute_status(
+                body, model_id="", handles=handles, layout=Layout(""), job=empty_job, files=JobFiles(), invalid=invalid
+            )
             patch = self._apply(body, old, desired.status)
             self.release(key)
             return Outcome(patch, desired.events, FAILED)
@@ -268,13 +283,28 @@ class Reconciler:
         events: list[tuple[str, str, str]] = []
 
         def status_of(job: JobObservation, files: JobFiles, **kw):
-            return compute_status(body, model_id=spec.model_id, handles=handles, layout=layout, job=job, files=files, workers=workers, **kw)
+            return compute_status(
+                body,
+                model_id=spec.model_id,
+                handles=handles,
+                layout=layout,
+                job=job,
+                files=files,
+                workers=workers,
+                **kw,
+            )
 
         # A spec change while an older generation's job runs: that job is superseded.
         if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
             try:
                 self.executor.delete(body, old_job["name"])
-                events.append(("Normal", Reason.SUPERSEDED, f"spec changed (generation {generation}): stopped job {old_job['name']}"))
+                events.append(
+                    (
+                        "Normal",
+                        Reason.SUPERSEDED,
+                        f"spec changed (generation {generation}): stopped job {old_job['name']}",
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - retried next reconcile
                 log.warning("%s: cannot stop superseded job %s: %s", key, old_job["name"], exc)
 
@@ -310,7 +340,9 @@ class Reconciler:
             else:
                 job = self.executor.submit(body, job_spec)
                 metrics.JOBS_STARTED.labels(self.executor.kind).inc()
-                events.append(("Normal", Reason.JOB_CREATED, f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}"))
+                events.append(
+                    ("Normal", Reason.JOB_CREATED, f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}")
+                )
                 files = None
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
@@ -348,7 +380,13 @@ class Reconciler:
             raise StorageError("the operator has no object store configured: cannot delete artifacts")
         owner = self._owner(Layout(spec.model_uri))
         if owner is not None and owner.uid != body["metadata"].get("uid"):
-            log.info("%s: not deleting %s, which belongs to BotRequest %s/%s", _key(body), folder(spec.model_uri), owner.namespace, owner.name)
+            log.info(
+                "%s: not deleting %s, which belongs to BotRequest %s/%s",
+                _key(body),
+                folder(spec.model_uri),
+                owner.namespace,
+                owner.name,
+            )
             return 0
         return self.storage.delete_prefix(spec.model_uri)
 

@@ -20,9 +20,9 @@ from botfleet.storage import S3Config, Storage
 from botfleet_operator import metrics
 from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor, RayExecutor, orphaned_jobs
 from botfleet_operator.kube import Kube
+from botfleet_operator.queue import queue_entry
 from botfleet_operator.reconciler import Reconciler
 from botfleet_operator.settings import Settings
-from botfleet_operator.queue import queue_entry
 from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
@@ -53,8 +53,10 @@ def object_store(settings: Settings) -> S3Config | None:
     if s3 is not None and s3.region and not settings.s3_region:
         settings.s3_region = s3.region
     if s3 is None:
-        log.warning("no object store configured (BOTFLEET_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):"
-                    " status will not show counts, progress or metrics")
+        log.warning(
+            "no object store configured (BOTFLEET_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):"
+            " status will not show counts, progress or metrics"
+        )
     return s3
 
 
@@ -76,7 +78,7 @@ class Runtime:
     _level_loop: asyncio.Task | None = None
 
     @classmethod
-    def create(cls, settings: Settings) -> "Runtime":
+    def create(cls, settings: Settings) -> Runtime:
         """Connect to Kubernetes and the object store and make the executor and reconciler."""
         kube = Kube(settings.workers)
         s3 = object_store(settings)
@@ -195,7 +197,10 @@ class Runtime:
             if job_id in self._stopped_orphans:  # stopping takes Ray a few seconds: once is enough
                 continue
             self._stopped_orphans.add(job_id)
-            log.warning("stopping Ray job %s: its BotRequest %s is gone or has a newer spec",
-                        job_id, active[job_id][META_REQUEST])
+            log.warning(
+                "stopping Ray job %s: its BotRequest %s is gone or has a newer spec",
+                job_id,
+                active[job_id][META_REQUEST],
+            )
             self.executor.stop(job_id)
             metrics.ORPHANS_STOPPED.inc()

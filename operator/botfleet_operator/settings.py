@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from botfleet import __version__, api
 
@@ -21,43 +21,113 @@ ENV_PREFIX = "BOTFLEET_OPERATOR_"
 # What a platform team may add to the Ray pods' spec (job_pod, job_worker_pod): scheduling,
 # pulling and security. The containers and volumes are the operator's.
 JOB_POD_FIELDS = (
-    "affinity", "imagePullSecrets", "nodeSelector", "priorityClassName", "runtimeClassName",
-    "schedulerName", "securityContext", "serviceAccountName", "tolerations",
+    "affinity",
+    "imagePullSecrets",
+    "nodeSelector",
+    "priorityClassName",
+    "runtimeClassName",
+    "schedulerName",
+    "securityContext",
+    "serviceAccountName",
+    "tolerations",
 )
 
 
 @dataclass
 class Settings:
-    executor: str = field(default="kuberay", metadata={"help": "how trainings run: kuberay (a RayJob per request) or ray (an existing Ray cluster)"})
-    ray_address: str = field(default="http://127.0.0.1:8265", metadata={"help": "Ray dashboard address, for the ray executor"})
-    job_image: str = field(default=f"botfleet/job:{__version__}", metadata={"help": "container image of the Ray head and workers (kuberay executor)"})
+    executor: str = field(
+        default="kuberay",
+        metadata={"help": "how trainings run: kuberay (a RayJob per request) or ray (an existing Ray cluster)"},
+    )
+    ray_address: str = field(
+        default="http://127.0.0.1:8265", metadata={"help": "Ray dashboard address, for the ray executor"}
+    )
+    job_image: str = field(
+        default=f"botfleet/job:{__version__}",
+        metadata={"help": "container image of the Ray head and workers (kuberay executor)"},
+    )
     job_entrypoint: str = field(default="python -m botfleet_jobs.job", metadata={"help": "the training job's command"})
-    ray_version: str = field(default="2.60.0", metadata={"help": "Ray version in the job image (RayJob rayClusterSpec.rayVersion)"})
-    max_concurrent: int = field(default=4, metadata={"help": "most trainings at once; the rest wait in Pending (0 = no limit)"})
-    namespaces: tuple[str, ...] = field(default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"})
-    s3_endpoint: str = field(default="", metadata={"help": "object store endpoint the jobs use (default: the operator's BOTFLEET_S3_ENDPOINT)"})
-    s3_region: str = field(default="", metadata={"help": "region the jobs sign S3 requests for (default: the operator's AWS_REGION)"})
-    s3_ca_secret: str = field(default="", metadata={"help": "Secret (in the request's namespace) with ca.crt, the object store's CA, mounted into the job pods (kuberay executor; empty = public CAs)"})
-    s3_secret: str = field(default="botfleet-s3", metadata={"help": "Secret (in the request's namespace) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for jobs"})
-    wandb_secret: str = field(default="", metadata={"help": "default Secret holding the W&B API key for requests that name none (empty = none)"})
-    wandb_secret_key: str = field(default="WANDB_API_KEY", metadata={"help": "key of the API key in the default W&B Secret"})
+    ray_version: str = field(
+        default="2.60.0", metadata={"help": "Ray version in the job image (RayJob rayClusterSpec.rayVersion)"}
+    )
+    max_concurrent: int = field(
+        default=4, metadata={"help": "most trainings at once; the rest wait in Pending (0 = no limit)"}
+    )
+    namespaces: tuple[str, ...] = field(
+        default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"}
+    )
+    s3_endpoint: str = field(
+        default="",
+        metadata={"help": "object store endpoint the jobs use (default: the operator's BOTFLEET_S3_ENDPOINT)"},
+    )
+    s3_region: str = field(
+        default="", metadata={"help": "region the jobs sign S3 requests for (default: the operator's AWS_REGION)"}
+    )
+    s3_ca_secret: str = field(
+        default="",
+        metadata={
+            "help": "Secret (in the request's namespace) with ca.crt, the object store's CA, mounted into the job pods (kuberay executor; empty = public CAs)"
+        },
+    )
+    s3_secret: str = field(
+        default="botfleet-s3",
+        metadata={"help": "Secret (in the request's namespace) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for jobs"},
+    )
+    wandb_secret: str = field(
+        default="",
+        metadata={"help": "default Secret holding the W&B API key for requests that name none (empty = none)"},
+    )
+    wandb_secret_key: str = field(
+        default="WANDB_API_KEY", metadata={"help": "key of the API key in the default W&B Secret"}
+    )
     ttl_seconds_after_finished: int = field(default=300, metadata={"help": "RayJob ttlSecondsAfterFinished"})
     backoff_limit: int = field(default=1, metadata={"help": "RayJob backoffLimit (retries of a failed job)"})
     active_deadline_seconds: int = field(default=6 * 3600, metadata={"help": "RayJob activeDeadlineSeconds"})
-    default_workers: int = field(default=api.WorkerDefaults.workers, metadata={"help": "Ray Train workers of a request that gives no spec.training.workers"})
-    default_gpus_per_worker: int = field(default=api.WorkerDefaults.gpus_per_worker, metadata={"help": "GPUs per worker of a request that gives no spec.training.gpusPerWorker"})
-    default_cpus_per_worker: int = field(default=api.WorkerDefaults.cpus_per_worker, metadata={"help": "CPUs per worker of a request that gives no spec.resources.cpusPerWorker"})
-    default_memory_per_worker: str = field(default=api.WorkerDefaults.memory_per_worker, metadata={"help": "memory per worker of a request that gives no spec.resources.memoryPerWorker"})
-    job_pod: dict = field(default_factory=dict, metadata={"help": f"JSON object added to the spec of every Ray pod (keys: {', '.join(JOB_POD_FIELDS)})"})
-    job_worker_pod: dict = field(default_factory=dict, metadata={"help": "JSON object added to the worker pods' spec only, over job_pod (e.g. GPU nodes' nodeSelector and tolerations)"})
-    job_container_security_context: dict = field(default_factory=dict, metadata={"help": "JSON securityContext of the Ray containers (e.g. for the PodSecurity 'restricted' profile)"})
-    head_cpus: int = field(default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"})
+    default_workers: int = field(
+        default=api.WorkerDefaults.workers,
+        metadata={"help": "Ray Train workers of a request that gives no spec.training.workers"},
+    )
+    default_gpus_per_worker: int = field(
+        default=api.WorkerDefaults.gpus_per_worker,
+        metadata={"help": "GPUs per worker of a request that gives no spec.training.gpusPerWorker"},
+    )
+    default_cpus_per_worker: int = field(
+        default=api.WorkerDefaults.cpus_per_worker,
+        metadata={"help": "CPUs per worker of a request that gives no spec.resources.cpusPerWorker"},
+    )
+    default_memory_per_worker: str = field(
+        default=api.WorkerDefaults.memory_per_worker,
+        metadata={"help": "memory per worker of a request that gives no spec.resources.memoryPerWorker"},
+    )
+    job_pod: dict = field(
+        default_factory=dict,
+        metadata={"help": f"JSON object added to the spec of every Ray pod (keys: {', '.join(JOB_POD_FIELDS)})"},
+    )
+    job_worker_pod: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "JSON object added to the worker pods' spec only, over job_pod (e.g. GPU nodes' nodeSelector and tolerations)"
+        },
+    )
+    job_container_security_context: dict = field(
+        default_factory=dict,
+        metadata={"help": "JSON securityContext of the Ray containers (e.g. for the PodSecurity 'restricted' profile)"},
+    )
+    head_cpus: int = field(
+        default=2, metadata={"help": "CPUs of the Ray head pod (it runs the data stage and the driver)"}
+    )
     head_memory: str = field(default="8Gi", metadata={"help": "memory of the Ray head pod"})
-    reconcile_interval: float = field(default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"})
-    orphan_sweep_interval: float = field(default=60.0, metadata={"help": "seconds between sweeps for Ray jobs whose BotRequest is gone (ray executor)"})
+    reconcile_interval: float = field(
+        default=5.0, metadata={"help": "seconds between level-based reconciles of an unfinished request"}
+    )
+    orphan_sweep_interval: float = field(
+        default=60.0, metadata={"help": "seconds between sweeps for Ray jobs whose BotRequest is gone (ray executor)"}
+    )
     metrics_port: int = field(default=8080, metadata={"help": "Prometheus /metrics port (0 = off)"})
     health_port: int = field(default=8081, metadata={"help": "liveness /healthz port (0 = off)"})
-    bind_address: str = field(default="0.0.0.0", metadata={"help": "address the metrics and health endpoints listen on"})
+    bind_address: str = field(
+        default="0.0.0.0", metadata={"help": "address the metrics and health endpoints listen on"}
+    )
     workers: int = field(default=16, metadata={"help": "threads for blocking calls (Kubernetes, S3, Ray)"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
@@ -97,7 +167,7 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         env = os.environ if env is None else env
         values = {}
         for f in dataclasses.fields(cls):
@@ -108,10 +178,12 @@ class Settings:
         return cls(**values)
 
     @classmethod
-    def from_argv(cls, argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_argv(cls, argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
         args = parser().parse_args(argv)
         overrides = {k: v for k, v in vars(args).items() if v is not None}
-        return cls.from_env(env, **{k: _convert(_field(k), v) if isinstance(v, str) else v for k, v in overrides.items()})
+        return cls.from_env(
+            env, **{k: _convert(_field(k), v) if isinstance(v, str) else v for k, v in overrides.items()}
+        )
 
 
 def _field(name: str) -> dataclasses.Field:
@@ -139,7 +211,9 @@ def _convert(f: dataclasses.Field, raw: str):
 
 def parser(prog: str = "botfleet operator") -> argparse.ArgumentParser:
     """The flags of ``botfleet operator`` (each also readable from BOTFLEET_OPERATOR_<NAME>)."""
-    p = argparse.ArgumentParser(prog=prog, description="Run the BotRequest operator (in a cluster, or against $KUBECONFIG).")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Run the BotRequest operator (in a cluster, or against $KUBECONFIG)."
+    )
     add_arguments(p)
     return p
 

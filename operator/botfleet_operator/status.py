@@ -8,8 +8,9 @@ reconciler computes it every time and writes only the difference
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from botfleet import api
 from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
@@ -193,8 +194,10 @@ def situation(
         what = "the Ray cluster of RayJob" if job.executor == "kuberay" else "Ray job"
         return Situation(PENDING, Reason.JOB_STARTING, f"waiting for {what} {job.name} to start")
     if job.state == JOB_RETRYING:
-        message = (f"the training job failed ({job.message or job.reason or 'no detail'});"
-                   f" KubeRay is retrying it (attempt {job.failed_attempts + 1})")
+        message = (
+            f"the training job failed ({job.message or job.reason or 'no detail'});"
+            f" KubeRay is retrying it (attempt {job.failed_attempts + 1})"
+        )
         return Situation(PENDING, Reason.RETRYING, message)
     if job.state == JOB_RUNNING:
         return _while_running(files)
@@ -238,13 +241,17 @@ def job_status(old: dict, job: JobObservation, workers: str | None) -> dict:
     old_job = old.get("job") or {}
     if old_job.get("name") == job.name and old_job.get("workers"):
         workers = old_job["workers"]  # the operator's defaults may have changed since
-    return {k: v for k, v in (
-        ("executor", job.executor),
-        ("name", job.name),
-        ("workers", workers),
-        ("jobStatus", job.job_status),
-        ("jobDeploymentStatus", job.deployment_status),
-    ) if v}
+    return {
+        k: v
+        for k, v in (
+            ("executor", job.executor),
+            ("name", job.name),
+            ("workers", workers),
+            ("jobStatus", job.job_status),
+            ("jobDeploymentStatus", job.deployment_status),
+        )
+        if v
+    }
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, generation: int) -> dict:

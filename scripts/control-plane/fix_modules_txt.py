@@ -16,6 +16,7 @@ lines keep their order; no line is added or removed.
 
 Usage: fix_modules_txt.py INPUT OUTPUT   (INPUT is the pristine file; OUTPUT may equal it)
 """
+
 import sys
 
 
@@ -87,8 +88,10 @@ def main(src, dst):
         sys.exit("fix_modules_txt: internal error, line multiset changed")
     with open(dst, "w") as f:
         f.write("\n".join(out) + "\n")
-    print("fix_modules_txt: moved %d package lines of %d modules under their versioned header"
-          % (moved, len(modules_touched)))
+    print(
+        "fix_modules_txt: moved %d package lines of %d modules under their versioned header"
+        % (moved, len(modules_touched))
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 
 Usage: openapi_dirs.py SOURCE_ROOT
 """
+
 import os
 import re
 import sys
@@ -24,8 +25,7 @@ def main(root):
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel = os.path.relpath(dirpath, root)
         if rel == ".":
-            dirnames[:] = [d for d in dirnames
-                           if d != "vendor" and not d.startswith((".", "_"))]
+            dirnames[:] = [d for d in dirnames if d != "vendor" and not d.startswith((".", "_"))]
         for fn in filenames:
             if not fn.endswith(".go"):
                 continue
@@ -37,12 +37,12 @@ def main(root):
             if TAG.search(data) and b"+k8s:openapi-gen=" in data:
                 name = rel
                 if name.startswith("staging/src/"):
-                    name = "vendor/" + name[len("staging/src/"):]
+                    name = "vendor/" + name[len("staging/src/") :]
                 dirs.add(name)
                 break
-    dirs = sorted(d for d in dirs
-                  if not d.startswith(("vendor/k8s.io/code-generator/",
-                                       "vendor/k8s.io/sample-apiserver/")))
+    dirs = sorted(
+        d for d in dirs if not d.startswith(("vendor/k8s.io/code-generator/", "vendor/k8s.io/sample-apiserver/"))
+    )
     if not dirs:
         sys.exit("openapi_dirs: no +k8s:openapi-gen packages found under %s" % root)
     print(",".join("k8s.io/kubernetes/" + d for d in dirs))

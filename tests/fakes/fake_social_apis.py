@@ -35,11 +35,11 @@ import re
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPOST = "app.bsky.feed.defs#reasonRepost"
-START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -122,8 +122,12 @@ def bluesky_record(text: str, created: str) -> dict:
         shown = bluesky_short_url(token) if re.match(r"https?://", token) else token
         data = shown.encode("utf-8")
         if shown is not token:
-            facets.append({"index": {"byteStart": size, "byteEnd": size + len(data)},
-                           "features": [{"$type": "app.bsky.richtext.facet#link", "uri": token}]})
+            facets.append(
+                {
+                    "index": {"byteStart": size, "byteEnd": size + len(data)},
+                    "features": [{"$type": "app.bsky.richtext.facet#link", "uri": token}],
+                }
+            )
         out.append(shown)
         size += len(data)
     record = {"$type": "app.bsky.feed.post", "text": "".join(out), "createdAt": created, "langs": ["en"]}
@@ -201,7 +205,7 @@ class FakeSocialApis:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeSocialApis":
+    def start(self) -> FakeSocialApis:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -215,7 +219,9 @@ class FakeSocialApis:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-social-apis", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-social-apis", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -226,7 +232,7 @@ class FakeSocialApis:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "FakeSocialApis":
+    def __enter__(self) -> FakeSocialApis:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -259,7 +265,9 @@ class FakeSocialApis:
         for pattern, route in routes:
             match = re.fullmatch(pattern, path)
             if match:
-                status, body, headers = route(query=query, host=host, request=request, empty=bool(empty), **match.groupdict())
+                status, body, headers = route(
+                    query=query, host=host, request=request, empty=bool(empty), **match.groupdict()
+                )
                 return self._send(request, status, body, headers)
         self._send(request, 404, {"error": "Not found"}, {})
 
@@ -356,7 +364,10 @@ class FakeSocialApis:
         page = account.timeline[start : start + limit]
         feed = []
         for post in page:
-            author = {"did": f"did:plc:{'other' if post.boost else account.account_id}", "handle": "someone.bsky.social" if post.boost else account.name}
+            author = {
+                "did": f"did:plc:{'other' if post.boost else account.account_id}",
+                "handle": "someone.bsky.social" if post.boost else account.name,
+            }
             item = {
                 "post": {
                     "uri": account.bluesky_uri(post),
@@ -367,7 +378,11 @@ class FakeSocialApis:
                 }
             }
             if post.boost:
-                item["reason"] = {"$type": REPOST, "by": {"did": f"did:plc:{account.account_id}", "handle": account.name}, "indexedAt": post.iso()}
+                item["reason"] = {
+                    "$type": REPOST,
+                    "by": {"did": f"did:plc:{account.account_id}", "handle": account.name},
+                    "indexedAt": post.iso(),
+                }
             feed.append(item)
         body = {"feed": feed}
         if page and len(page) == limit:
@@ -386,11 +401,23 @@ class FakeSocialApis:
             return denied
         account = self._account(name)
         if account is None:
-            return 200, {"errors": [{
-                "value": name, "detail": f"Could not find user with username: [{name}].", "title": "Not Found Error",
-                "resource_type": "user", "parameter": "username", "resource_id": name,
-                "type": "https://api.twitter.com/2/problems/resource-not-found",
-            }]}, {}
+            return (
+                200,
+                {
+                    "errors": [
+                        {
+                            "value": name,
+                            "detail": f"Could not find user with username: [{name}].",
+                            "title": "Not Found Error",
+                            "resource_type": "user",
+                            "parameter": "username",
+                            "resource_id": name,
+                            "type": "https://api.twitter.com/2/problems/resource-not-found",
+                        }
+                    ]
+                },
+                {},
+            )
         return 200, {"data": {"id": account.account_id, "name": account.name.title(), "username": account.name}}, {}
 
     def _twitter_tweets(self, id, query, request, empty, **_):
@@ -398,14 +425,29 @@ class FakeSocialApis:
             return denied
         account = self._by_id(id)
         if account is None:
-            return 404, {"title": "Not Found Error", "detail": f"Could not find user with id: [{id}].", "status": 404}, {}
+            return (
+                404,
+                {"title": "Not Found Error", "detail": f"Could not find user with id: [{id}].", "status": 404},
+                {},
+            )
         try:
             limit = int(query.get("max_results", 10))
         except ValueError:
             limit = 0
         if not 5 <= limit <= 100:
-            return 400, {"title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
-                         "errors": [{"message": f"The `max_results` query parameter value [{query.get('max_results')}] is not between 5 and 100"}]}, {}
+            return (
+                400,
+                {
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "errors": [
+                        {
+                            "message": f"The `max_results` query parameter value [{query.get('max_results')}] is not between 5 and 100"
+                        }
+                    ],
+                },
+                {},
+            )
         if empty:
             return 200, {"meta": {"result_count": 0}}, {}
         token = query.get("pagination_token", "")

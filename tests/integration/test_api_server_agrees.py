@@ -59,4 +59,6 @@ def test_cli_and_api_server_agree(case, kube, namespace, tmp_path):
     path.write_text(text)
     cli_accepts = cli.main(["validate", str(path)]) == 0
     server = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=text, check=False)
-    assert cli_accepts == (server.returncode == 0), f"CLI {'accepts' if cli_accepts else 'refuses'}; server: {server.stderr or server.stdout}"
+    assert cli_accepts == (server.returncode == 0), (
+        f"CLI {'accepts' if cli_accepts else 'refuses'}; server: {server.stderr or server.stdout}"
+    )

@@ -23,8 +23,17 @@ def test_helm_install_dry_run_and_notes(k8s, tmp_path):
     """`helm install --dry-run=server` against the control plane (CRDs, hooks, lookup) and NOTES.txt."""
     k8s.ensure_namespace(RELEASE_NS, "team-a")
     for value_set, namespace in (("defaults", RELEASE_NS), ("minio", RELEASE_NS), ("namespaced", "team-a")):
-        proc = helm("install", "botfleet", str(CHART), "-n", RELEASE_NS, "--dry-run=server",
-                    "-f", str(write_values(tmp_path, VALUE_SETS[value_set])), kubeconfig=k8s.kubeconfig)
+        proc = helm(
+            "install",
+            "botfleet",
+            str(CHART),
+            "-n",
+            RELEASE_NS,
+            "--dry-run=server",
+            "-f",
+            str(write_values(tmp_path, VALUE_SETS[value_set])),
+            kubeconfig=k8s.kubeconfig,
+        )
         notes = proc.stdout.split("NOTES:", 1)[1]
         assert f"kubectl get botrequests -n {namespace} -w" in notes
         assert "kuberay" in notes
@@ -33,8 +42,13 @@ def test_helm_install_dry_run_and_notes(k8s, tmp_path):
         # The create command works pasted into a shell, in a namespace the operator watches.
         (command,) = re.findall(r"^kubectl apply .*?^YAML$", notes, flags=re.M | re.S)
         command = command.replace("kubectl apply", f"{k8s.kubectl_path} apply --dry-run=server -o name", 1)
-        done = subprocess.run(["bash", "-euc", command], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "KUBECONFIG": str(k8s.kubeconfig)})
+        done = subprocess.run(
+            ["bash", "-euc", command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "KUBECONFIG": str(k8s.kubeconfig)},
+        )
         assert done.returncode == 0 and done.stdout.strip() == "botrequest.botfleet.dev/dril", done.stderr
 
 
@@ -53,22 +67,47 @@ def test_server_side_dry_run(value_set, k8s, tmp_path):
 
 # The operator's needs (from operator/botfleet_operator) and things broader than them.
 NEEDED = [
-    ("list", "botrequests.botfleet.dev"), ("watch", "botrequests.botfleet.dev"), ("get", "botrequests.botfleet.dev"),
-    ("patch", "botrequests.botfleet.dev"), ("patch", "botrequests.botfleet.dev/status"), ("get", "botrequests.botfleet.dev/status"),
+    ("list", "botrequests.botfleet.dev"),
+    ("watch", "botrequests.botfleet.dev"),
+    ("get", "botrequests.botfleet.dev"),
+    ("patch", "botrequests.botfleet.dev"),
+    ("patch", "botrequests.botfleet.dev/status"),
+    ("get", "botrequests.botfleet.dev/status"),
     ("create", "events"),
 ]
-NEEDED_KUBERAY = [("create", "rayjobs.ray.io"), ("get", "rayjobs.ray.io"), ("delete", "rayjobs.ray.io"),
-                  ("update", "botrequests.botfleet.dev/finalizers")]
+NEEDED_KUBERAY = [
+    ("create", "rayjobs.ray.io"),
+    ("get", "rayjobs.ray.io"),
+    ("delete", "rayjobs.ray.io"),
+    ("update", "botrequests.botfleet.dev/finalizers"),
+]
 NEEDED_RAY = [("get", "secrets")]
 BROADER = [
-    ("create", "botrequests.botfleet.dev"), ("update", "botrequests.botfleet.dev"), ("delete", "botrequests.botfleet.dev"),
-    ("deletecollection", "botrequests.botfleet.dev"), ("update", "botrequests.botfleet.dev/status"),
-    ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("update", "secrets"),
-    ("create", "pods"), ("get", "pods/exec"), ("create", "pods/exec"), ("create", "deployments.apps"), ("create", "jobs.batch"),
-    ("update", "rayjobs.ray.io"), ("create", "rayclusters.ray.io"), ("create", "serviceaccounts/token"),
-    ("create", "rolebindings.rbac.authorization.k8s.io"), ("create", "clusterroles.rbac.authorization.k8s.io"),
-    ("delete", "events"), ("list", "namespaces"), ("create", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("get", "configmaps"), ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("create", "botrequests.botfleet.dev"),
+    ("update", "botrequests.botfleet.dev"),
+    ("delete", "botrequests.botfleet.dev"),
+    ("deletecollection", "botrequests.botfleet.dev"),
+    ("update", "botrequests.botfleet.dev/status"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("create", "pods"),
+    ("get", "pods/exec"),
+    ("create", "pods/exec"),
+    ("create", "deployments.apps"),
+    ("create", "jobs.batch"),
+    ("update", "rayjobs.ray.io"),
+    ("create", "rayclusters.ray.io"),
+    ("create", "serviceaccounts/token"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("delete", "events"),
+    ("list", "namespaces"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("get", "configmaps"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
 ]
 
 
@@ -97,7 +136,9 @@ def test_rbac_cluster_wide_kuberay(k8s, tmp_path):
 def test_rbac_cluster_wide_ray(k8s, tmp_path):
     user = apply_rbac(k8s, tmp_path, VALUE_SETS["ray"], "rbac-ray", "rbac-ray")
     k8s.ensure_namespace("bots-1")
-    assert_access(k8s, user, "bots-1", NEEDED + NEEDED_RAY, BROADER + [(v, "rayjobs.ray.io") for v in ("create", "get", "delete")])
+    assert_access(
+        k8s, user, "bots-1", NEEDED + NEEDED_RAY, BROADER + [(v, "rayjobs.ray.io") for v in ("create", "get", "delete")]
+    )
 
 
 @pytest.mark.cluster
@@ -131,14 +172,41 @@ def test_rbac_suffices_for_the_operators_writes(k8s, tmp_path):
     rayjob = rayjob_module.render_rayjob(body, rayjob_module.resolve_spec(body, settings), settings)
     as_sa = [f"--as={user}", "-n", "bots-w"]
     k8s.kubectl("create", "--dry-run=server", *as_sa, "-f", "-", input=json.dumps(rayjob))
-    k8s.kubectl("patch", "botrequest", "dril", *as_sa, "--subresource=status", "--type=merge",
-                          "-p", json.dumps({"status": {"phase": "Pending", "reason": "Queued"}}))
-    k8s.kubectl("patch", "botrequest", "dril", *as_sa, "--type=merge",
-                          "-p", json.dumps({"metadata": {"annotations": {"botfleet.dev/last-handled-configuration": "{}"}}}))
-    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "dril.", "namespace": "bots-w"},
-             "involvedObject": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": "dril", "namespace": "bots-w",
-                                "uid": body["metadata"]["uid"]},
-             "reason": "Test", "message": "from the operator's account", "type": "Normal", "source": {"component": "kopf"}}
+    k8s.kubectl(
+        "patch",
+        "botrequest",
+        "dril",
+        *as_sa,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Pending", "reason": "Queued"}}),
+    )
+    k8s.kubectl(
+        "patch",
+        "botrequest",
+        "dril",
+        *as_sa,
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"annotations": {"botfleet.dev/last-handled-configuration": "{}"}}}),
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "dril.", "namespace": "bots-w"},
+        "involvedObject": {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "name": "dril",
+            "namespace": "bots-w",
+            "uid": body["metadata"]["uid"],
+        },
+        "reason": "Test",
+        "message": "from the operator's account",
+        "type": "Normal",
+        "source": {"component": "kopf"},
+    }
     k8s.kubectl("create", *as_sa, "-f", "-", input=json.dumps(event))
     body["spec"]["data"] = {"maxPosts": 1}
     refused = k8s.kubectl("replace", *as_sa, "-f", "-", input=json.dumps(body), check=False)

@@ -1,5 +1,6 @@
 """The real Kubernetes 1.20 test control plane (tests/cluster/controlplane.py) works:
 namespaces, structural CRD validation, the real KubeRay CRDs, garbage collection."""
+
 import time
 import uuid
 
@@ -35,8 +36,7 @@ def api_client(control_plane):
 @pytest.fixture(scope="module")
 def namespace(api_client):
     name = "cp-test-" + uuid.uuid4().hex[:8]
-    client.CoreV1Api(api_client).create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    client.CoreV1Api(api_client).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name
 
 
@@ -66,32 +66,34 @@ WIDGET_CRD = {
     "spec": {
         "group": "test.botfleet.io",
         "scope": "Namespaced",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
-                  "listKind": "WidgetList"},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
                         "type": "object",
-                        "required": ["size"],
                         "properties": {
-                            "size": {"type": "integer", "minimum": 1, "maximum": 10},
-                            "color": {"type": "string", "enum": ["red", "blue"],
-                                      "default": "red"},
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                    "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {"phase": {"type": "string"}},
+                            },
                         },
-                    },
-                    "status": {
-                        "type": "object",
-                        "properties": {"phase": {"type": "string"}},
-                    },
+                    }
                 },
-            }},
-        }],
+            }
+        ],
     },
 }
 
@@ -101,25 +103,32 @@ def test_structural_crd_validation_and_status(control_plane, api_client, namespa
     co = client.CustomObjectsApi(api_client)
     args = ("test.botfleet.io", "v1", namespace, "widgets")
 
-    created = co.create_namespaced_custom_object(*args, {
-        "apiVersion": "test.botfleet.io/v1", "kind": "Widget",
-        "metadata": {"name": "ok"},
-        "spec": {"size": 3, "unknownField": "pruned"},
-    })
-    assert created["spec"] == {"size": 3, "color": "red"}   # defaulted and pruned
+    created = co.create_namespaced_custom_object(
+        *args,
+        {
+            "apiVersion": "test.botfleet.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "ok"},
+            "spec": {"size": 3, "unknownField": "pruned"},
+        },
+    )
+    assert created["spec"] == {"size": 3, "color": "red"}  # defaulted and pruned
 
     # status subresource: main resource writes ignore status, /status writes it
-    patched = co.patch_namespaced_custom_object_status(
-        *args, "ok", {"status": {"phase": "Ready"}})
+    patched = co.patch_namespaced_custom_object_status(*args, "ok", {"status": {"phase": "Ready"}})
     assert patched["status"] == {"phase": "Ready"}
 
-    for bad_spec in ({"size": 0}, {"size": "three"}, {"color": "blue"},
-                     {"size": 2, "color": "green"}):
+    for bad_spec in ({"size": 0}, {"size": "three"}, {"color": "blue"}, {"size": 2, "color": "green"}):
         with pytest.raises(ApiException) as exc:
-            co.create_namespaced_custom_object(*args, {
-                "apiVersion": "test.botfleet.io/v1", "kind": "Widget",
-                "metadata": {"name": "bad"}, "spec": bad_spec,
-            })
+            co.create_namespaced_custom_object(
+                *args,
+                {
+                    "apiVersion": "test.botfleet.io/v1",
+                    "kind": "Widget",
+                    "metadata": {"name": "bad"},
+                    "spec": bad_spec,
+                },
+            )
         assert exc.value.status == 422, (bad_spec, exc.value.body)
 
 
@@ -130,14 +139,12 @@ def _rayjob(name, **spec_overrides):
         "rayClusterSpec": {
             "headGroupSpec": {
                 "rayStartParams": {},
-                "template": {"spec": {"containers": [
-                    {"name": "ray-head", "image": "rayproject/ray:2.9.0"}]}},
+                "template": {"spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.9.0"}]}},
             },
         },
     }
     spec.update(spec_overrides)
-    return {"apiVersion": "ray.io/v1", "kind": "RayJob",
-            "metadata": {"name": name}, "spec": spec}
+    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name}, "spec": spec}
 
 
 def test_kuberay_crds_validate_rayjobs(control_plane, api_client, namespace):
@@ -147,7 +154,7 @@ def test_kuberay_crds_validate_rayjobs(control_plane, api_client, namespace):
     args = ("ray.io", "v1", namespace, "rayjobs")
 
     created = co.create_namespaced_custom_object(*args, _rayjob("good"))
-    assert created["spec"]["submissionMode"] == "K8sJobMode"    # schema default applied
+    assert created["spec"]["submissionMode"] == "K8sJobMode"  # schema default applied
 
     bad = [
         _rayjob("bad-type", shutdownAfterJobFinishes="yes"),
@@ -162,15 +169,22 @@ def test_kuberay_crds_validate_rayjobs(control_plane, api_client, namespace):
 
 def test_garbage_collection_of_owned_configmap(api_client, namespace):
     core = client.CoreV1Api(api_client)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owner"), data={"a": "1"}))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="child", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)]),
-        data={"b": "2"}))
-    core.delete_namespaced_config_map("owner", namespace,
-                                      body=client.V1DeleteOptions(
-                                          propagation_policy="Background"))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"a": "1"})
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="child",
+                owner_references=[
+                    client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+                ],
+            ),
+            data={"b": "2"},
+        ),
+    )
+    core.delete_namespaced_config_map("owner", namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
 
     def child_gone():
         try:
@@ -188,23 +202,41 @@ def test_garbage_collection_of_objects_owned_by_a_new_crd(control_plane, api_cli
     """A custom object of a just-installed CRD owning a ConfigMap: the patched
     controller-manager re-reads discovery every 5 s (upstream: 30 s), so the cascade
     happens within seconds rather than up to ~40 s."""
-    crd = {**WIDGET_CRD, "metadata": {"name": "gadgets.test.botfleet.io"},
-           "spec": {**WIDGET_CRD["spec"], "names": {
-               "plural": "gadgets", "singular": "gadget", "kind": "Gadget",
-               "listKind": "GadgetList"}}}
+    crd = {
+        **WIDGET_CRD,
+        "metadata": {"name": "gadgets.test.botfleet.io"},
+        "spec": {
+            **WIDGET_CRD["spec"],
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+        },
+    }
     install_crds(control_plane.kubeconfig, [crd])
     co = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
-    owner = co.create_namespaced_custom_object("test.botfleet.io", "v1", namespace, "gadgets", {
-        "apiVersion": "test.botfleet.io/v1", "kind": "Gadget",
-        "metadata": {"name": "owner"}, "spec": {"size": 1}})
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="gadget-child", owner_references=[
-            client.V1OwnerReference(api_version="test.botfleet.io/v1", kind="Gadget",
-                                    name="owner", uid=owner["metadata"]["uid"])])))
+    owner = co.create_namespaced_custom_object(
+        "test.botfleet.io",
+        "v1",
+        namespace,
+        "gadgets",
+        {"apiVersion": "test.botfleet.io/v1", "kind": "Gadget", "metadata": {"name": "owner"}, "spec": {"size": 1}},
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="gadget-child",
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="test.botfleet.io/v1", kind="Gadget", name="owner", uid=owner["metadata"]["uid"]
+                    )
+                ],
+            )
+        ),
+    )
     t0 = time.monotonic()
-    co.delete_namespaced_custom_object("test.botfleet.io", "v1", namespace, "gadgets", "owner",
-                                       propagation_policy="Background")
+    co.delete_namespaced_custom_object(
+        "test.botfleet.io", "v1", namespace, "gadgets", "owner", propagation_policy="Background"
+    )
 
     def child_gone():
         try:

@@ -10,8 +10,8 @@ import pytest
 from bench.synthetic import write_archive
 from botfleet import api
 from botfleet.artifacts import Stats, data_fingerprint
-from botfleet_jobs.data_stage import prepare
 from botfleet.layout import Layout
+from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import END_OF_TEXT, NotEnoughText
 from botfleet_jobs.job import run_job
 from botfleet_jobs.posts import SourceError
@@ -31,11 +31,19 @@ def two_archives(tmp_path):
 
 
 def test_prepare_writes_a_complete_dataset(storage, two_archives):
-    spec = spec_for([archive_handle("Alice", two_archives[0]), archive_handle("@bob", two_archives[1])], storage.root + "/out")
+    spec = spec_for(
+        [archive_handle("Alice", two_archives[0]), archive_handle("@bob", two_archives[1])], storage.root + "/out"
+    )
     stats = prepare(spec, storage, show_progress=False)
     layout = Layout(spec.model_uri)
     assert layout.data == storage.root + "/out/alice-bob/data"
-    assert set(storage.list(layout.data)) == {layout.raw("alice"), layout.raw("bob"), layout.train_txt, layout.valid_txt, layout.stats}
+    assert set(storage.list(layout.data)) == {
+        layout.raw("alice"),
+        layout.raw("bob"),
+        layout.train_txt,
+        layout.valid_txt,
+        layout.stats,
+    }
     assert storage.read_json(layout.stats) == stats
     assert Stats.from_dict(stats).to_dict() == stats  # the one definition both sides read
     for counts in stats["handles"].values():
@@ -66,7 +74,13 @@ def test_failure_never_leaves_a_complete_looking_dataset(storage, tmp_path, two_
     stats_uri = Layout(good.model_uri).stats
     # Same model id, different settings, and the source now fails half way.
     (tmp_path / "alice.zip").write_bytes(b"not a zip")
-    broken = api.parse_spec({"handles": [archive_handle("alice", tmp_path / "alice.zip")], "data": {"seed": 7}, "output": {"uri": storage.root}})
+    broken = api.parse_spec(
+        {
+            "handles": [archive_handle("alice", tmp_path / "alice.zip")],
+            "data": {"seed": 7},
+            "output": {"uri": storage.root},
+        }
+    )
     with pytest.raises(SourceError, match="alice"):
         prepare(broken, storage, show_progress=False)
     assert not storage.exists(stats_uri)
@@ -94,7 +108,10 @@ def test_cli_prepare_local_dir(storage, tmp_path, two_archives, embedded_s3):
     out = tmp_path / "local"
     done = subprocess.run(
         [sys.executable, "-m", "botfleet.cli", "prepare", str(request), "--local-dir", str(out)],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "Tweets kept" in done.stdout and "@alice" in done.stdout
@@ -112,9 +129,24 @@ def test_cli_prepare_local_dir(storage, tmp_path, two_archives, embedded_s3):
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, storage, embedded_s3, source, expected):
     request = tmp_path / "bot.yaml"
-    request.write_text(json.dumps({"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "x"}, "spec": {"handles": [{"handle": "x", "source": source}], "output": {"uri": storage.root}}}))
+    request.write_text(
+        json.dumps(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": "x"},
+                "spec": {"handles": [{"handle": "x", "source": source}], "output": {"uri": storage.root}},
+            }
+        )
+    )
     env = {**os.environ, **embedded_s3.config.to_env()}
-    done = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", str(request)], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "botfleet.cli", "prepare", str(request)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("botfleet: error:")]
     assert len(errors) == 1 and expected in errors[0]
@@ -122,28 +154,42 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, storage, embedded_s3, so
 
 def test_cli_rejects_a_bad_request_with_exit_2(tmp_path):
     request = tmp_path / "bot.yaml"
-    request.write_text("apiVersion: botfleet.dev/v1alpha1\nkind: BotRequest\nmetadata: {name: x}\nspec: {handles: [], output: {uri: 'ftp://x'}}\n")
-    done = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", str(request)], capture_output=True, text=True, timeout=60)
+    request.write_text(
+        "apiVersion: botfleet.dev/v1alpha1\nkind: BotRequest\nmetadata: {name: x}\nspec: {handles: [], output: {uri: 'ftp://x'}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "botfleet.cli", "prepare", str(request)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "spec.handles: at least 1 item" in done.stderr and "spec.output.uri" in done.stderr
 
 
-@pytest.mark.parametrize("posts, error, reason", [
-    (20, NotEnoughText, "NotEnoughPosts"),
-    (None, SourceError, "SourceFailed"),  # not an archive
-])
+@pytest.mark.parametrize(
+    "posts, error, reason",
+    [
+        (20, NotEnoughText, "NotEnoughPosts"),
+        (None, SourceError, "SourceFailed"),  # not an archive
+    ],
+)
 def test_a_failed_job_writes_its_reason(storage, tmp_path, posts, error, reason):
     archive = tmp_path / "tiny.zip"
     if posts:
         write_archive(archive, posts, seed=1)
     else:
         archive.write_bytes(b"not a zip")
-    request = api.parse_request({
-        "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "tiny"},
-        "spec": {"handles": [{"handle": "tiny", "source": {"archive": {"uri": f"file://{archive}"}}}],
-                 "training": {"gpusPerWorker": 0}, "tracking": {"wandb": {"mode": "disabled"}},
-                 "output": {"uri": storage.root}},
-    })
+    request = api.parse_request(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": "tiny"},
+            "spec": {
+                "handles": [{"handle": "tiny", "source": {"archive": {"uri": f"file://{archive}"}}}],
+                "training": {"gpusPerWorker": 0},
+                "tracking": {"wandb": {"mode": "disabled"}},
+                "output": {"uri": storage.root},
+            },
+        }
+    )
     with pytest.raises(error):
         run_job(request, storage, show_progress=False)
     result = storage.read_json(Layout(request.spec.model_uri).result)

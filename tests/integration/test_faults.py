@@ -20,7 +20,9 @@ from tests.fixtures.cluster import wait_for
 def request_file(tmp_path, storage, mastodon_url: str, max_posts: int) -> str:
     archive = write_archive(tmp_path / "alice.zip", 400, seed=3)
     request = {
-        "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "pair"},
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": "pair"},
         "spec": {
             "handles": [
                 {"handle": "alice", "source": {"archive": {"uri": f"file://{archive}"}}},
@@ -36,8 +38,13 @@ def request_file(tmp_path, storage, mastodon_url: str, max_posts: int) -> str:
 
 
 def prepare(path: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "botfleet.cli", "prepare", path], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "botfleet.cli", "prepare", path],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_data_stage_killed_mid_upload_leaves_nothing_complete_and_the_rerun_finishes(tmp_path, storage, embedded_s3):
@@ -45,8 +52,13 @@ def test_a_data_stage_killed_mid_upload_leaves_nothing_complete_and_the_rerun_fi
     layout = Layout(f"{storage.root}/alice-bob")
     with FakeSocialApis([FakeAccount("bob", posts=400)]) as apis:
         # A complete dataset of other settings exists: it must stop looking complete at once.
-        done = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", request_file(tmp_path, storage, apis.url, 300)],
-                              env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "botfleet.cli", "prepare", request_file(tmp_path, storage, apis.url, 300)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         old_stats = storage.read_json(layout.stats)
 
@@ -64,8 +76,13 @@ def test_a_data_stage_killed_mid_upload_leaves_nothing_complete_and_the_rerun_fi
             process.wait(timeout=30)
         assert not storage.exists(layout.stats)
 
-        rerun = subprocess.run([sys.executable, "-m", "botfleet.cli", "prepare", path], env=env,
-                               capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run(
+            [sys.executable, "-m", "botfleet.cli", "prepare", path],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert rerun.returncode == 0, rerun.stderr
     stats = storage.read_json(layout.stats)
     assert stats["fingerprint"] != old_stats["fingerprint"]

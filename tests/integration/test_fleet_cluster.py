@@ -21,7 +21,9 @@ def expected_spec(document: dict) -> dict:
 
 
 def objects(k8s: Cluster, namespace: str) -> dict[str, dict]:
-    listed = json.loads(k8s.kubectl("get", "botrequests", "-n", namespace, "-o", "json", "--show-managed-fields").stdout)["items"]
+    listed = json.loads(
+        k8s.kubectl("get", "botrequests", "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    )["items"]
     return {o["metadata"]["name"]: o for o in listed}
 
 
@@ -63,10 +65,25 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     user = apply_rbac(k8s, tmp_path, {}, "fleet-op", "fleet-op")
     as_operator = [f"--as={user}", "-n", namespace]
     for name in stored:
-        k8s.kubectl("patch", "botrequest", name, *as_operator, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"phase": "Pending", "reason": "Queued", "observedGeneration": 1}}))
-        k8s.kubectl("patch", "botrequest", name, *as_operator, "--type=merge",
-                    "-p", json.dumps({"metadata": {"annotations": {"botfleet.dev/last-handled-configuration": "{}"}}}))
+        k8s.kubectl(
+            "patch",
+            "botrequest",
+            name,
+            *as_operator,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"phase": "Pending", "reason": "Queued", "observedGeneration": 1}}),
+        )
+        k8s.kubectl(
+            "patch",
+            "botrequest",
+            name,
+            *as_operator,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"annotations": {"botfleet.dev/last-handled-configuration": "{}"}}}),
+        )
     k8s.kubectl(*apply)
     after = objects(k8s, namespace)
     for document in requests:
@@ -94,7 +111,17 @@ def test_fleet_applies_idempotently_and_git_owns_the_spec(k8s, tmp_path):
     # 6. a request the schema refuses is refused by the API server, and names the field
     bad = json.loads(json.dumps(changed))
     bad["metadata"]["name"] = "too-many"
-    bad["spec"]["handles"] = [{"handle": f"h{i}", "source": {"mastodon": {"instance": "https://mastodon.social"}}} for i in range(4)]
-    refused = k8s.kubectl("apply", "--server-side", "--dry-run=server", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                          input=yaml.safe_dump(bad), check=False)
+    bad["spec"]["handles"] = [
+        {"handle": f"h{i}", "source": {"mastodon": {"instance": "https://mastodon.social"}}} for i in range(4)
+    ]
+    refused = k8s.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        f"--field-manager={FIELD_MANAGER}",
+        "-f",
+        "-",
+        input=yaml.safe_dump(bad),
+        check=False,
+    )
     assert refused.returncode != 0 and "spec.handles" in refused.stderr

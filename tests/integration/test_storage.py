@@ -247,9 +247,26 @@ class TLSProxy:
         self.ca_file = tmp_path / "ca.crt"
         key_file, cert_file = tmp_path / "server.key", tmp_path / "server.crt"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=botfleet test CA",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key_file), "-out", str(cert_file)],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=botfleet test CA",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key_file),
+                "-out",
+                str(cert_file),
+            ],
+            check=True,
+            capture_output=True,
         )
         self.ca_file.write_bytes(cert_file.read_bytes())  # self-signed: it is its own CA
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -300,9 +317,15 @@ def test_a_private_ca_for_the_store_only(storage, tmp_path):
     """BOTFLEET_S3_CA_FILE lets both S3 clients (minio, pyarrow) trust a private CA."""
     proxy = TLSProxy(storage.config.endpoint, tmp_path)
     try:
-        env = {**storage.config.to_env(), "BOTFLEET_S3_ENDPOINT": proxy.endpoint, "BOTFLEET_S3_CA_FILE": str(proxy.ca_file)}
+        env = {
+            **storage.config.to_env(),
+            "BOTFLEET_S3_ENDPOINT": proxy.endpoint,
+            "BOTFLEET_S3_CA_FILE": str(proxy.ca_file),
+        }
         trusting = Storage.from_env(env)
-        assert trusting.config.ca_file == str(proxy.ca_file) and trusting.config.to_env()["BOTFLEET_S3_CA_FILE"] == str(proxy.ca_file)
+        assert trusting.config.ca_file == str(proxy.ca_file) and trusting.config.to_env()["BOTFLEET_S3_CA_FILE"] == str(
+            proxy.ca_file
+        )
         trusting.write_text(storage.uri("tls/a.txt"), "over https")
         assert storage.read_text(storage.uri("tls/a.txt")) == "over https"
         with trusting.pyarrow_filesystem().open_input_stream(f"{storage.test_bucket}/tls/a.txt") as f:
@@ -433,7 +456,13 @@ def test_store_command_starts_reports_and_stops_the_embedded_store(tmp_path):
     data_dir = tmp_path / "home" / "s3"  # $BOTFLEET_HOME/s3, as the README says
 
     def store(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "botfleet.cli", "store", action], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "botfleet.cli", "store", action],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     before = store("status")
     assert before.returncode == 1 and "not running" in before.stdout
@@ -445,7 +474,13 @@ def test_store_command_starts_reports_and_stops_the_embedded_store(tmp_path):
         exports = dict(shlex.split(line)[1].split("=", 1) for line in store("env").stdout.splitlines())
         assert exports["BOTFLEET_S3_ENDPOINT"] == server.endpoint
         # The exported keys really open the store.
-        reached = Storage(S3Config(endpoint=exports["BOTFLEET_S3_ENDPOINT"], access_key=exports["AWS_ACCESS_KEY_ID"], secret_key=exports["AWS_SECRET_ACCESS_KEY"]))
+        reached = Storage(
+            S3Config(
+                endpoint=exports["BOTFLEET_S3_ENDPOINT"],
+                access_key=exports["AWS_ACCESS_KEY_ID"],
+                secret_key=exports["AWS_SECRET_ACCESS_KEY"],
+            )
+        )
         reached.write_text("s3://bots/kept.txt", "still here")
         assert store("start").stdout == started.stdout  # the same server, not a second one
         stopped = store("stop")

@@ -18,6 +18,8 @@ import pytest
 from botfleet.api import TrainingSpec, parse_spec
 from botfleet.storage import Storage, file_uri, join
 from botfleet_jobs.base_model import BaseModelError, check_base_model, load_base_model
+from botfleet_jobs.train_driver import TrainOptions, train
+from botfleet_jobs.train_errors import TrainingError, describe_failure, is_out_of_memory
 from botfleet_jobs.train_plan import (
     TrainPlan,
     cosine_factor,
@@ -32,8 +34,6 @@ from botfleet_jobs.train_plan import (
     startup_breakdown,
     tokenize,
 )
-from botfleet_jobs.train_driver import TrainOptions, train
-from botfleet_jobs.train_errors import TrainingError, describe_failure, is_out_of_memory
 from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
 
 
@@ -62,7 +62,9 @@ def ray_cluster():
 
 def test_deepspeed_config_cpu_zero2_fp32():
     cfg = deepspeed_config(
-        TrainingSpec(zero_stage=2, batch_size_per_worker=4, gradient_accumulation=3, learning_rate=2e-4, gpus_per_worker=0),
+        TrainingSpec(
+            zero_stage=2, batch_size_per_worker=4, gradient_accumulation=3, learning_rate=2e-4, gpus_per_worker=0
+        ),
         world_size=2,
         on_gpu=False,
     )
@@ -119,7 +121,9 @@ def test_pack_blocks_pads_the_tail():
 
 
 def test_plan_steps_epochs_and_shards():
-    plan = TrainPlan(n_blocks=50, world_size=2, micro_batch=3, gradient_accumulation=2, epochs=4, seed=7, checkpoint_every_steps=2)
+    plan = TrainPlan(
+        n_blocks=50, world_size=2, micro_batch=3, gradient_accumulation=2, epochs=4, seed=7, checkpoint_every_steps=2
+    )
     assert plan.global_batch == 12
     assert plan.total_steps == 5  # ceil(50 / 12)
     assert plan.micro_steps == 10
@@ -134,7 +138,10 @@ def test_plan_steps_epochs_and_shards():
     # deterministic: a resumed run gets the same batches
     again = TrainPlan(n_blocks=50, world_size=2, micro_batch=3, gradient_accumulation=2, epochs=4, seed=7)
     assert (again.rank_batches(1) == shards[1]).all()
-    assert not (TrainPlan(n_blocks=50, world_size=2, micro_batch=3, gradient_accumulation=2, seed=8).rank_batches(1) == shards[1]).all()
+    assert not (
+        TrainPlan(n_blocks=50, world_size=2, micro_batch=3, gradient_accumulation=2, seed=8).rank_batches(1)
+        == shards[1]
+    ).all()
     one = TrainPlan(n_blocks=3, epochs=4)
     assert one.total_steps == 3 and one.epoch_end_steps == [1, 2, 3]
     assert TrainPlan(n_blocks=100, checkpoint_every_steps=30).checkpoint_steps() == [30, 60, 90, 100]
@@ -158,7 +165,9 @@ def test_fingerprint_and_run_name():
     assert fp != run_fingerprint(base, 1, "other data")
     assert fp != run_fingerprint(TrainingSpec(gpus_per_worker=0, learning_rate=1e-3), 1, "data")
     # precision is what counts, not the GPU count behind it
-    assert run_fingerprint(TrainingSpec(gpus_per_worker=1), 1, "d") == run_fingerprint(TrainingSpec(gpus_per_worker=2), 1, "d")
+    assert run_fingerprint(TrainingSpec(gpus_per_worker=1), 1, "d") == run_fingerprint(
+        TrainingSpec(gpus_per_worker=2), 1, "d"
+    )
     assert run_name("dril-gnome", fp) == f"dril-gnome-{fp}"
 
 
@@ -194,7 +203,9 @@ def test_failure_messages():
         "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker exit detail:"
         " Worker unexpectedly exits with a connection error code 2. End of file. Some common causes include: ..."
     )
-    error = WorkerGroupError("boom", {0: WorkerHealthCheckFailedError("A worker health check failed. Worker info: ...", died)})
+    error = WorkerGroupError(
+        "boom", {0: WorkerHealthCheckFailedError("A worker health check failed. Worker info: ...", died)}
+    )
     message = describe_failure(error)
     assert message.startswith(
         "training worker 0 failed: the worker process died (Worker unexpectedly exits with a connection error code 2);"
@@ -264,11 +275,29 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
 
     # ---- the model folder
     training = storage.read_json(join(result.model_folder, "training.json"))
-    for key in ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "train_loss", "steps", "tokens", "duration_seconds"):
+    for key in (
+        "valid_loss_before",
+        "valid_loss_after",
+        "perplexity_before",
+        "perplexity_after",
+        "train_loss",
+        "steps",
+        "tokens",
+        "duration_seconds",
+    ):
         assert training[key] is not None, key
     assert training["hyperparameters"]["zero_stage"] == 2 and training["hyperparameters"]["precision"] == "fp32"
     startup = training["startup_seconds"]
-    assert list(startup) == ["ray_start", "worker_group_start", "model_load", "data_load", "deepspeed_init", "checkpoint_resume", "evaluation_before", "total"]
+    assert list(startup) == [
+        "ray_start",
+        "worker_group_start",
+        "model_load",
+        "data_load",
+        "deepspeed_init",
+        "checkpoint_resume",
+        "evaluation_before",
+        "total",
+    ]
     assert all(v >= 0 for v in startup.values()) and startup["total"] >= startup["deepspeed_init"]
     samples = storage.read_json(join(result.model_folder, "samples.json"))["samples"]
     assert [s["prompt"] for s in samples][:1] == ["My dream is"]
@@ -278,7 +307,12 @@ def test_train_zero2_one_worker(storage, tiny_model_dir, ray_cluster, tmp_path):
     storage.download_dir(result.model_folder, local)
     config = json.load(open(os.path.join(local, "config.json")))
     assert config["task_specific_params"]["text-generation"] == {
-        "do_sample": True, "min_length": 10, "max_length": 160, "temperature": 1.0, "top_p": 0.95, "prefix": "<|endoftext|>",
+        "do_sample": True,
+        "min_length": 10,
+        "max_length": 160,
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "prefix": "<|endoftext|>",
     }
     from transformers import pipeline
 
@@ -309,11 +343,24 @@ def test_train_zero3_two_workers_bf16(storage, tiny_model_dir, ray_cluster, tmp_
 
 
 def test_startup_breakdown_adds_up():
-    breakdown = startup_breakdown(100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)])
-    assert breakdown == {"ray_start": 3.0, "worker_group_start": 7.0, "model_load": 1.5, "evaluation_before": 0.5, "total": 12.0}
+    breakdown = startup_breakdown(
+        100.0, 103.0, [("worker_group_start", 110.0), ("model_load", 111.5), ("evaluation_before", 112.0)]
+    )
+    assert breakdown == {
+        "ray_start": 3.0,
+        "worker_group_start": 7.0,
+        "model_load": 1.5,
+        "evaluation_before": 0.5,
+        "total": 12.0,
+    }
 
 
 def test_a_single_worker_runs_zero_stage_0():
     # Nothing to partition across one rank: stages 1-3 would only add copies.
     for stage in (1, 2, 3):
-        assert deepspeed_config(TrainingSpec(zero_stage=stage, gpus_per_worker=0), world_size=1, on_gpu=False)["zero_optimization"]["stage"] == 0
+        assert (
+            deepspeed_config(TrainingSpec(zero_stage=stage, gpus_per_worker=0), world_size=1, on_gpu=False)[
+                "zero_optimization"
+            ]["stage"]
+            == 0
+        )

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-
 from botfleet.api import parse_spec
 from botfleet.storage import join
 from tests.fixtures.training import REPO, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
@@ -68,12 +67,19 @@ def kill_session(sid: int) -> None:
 
 def start_training(spec: dict, env: dict, ray_dir: str, log_path: str, *extra: str) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "botfleet_jobs.trainer_cli",
-        "--spec-json", json.dumps(spec),
-        "--num-cpus", "2",
-        "--ray-temp-dir", ray_dir,
-        "--checkpoint-every-steps", "3",
-        "--progress-every-seconds", "0.5",
+        sys.executable,
+        "-m",
+        "botfleet_jobs.trainer_cli",
+        "--spec-json",
+        json.dumps(spec),
+        "--num-cpus",
+        "2",
+        "--ray-temp-dir",
+        ray_dir,
+        "--checkpoint-every-steps",
+        "3",
+        "--progress-every-seconds",
+        "0.5",
         *extra,
     ]
     log = open(log_path, "wb")
@@ -136,6 +142,8 @@ def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_mode
     # run 2 trained only what was left
     assert total - training["resumed_from_step"] < total
     # the loss before training came from the checkpoint, not from the fine-tuned model
-    first_state = json.loads(storage.read_text(next(u for u in storage.list(checkpoints) if u.endswith("/botfleet_state.json"))))
+    first_state = json.loads(
+        storage.read_text(next(u for u in storage.list(checkpoints) if u.endswith("/botfleet_state.json")))
+    )
     assert training["valid_loss_before"] == first_state["valid_loss_before"]
     assert training["valid_loss_after"] < training["valid_loss_before"]

@@ -17,7 +17,10 @@ CRD_FILE = ROOT / "charts/botfleet/crds/botrequests.botfleet.dev.yaml"
 
 
 def minimal(**spec):
-    body = {"handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}], "output": {"uri": "s3://bots/"}}
+    body = {
+        "handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}],
+        "output": {"uri": "s3://bots/"},
+    }
     body.update(spec)
     return {"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "x"}, "spec": body}
 
@@ -86,12 +89,30 @@ def test_model_id_is_lowercased_sorted_and_stripped():
     "change, message",
     [
         ({"handles": []}, "spec.handles: at least 1 item"),
-        ({"handles": [{"handle": f"u{i}", "source": {"mastodon": {"instance": "https://m.x"}}} for i in range(4)]}, "spec.handles: at most 3 items"),
-        ({"handles": [{"handle": "bad handle!", "source": {"bluesky": {}}}]}, "spec.handles[0].handle: 'bad handle!' does not match"),
-        ({"handles": [{"handle": "a", "source": {}}]}, "spec.handles[0].source: exactly one of archive, dataset, mastodon, bluesky, twitter, got 0"),
-        ({"handles": [{"handle": "a", "source": {"bluesky": {}, "mastodon": {"instance": "https://m.x"}}}]}, "exactly one of"),
-        ({"handles": [{"handle": "a", "source": {"archive": {"uri": "http://x/y.zip"}}}]}, "spec.handles[0].source.archive.uri: 'http://x/y.zip' does not match"),
-        ({"handles": [{"handle": "A", "source": {"bluesky": {}}}, {"handle": "@a", "source": {"bluesky": {}}}]}, "spec.handles: handles must be distinct"),
+        (
+            {"handles": [{"handle": f"u{i}", "source": {"mastodon": {"instance": "https://m.x"}}} for i in range(4)]},
+            "spec.handles: at most 3 items",
+        ),
+        (
+            {"handles": [{"handle": "bad handle!", "source": {"bluesky": {}}}]},
+            "spec.handles[0].handle: 'bad handle!' does not match",
+        ),
+        (
+            {"handles": [{"handle": "a", "source": {}}]},
+            "spec.handles[0].source: exactly one of archive, dataset, mastodon, bluesky, twitter, got 0",
+        ),
+        (
+            {"handles": [{"handle": "a", "source": {"bluesky": {}, "mastodon": {"instance": "https://m.x"}}}]},
+            "exactly one of",
+        ),
+        (
+            {"handles": [{"handle": "a", "source": {"archive": {"uri": "http://x/y.zip"}}}]},
+            "spec.handles[0].source.archive.uri: 'http://x/y.zip' does not match",
+        ),
+        (
+            {"handles": [{"handle": "A", "source": {"bluesky": {}}}, {"handle": "@a", "source": {"bluesky": {}}}]},
+            "spec.handles: handles must be distinct",
+        ),
         ({"training": {"zeroStage": 4}}, "spec.training.zeroStage: must be at most 3"),
         ({"training": {"precision": "fp16"}}, "spec.training.precision: must be one of"),
         ({"training": {"learningRate": 0}}, "spec.training.learningRate: must be greater than 0"),
@@ -136,7 +157,9 @@ def test_worker_shape_has_no_schema_default():
     assert (spec.training.workers, spec.training.gpus_per_worker) == (None, None)
     assert (spec.resources.cpus_per_worker, spec.resources.memory_per_worker) == (None, None)
     for section, key in api.WORKER_FIELDS:
-        node = api.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][section]
+        node = api.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+            section
+        ]
         assert "default" not in node["properties"][key], f"spec.{section}.{key}"
 
 
@@ -161,11 +184,14 @@ def test_unresolved_precision_is_an_error_not_a_guess():
     assert api.TrainingSpec(gpus_per_worker=1).resolved_precision() == "bf16"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"workers": 0}, r"spec.training.workers \(default\): must be at least 1"),
-    ({"gpus_per_worker": 9}, r"spec.training.gpusPerWorker \(default\): must be at most 8"),
-    ({"memory_per_worker": "lots"}, r"spec.resources.memoryPerWorker \(default\): 'lots' does not match"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"workers": 0}, r"spec.training.workers \(default\): must be at least 1"),
+        ({"gpus_per_worker": 9}, r"spec.training.gpusPerWorker \(default\): must be at most 8"),
+        ({"memory_per_worker": "lots"}, r"spec.resources.memoryPerWorker \(default\): 'lots' does not match"),
+    ],
+)
 def test_worker_defaults_obey_the_request_schema(change, message):
     with pytest.raises(api.ValidationError, match=message):
         api.WorkerDefaults(**change)

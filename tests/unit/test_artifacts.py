@@ -13,8 +13,17 @@ from botfleet_jobs.train_errors import TrainingError
 
 STATS = {
     "model_id": "alice",
-    "handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85, "characters": 4321,
-                          "display_name": "Alice", "source": "archive"}},
+    "handles": {
+        "alice": {
+            "downloaded": 100,
+            "retweets": 10,
+            "short": 5,
+            "kept": 85,
+            "characters": 4321,
+            "display_name": "Alice",
+            "source": "archive",
+        }
+    },
     "epochs": 4,
     "seed": 42,
     "train_fraction": 0.9,
@@ -25,16 +34,47 @@ STATS = {
     "seconds": 1.25,
     "botfleet_version": "0.1.0",
 }
-PROGRESS = {"status": "training", "step": 30, "total_steps": 120, "epoch": 1.0, "loss": 3.2, "learning_rate": 1e-4,
-            "tokens_per_second": 250.5, "eta_seconds": 90.0, "model_id": "alice", "run_name": "alice-1234",
-            "epochs": 4, "world_size": 2, "block_size": 256, "resumed_from_step": 0, "last_checkpoint_step": None,
-            "started_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:01:00Z"}
+PROGRESS = {
+    "status": "training",
+    "step": 30,
+    "total_steps": 120,
+    "epoch": 1.0,
+    "loss": 3.2,
+    "learning_rate": 1e-4,
+    "tokens_per_second": 250.5,
+    "eta_seconds": 90.0,
+    "model_id": "alice",
+    "run_name": "alice-1234",
+    "epochs": 4,
+    "world_size": 2,
+    "block_size": 256,
+    "resumed_from_step": 0,
+    "last_checkpoint_step": None,
+    "started_at": "2025-01-01T00:00:00Z",
+    "updated_at": "2025-01-01T00:01:00Z",
+}
 TRAINING = {
-    "model_id": "alice", "base_model": "gpt2", "hyperparameters": {"learning_rate": 1e-4}, "deepspeed": {"zero": 2},
-    "plan": {"total_steps": 120}, "run_name": "alice-1234", "fingerprint": "f", "steps": 120, "total_steps": 120,
-    "resumed_from_step": 0, "tokens": 30000, "valid_loss_before": 5.0, "valid_loss_after": 3.0,
-    "perplexity_before": 148.4, "perplexity_after": 20.1, "train_loss": 2.9, "final_loss": 2.8, "train_seconds": 60.0,
-    "duration_seconds": 90.0, "started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:02:00Z",
+    "model_id": "alice",
+    "base_model": "gpt2",
+    "hyperparameters": {"learning_rate": 1e-4},
+    "deepspeed": {"zero": 2},
+    "plan": {"total_steps": 120},
+    "run_name": "alice-1234",
+    "fingerprint": "f",
+    "steps": 120,
+    "total_steps": 120,
+    "resumed_from_step": 0,
+    "tokens": 30000,
+    "valid_loss_before": 5.0,
+    "valid_loss_after": 3.0,
+    "perplexity_before": 148.4,
+    "perplexity_after": 20.1,
+    "train_loss": 2.9,
+    "final_loss": 2.8,
+    "train_seconds": 60.0,
+    "duration_seconds": 90.0,
+    "started_at": "2025-01-01T00:00:00Z",
+    "finished_at": "2025-01-01T00:02:00Z",
     "startup_seconds": {"model_load": 2.0},
 }
 
@@ -47,8 +87,14 @@ def test_every_file_reads_back_as_written():
     assert Owner.from_dict(owner).to_dict() == owner
     failed = {"status": "failed", "stage": "data", "error": "@alice: not enough posts", "reason": "NotEnoughPosts"}
     assert Result.from_dict(failed).to_dict() == failed
-    succeeded = {"status": "succeeded", "model": "s3://bots/alice/model/", "card": "s3://bots/alice/model/README.md",
-                 "tracking_run_url": None, "tracking_files": None, "metrics": {"train_loss": 2.9}}
+    succeeded = {
+        "status": "succeeded",
+        "model": "s3://bots/alice/model/",
+        "card": "s3://bots/alice/model/README.md",
+        "tracking_run_url": None,
+        "tracking_files": None,
+        "metrics": {"train_loss": 2.9},
+    }
     assert Result.from_dict(succeeded).to_dict() == succeeded
 
 
@@ -73,8 +119,13 @@ def test_older_and_partial_files_still_read():
     progress = Progress.from_dict({"step": "30", "total_steps": 120.0, "loss": "n/a", "eta_seconds": 90})
     assert (progress.step, progress.total_steps, progress.loss, progress.eta_seconds) == (30, 120, None, 90.0)
     record = TrainingRecord.from_dict({"valid_loss_after": 3.0})
-    assert record.metrics() == {"valid_loss_before": None, "valid_loss_after": 3.0, "perplexity_before": None,
-                                "perplexity_after": None, "train_loss": None}
+    assert record.metrics() == {
+        "valid_loss_before": None,
+        "valid_loss_after": 3.0,
+        "perplexity_before": None,
+        "perplexity_after": None,
+        "train_loss": None,
+    }
     assert Owner.from_dict({"name": "alice"}) == Owner(name="alice")
 
 
@@ -84,16 +135,19 @@ def test_result_constructors():
     assert Result(SUCCEEDED, metrics={"train_loss": 1.0}).to_dict()["metrics"] == {"train_loss": 1.0}
 
 
-@pytest.mark.parametrize("error, stage, reason", [
-    (NotEnoughText("not enough posts to train on"), "data", "NotEnoughPosts"),
-    (SourceError("@nobody (mastodon ...): account not found (HTTP 404)"), "data", "SourceFailed"),
-    (BaseModelError("base model s3://m/x: not found"), "training", "TrainingFailed"),
-    (TrainingError("dataset unreadable"), "training", "TrainingFailed"),
-    (NotFound("s3://bots/alice/data/train.txt: not found"), "data", "DataFailed"),
-    (StorageError("s3://bots: access denied"), "training", "TrainingFailed"),
-    (StorageError("s3://bots: access denied"), "publishing", "PublishingFailed"),
-    (RuntimeError("anything else"), "publishing", "PublishingFailed"),
-    (KeyboardInterrupt(), "data", "DataFailed"),
-])
+@pytest.mark.parametrize(
+    "error, stage, reason",
+    [
+        (NotEnoughText("not enough posts to train on"), "data", "NotEnoughPosts"),
+        (SourceError("@nobody (mastodon ...): account not found (HTTP 404)"), "data", "SourceFailed"),
+        (BaseModelError("base model s3://m/x: not found"), "training", "TrainingFailed"),
+        (TrainingError("dataset unreadable"), "training", "TrainingFailed"),
+        (NotFound("s3://bots/alice/data/train.txt: not found"), "data", "DataFailed"),
+        (StorageError("s3://bots: access denied"), "training", "TrainingFailed"),
+        (StorageError("s3://bots: access denied"), "publishing", "PublishingFailed"),
+        (RuntimeError("anything else"), "publishing", "PublishingFailed"),
+        (KeyboardInterrupt(), "data", "DataFailed"),
+    ],
+)
 def test_the_job_names_the_reason_from_the_exception(error, stage, reason):
     assert failure_reason(error, stage) == reason

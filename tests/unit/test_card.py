@@ -12,8 +12,20 @@ from tests.cluster.controlplane import shared_dir
 SEEDS = shared_dir() / "seeds"
 # 003 is an older layout ("Intended uses & limitations" with ### subsections); the other
 # four are the format huggingtweets settled on.
-CURRENT_SEEDS = ["000_b779967f76b8dc63.txt", "001_74056c450d9f07ad.txt", "002_f35ec7b5191e9cdb.txt", "004_7e5f139cd06b3261.txt"]
-SEED_SECTIONS = ["How does it work?", "Training data", "Training procedure", "How to use", "Limitations and bias", "About"]
+CURRENT_SEEDS = [
+    "000_b779967f76b8dc63.txt",
+    "001_74056c450d9f07ad.txt",
+    "002_f35ec7b5191e9cdb.txt",
+    "004_7e5f139cd06b3261.txt",
+]
+SEED_SECTIONS = [
+    "How does it work?",
+    "Training data",
+    "Training procedure",
+    "How to use",
+    "Limitations and bias",
+    "About",
+]
 DATA_ROWS = ["Tweets downloaded", "Retweets", "Short tweets", "Tweets kept"]
 
 RUN_URL = "https://wandb.ai/acme/huggingtweets/runs/abc123"
@@ -24,7 +36,11 @@ def spec_of(*handles, output="s3://bots/out"):
     return parse_spec(
         {
             "handles": [
-                {"handle": h, "source": {"archive": {"uri": f"s3://bots/in/{h}.zip"}}, **({"displayName": name} if name else {})}
+                {
+                    "handle": h,
+                    "source": {"archive": {"uri": f"s3://bots/in/{h}.zip"}},
+                    **({"displayName": name} if name else {}),
+                }
                 for h, name in handles
             ],
             "output": {"uri": output},
@@ -46,7 +62,15 @@ def stats_of(spec, counts):
 
 TRAINING = {
     "base_model": "gpt2",
-    "hyperparameters": {"learning_rate": 1.372e-4, "epochs": 4, "block_size": 1024, "batch_size_per_worker": 1, "workers": 2, "zero_stage": 2, "precision": "bf16"},
+    "hyperparameters": {
+        "learning_rate": 1.372e-4,
+        "epochs": 4,
+        "block_size": 1024,
+        "batch_size_per_worker": 1,
+        "workers": 2,
+        "zero_stage": 2,
+        "precision": "bf16",
+    },
     "valid_loss_before": 4.8123,
     "valid_loss_after": 3.2071,
     "perplexity_before": 123.0,
@@ -187,7 +211,9 @@ def test_how_to_use_loads_this_bots_model(single):
     spec, stats = single
     links = links_for(spec, False)
     card = render_card(spec, stats, TRAINING, links)
-    assert "generator = pipeline('text-generation',\n                     model='s3://bots/out/domandcats/model')" in card
+    assert (
+        "generator = pipeline('text-generation',\n                     model='s3://bots/out/domandcats/model')" in card
+    )
     assert 'generator("My dream is", num_return_sequences=5)' in card
     local = CardLinks(**{**links.__dict__, "model_for_pipeline": "/data/bots/domandcats/model"})
     assert "model='/data/bots/domandcats/model')" in render_card(spec, stats, TRAINING, local)

@@ -19,7 +19,9 @@ CRD_FILE = CHART / "crds" / "botrequests.botfleet.dev.yaml"
 
 
 def operator_deployment(docs: list[dict]) -> dict:
-    (deployment,) = [d for d in find(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    (deployment,) = [
+        d for d in find(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
     return deployment
 
 
@@ -32,7 +34,9 @@ def env_of(container: dict) -> dict:
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_helm_lint_strict(value_set, tmp_path):
-    proc = helm("lint", "--strict", str(CHART), "-n", RELEASE_NS, "-f", str(write_values(tmp_path, VALUE_SETS[value_set])))
+    proc = helm(
+        "lint", "--strict", str(CHART), "-n", RELEASE_NS, "-f", str(write_values(tmp_path, VALUE_SETS[value_set]))
+    )
     assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
 
 
@@ -41,8 +45,10 @@ def test_chart_crd_is_the_generated_one():
     assert CRD_FILE.read_text() == api.crd_yaml()
     # and helm installs it from crds/ (not templated): `helm template --include-crds` shows it
     out = helm("template", "botfleet", str(CHART), "--include-crds").stdout
-    assert any(d and d.get("kind") == "CustomResourceDefinition" and d["metadata"]["name"] == "botrequests.botfleet.dev"
-               for d in yaml.safe_load_all(out))
+    assert any(
+        d and d.get("kind") == "CustomResourceDefinition" and d["metadata"]["name"] == "botrequests.botfleet.dev"
+        for d in yaml.safe_load_all(out)
+    )
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -85,7 +91,7 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
     env = env_of(container)
     fields = {f.name for f in __import__("dataclasses").fields(settings_module.Settings)}
     ours = {k: v for k, v in env.items() if k.startswith(settings_module.ENV_PREFIX)}
-    unknown = {k for k in ours if k[len(settings_module.ENV_PREFIX):].lower() not in fields}
+    unknown = {k for k in ours if k[len(settings_module.ENV_PREFIX) :].lower() not in fields}
     assert not unknown, f"not operator settings: {unknown}"
     settings = settings_module.Settings.from_env({k: v for k, v in ours.items() if isinstance(v, str)})
     assert settings.executor == values.get("executor", {}).get("type", "kuberay")
@@ -93,13 +99,19 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
     assert settings.namespaces == tuple(values.get("watchNamespaces", ()))
     assert settings.job_image == "botfleet/job:0.1.0"
     assert settings.max_concurrent == values.get("maxConcurrent", 2)
-    shape = {"workers": 1, "gpusPerWorker": 1, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"} | values.get("job", {}).get("workerDefaults", {})
+    shape = {"workers": 1, "gpusPerWorker": 1, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"} | values.get(
+        "job", {}
+    ).get("workerDefaults", {})
     assert settings.worker_defaults == worker_defaults(shape)
     if settings.executor == "ray":
         assert settings.ray_address == values["executor"]["ray"]["address"]
         assert settings.wandb_secret == "wandb"
     # object store: endpoint and the credentials Secret (the same one the jobs read)
-    secret = "botfleet-minio" if values.get("minio", {}).get("enabled") else values.get("objectStore", {}).get("credentialsSecret", "botfleet-s3")
+    secret = (
+        "botfleet-minio"
+        if values.get("minio", {}).get("enabled")
+        else values.get("objectStore", {}).get("credentialsSecret", "botfleet-s3")
+    )
     assert settings.s3_secret == secret
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == {"secretKeyRef": {"name": secret, "key": key}}
@@ -125,21 +137,33 @@ def chart_settings(tmp_path, values: dict):
     from botfleet_operator.settings import ENV_PREFIX, Settings
 
     (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
-    return Settings.from_env({k: v for k, v in env_of(container).items() if k.startswith(ENV_PREFIX) and isinstance(v, str)})
+    return Settings.from_env(
+        {k: v for k, v in env_of(container).items() if k.startswith(ENV_PREFIX) and isinstance(v, str)}
+    )
 
 
 def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):
     """With the chart's defaults every Ray pod of a RayJob meets PodSecurity "restricted"."""
     from botfleet_operator.rayjob import render_rayjob, resolve_spec
 
-    body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
-            "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
-            "spec": {"handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}], "output": {"uri": "s3://bots/"}}}
+    body = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": "dril", "namespace": "bots", "uid": "u", "generation": 1},
+        "spec": {
+            "handles": [{"handle": "dril", "source": {"archive": {"uri": "s3://uploads/dril.zip"}}}],
+            "output": {"uri": "s3://bots/"},
+        },
+    }
     settings = chart_settings(tmp_path, {})
     job = render_rayjob(body, resolve_spec(body, settings), settings)["spec"]
     cluster = job["rayClusterSpec"]
     # the Ray pods, and the pod of KubeRay's submitter Job
-    for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]), job["submitterPodTemplate"]]:
+    for template in [
+        cluster["headGroupSpec"]["template"],
+        *(g["template"] for g in cluster["workerGroupSpecs"]),
+        job["submitterPodTemplate"],
+    ]:
         pod = template["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -182,7 +206,7 @@ def test_values_schema_rejects_bad_values(tmp_path):
         assert message in proc.stderr, (bad, proc.stderr)
 
 
-def worker_defaults(values: dict) -> "api.WorkerDefaults":
+def worker_defaults(values: dict) -> api.WorkerDefaults:
     """job.workerDefaults (camelCase, as in a BotRequest) as the operator's WorkerDefaults."""
     return api.WorkerDefaults(**{api._snake(key): value for key, value in values.items()})
 
@@ -214,7 +238,9 @@ def test_minio_is_optional(tmp_path):
     assert ":" in pod["containers"][0]["image"] and not pod["containers"][0]["image"].endswith(":latest")
     digest = "sha256:" + "0123456789abcdef" * 4
     pinned = render(tmp_path, {"minio": {"enabled": True, "image": {"digest": digest}}})
-    (pinned_deployment,) = [d for d in pinned if d["kind"] == "Deployment" and d["metadata"]["name"] == "botfleet-minio"]
+    (pinned_deployment,) = [
+        d for d in pinned if d["kind"] == "Deployment" and d["metadata"]["name"] == "botfleet-minio"
+    ]
     assert pinned_deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"minio/minio@{digest}"
     (secret,) = [d for d in minio if d["kind"] == "Secret"]
     assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
@@ -286,14 +312,14 @@ def test_operator_uses_no_more_than_rbac_grants():
     sources = operator_code()
     calls = set(re.findall(r"\.((?:get|list|create|delete|patch|replace|read|watch)_[a-z_]+)\(", sources))
     allowed = {
-        "get_namespaced_custom_object",          # rayjobs get; botrequests get (an output folder's owner)
-        "create_namespaced_custom_object",       # rayjobs create
-        "delete_namespaced_custom_object",       # rayjobs delete
+        "get_namespaced_custom_object",  # rayjobs get; botrequests get (an output folder's owner)
+        "create_namespaced_custom_object",  # rayjobs create
+        "delete_namespaced_custom_object",  # rayjobs delete
         "patch_namespaced_custom_object_status",  # botrequests/status patch
-        "read_namespaced_secret",                # secrets get (ray executor)
-        "create_namespaced_event",               # events create
-        "list_namespaced_custom_object",         # botrequests list (the ray executor's orphan sweep)
-        "list_cluster_custom_object",            # botrequests list, all namespaces
+        "read_namespaced_secret",  # secrets get (ray executor)
+        "create_namespaced_event",  # events create
+        "list_namespaced_custom_object",  # botrequests list (the ray executor's orphan sweep)
+        "list_cluster_custom_object",  # botrequests list, all namespaces
     }
     kube_calls = {c for c in calls if "_namespaced_" in c or "_cluster_" in c or c.endswith("_namespace")}
     assert kube_calls <= allowed, f"calls the chart's RBAC does not cover: {kube_calls - allowed}"

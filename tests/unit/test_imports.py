@@ -39,8 +39,13 @@ print(json.dumps({"imported": imported, "failed": failed, "files": files, "loade
 
 def import_everything() -> dict:
     path = os.pathsep.join([*map(str, TORCH_FREE.values()), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", IMPORT_ALL, *TORCH_FREE],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": path})
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, *TORCH_FREE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -50,8 +55,13 @@ def test_core_and_operator_import_no_torch_transformers_or_deepspeed():
     # It checked this checkout's packages, and all of them: it cannot pass by finding nothing.
     for name, folder in TORCH_FREE.items():
         assert report["files"][name].startswith(str(folder / name)), report["files"][name]
-    assert {"botfleet.api", "botfleet.storage", "botfleet.cli", "botfleet_operator.reconciler",
-            "botfleet_operator.handlers"} <= set(report["imported"]), report["imported"]
+    assert {
+        "botfleet.api",
+        "botfleet.storage",
+        "botfleet.cli",
+        "botfleet_operator.reconciler",
+        "botfleet_operator.handlers",
+    } <= set(report["imported"]), report["imported"]
     assert not report["failed"], report["failed"]
     heavy = sorted(set(HEAVY) & set(report["loaded"]))
     assert not heavy, f"importing the core and the operator imported {heavy}"

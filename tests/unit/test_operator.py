@@ -10,15 +10,14 @@ import pytest
 from botfleet import api
 from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
 from botfleet.layout import Layout
-from botfleet_operator import observation
-from botfleet_operator import patch
+from botfleet.secrets import secret_env_name
+from botfleet.storage import S3Config
+from botfleet_operator import observation, patch
 from botfleet_operator import queue as q
 from botfleet_operator import rayjob as render
 from botfleet_operator import status as st
-from botfleet_operator.settings import Settings
 from botfleet_operator.reconciler import operator_card
-from botfleet.secrets import secret_env_name
-from botfleet.storage import S3Config
+from botfleet_operator.settings import Settings
 
 NOW = "2025-01-01T00:00:00Z"
 
@@ -46,7 +45,11 @@ def body(name="alice", generation=1, spec=None, status=None, labels=None, uid="0
 
 
 def test_settings_from_env_and_flags():
-    env = {"BOTFLEET_OPERATOR_EXECUTOR": "ray", "BOTFLEET_OPERATOR_MAX_CONCURRENT": "7", "BOTFLEET_OPERATOR_NAMESPACES": "a, b"}
+    env = {
+        "BOTFLEET_OPERATOR_EXECUTOR": "ray",
+        "BOTFLEET_OPERATOR_MAX_CONCURRENT": "7",
+        "BOTFLEET_OPERATOR_NAMESPACES": "a, b",
+    }
     settings = Settings.from_env(env)
     assert (settings.executor, settings.max_concurrent, settings.namespaces) == ("ray", 7, ("a", "b"))
     flagged = Settings.from_argv(["--max-concurrent", "2", "--reconcile-interval", "0.5"], env=env)
@@ -54,23 +57,35 @@ def test_settings_from_env_and_flags():
 
 
 def test_worker_defaults_settings():
-    env = {"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "3", "BOTFLEET_OPERATOR_DEFAULT_GPUS_PER_WORKER": "0", "BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "24Gi"}
+    env = {
+        "BOTFLEET_OPERATOR_DEFAULT_WORKERS": "3",
+        "BOTFLEET_OPERATOR_DEFAULT_GPUS_PER_WORKER": "0",
+        "BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "24Gi",
+    }
     settings = Settings.from_argv(["--default-cpus-per-worker", "6"], env=env)
-    assert settings.worker_defaults == api.WorkerDefaults(workers=3, gpus_per_worker=0, cpus_per_worker=6, memory_per_worker="24Gi")
+    assert settings.worker_defaults == api.WorkerDefaults(
+        workers=3, gpus_per_worker=0, cpus_per_worker=6, memory_per_worker="24Gi"
+    )
     assert Settings().worker_defaults == api.WorkerDefaults()
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "0"}, r"spec.training.workers \(default\): must be at least 1"),
-    ({"BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "16 GB"}, r"spec.resources.memoryPerWorker \(default\)"),
-    ({"BOTFLEET_OPERATOR_EXECUTOR": "k8s"}, "executor: must be one of kuberay, ray"),
-    ({"BOTFLEET_OPERATOR_ORPHAN_SWEEP_INTERVAL": "0"}, "orphan_sweep_interval: must be positive"),
-    ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
-    ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
-    ({"BOTFLEET_OPERATOR_JOB_POD": '{"containers": []}'}, r"job_pod: cannot set containers \(allowed: affinity,"),
-    ({"BOTFLEET_OPERATOR_JOB_WORKER_POD": '{"nodeSelector": '}, "job_worker_pod: must be JSON"),
-    ({"BOTFLEET_OPERATOR_JOB_CONTAINER_SECURITY_CONTEXT": '["privileged"]'}, "job_container_security_context: must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BOTFLEET_OPERATOR_DEFAULT_WORKERS": "0"}, r"spec.training.workers \(default\): must be at least 1"),
+        ({"BOTFLEET_OPERATOR_DEFAULT_MEMORY_PER_WORKER": "16 GB"}, r"spec.resources.memoryPerWorker \(default\)"),
+        ({"BOTFLEET_OPERATOR_EXECUTOR": "k8s"}, "executor: must be one of kuberay, ray"),
+        ({"BOTFLEET_OPERATOR_ORPHAN_SWEEP_INTERVAL": "0"}, "orphan_sweep_interval: must be positive"),
+        ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "many"}, "max_concurrent: must be a number"),
+        ({"BOTFLEET_OPERATOR_MAX_CONCURRENT": "-1"}, "max_concurrent: must be at least 0"),
+        ({"BOTFLEET_OPERATOR_JOB_POD": '{"containers": []}'}, r"job_pod: cannot set containers \(allowed: affinity,"),
+        ({"BOTFLEET_OPERATOR_JOB_WORKER_POD": '{"nodeSelector": '}, "job_worker_pod: must be JSON"),
+        (
+            {"BOTFLEET_OPERATOR_JOB_CONTAINER_SECURITY_CONTEXT": '["privileged"]'},
+            "job_container_security_context: must be a JSON object",
+        ),
+    ],
+)
 def test_settings_errors_name_the_setting(env, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
@@ -105,7 +120,14 @@ def rayjob_for(doc, settings):
 
 
 def test_rayjob_rendering():
-    settings = Settings(job_image="img:1", s3_endpoint="http://s3:9000", s3_secret="s3-creds", ttl_seconds_after_finished=60, backoff_limit=2, active_deadline_seconds=3600)
+    settings = Settings(
+        job_image="img:1",
+        s3_endpoint="http://s3:9000",
+        s3_secret="s3-creds",
+        ttl_seconds_after_finished=60,
+        backoff_limit=2,
+        active_deadline_seconds=3600,
+    )
     spec = {
         "handles": [
             {"handle": "bob", "source": {"twitter": {"bearerTokenSecretRef": {"name": "tw", "key": "token"}}}},
@@ -122,9 +144,23 @@ def test_rayjob_rendering():
     meta = job["metadata"]
     assert meta["name"] == "bob-g4" and meta["namespace"] == "ns"
     assert meta["labels"][api.QUEUE_LABEL] == "gpu-queue" and "other" not in meta["labels"]
-    assert meta["ownerReferences"] == [{"apiVersion": api.API_VERSION, "kind": api.KIND, "name": "bob", "uid": "0123456789abcdef", "controller": True, "blockOwnerDeletion": True}]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "name": "bob",
+            "uid": "0123456789abcdef",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     js = job["spec"]
-    assert (js["shutdownAfterJobFinishes"], js["ttlSecondsAfterFinished"], js["backoffLimit"], js["activeDeadlineSeconds"]) == (True, 60, 2, 3600)
+    assert (
+        js["shutdownAfterJobFinishes"],
+        js["ttlSecondsAfterFinished"],
+        js["backoffLimit"],
+        js["activeDeadlineSeconds"],
+    ) == (True, 60, 2, 3600)
     assert js["entrypoint"] == "python -m botfleet_jobs.job"
     workers = js["rayClusterSpec"]["workerGroupSpecs"]
     assert len(workers) == 1 and workers[0]["replicas"] == 2 == workers[0]["minReplicas"] == workers[0]["maxReplicas"]
@@ -136,20 +172,37 @@ def test_rayjob_rendering():
     # Credentials only as Secret references, never inline.
     env = {e["name"]: e for e in worker["env"]}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-creds",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
     token = secret_env_name(api.SecretRef("tw", "token"))
     assert env[token]["valueFrom"]["secretKeyRef"] == {"name": "tw", "key": "token"}
     assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "wandb", "key": "key"}
     assert env["BOTFLEET_S3_ENDPOINT"]["value"] == "http://s3:9000"
     request = json.loads(env["BOTFLEET_REQUEST"]["value"])
     assert request["metadata"]["name"] == "bob" and request["spec"]["handles"][0]["handle"] == "bob"
-    assert all("value" not in e or e["name"] in ("BOTFLEET_REQUEST", "BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "RAY_USAGE_STATS_ENABLED", "AWS_EC2_METADATA_DISABLED") for e in worker["env"])
+    assert all(
+        "value" not in e
+        or e["name"]
+        in (
+            "BOTFLEET_REQUEST",
+            "BOTFLEET_S3_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "RAY_USAGE_STATS_ENABLED",
+            "AWS_EC2_METADATA_DISABLED",
+        )
+        for e in worker["env"]
+    )
 
 
 def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
     doc = body()
     plain = rayjob_for(doc, Settings())
-    plain_pods = [plain["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"], plain["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]]
+    plain_pods = [
+        plain["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"],
+        plain["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"],
+    ]
     for pod in plain_pods:
         env = {e["name"] for e in pod["containers"][0]["env"]}
         assert "volumes" not in pod and not env & {"AWS_REGION", "BOTFLEET_S3_CA_FILE"}
@@ -165,15 +218,29 @@ def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
         assert volume == {"name": mount["name"], "secret": {"secretName": "s3-ca"}} and mount["readOnly"]
         assert env["BOTFLEET_S3_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
         # the job's S3 clients find the CA there
-        config = S3Config.from_env({**env, "BOTFLEET_S3_ENDPOINT": "https://s3.example", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+        config = S3Config.from_env(
+            {
+                **env,
+                "BOTFLEET_S3_ENDPOINT": "https://s3.example",
+                "AWS_ACCESS_KEY_ID": "a",
+                "AWS_SECRET_ACCESS_KEY": "b",
+            }
+        )
         assert (config.region, config.ca_file) == ("eu-central-1", f"{mount['mountPath']}/ca.crt")
 
 
 def test_rayjob_pods_get_the_platforms_scheduling_and_security():
-    gpu_nodes = {"nodeSelector": {"node.kubernetes.io/instance-type": "p4d"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    gpu_nodes = {
+        "nodeSelector": {"node.kubernetes.io/instance-type": "p4d"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     settings = Settings(
-        job_pod={"imagePullSecrets": [{"name": "registry"}], "securityContext": {"runAsNonRoot": True}, "nodeSelector": {"pool": "cpu"}},
+        job_pod={
+            "imagePullSecrets": [{"name": "registry"}],
+            "securityContext": {"runAsNonRoot": True},
+            "nodeSelector": {"pool": "cpu"},
+        },
         job_worker_pod=gpu_nodes,
         job_container_security_context=restricted,
     )
@@ -195,17 +262,29 @@ def test_rayjob_pods_get_the_platforms_scheduling_and_security():
 
 def test_rayjob_cpu_workers_and_default_wandb_secret():
     settings = Settings(wandb_secret="team-wandb")
-    doc = body(spec={"handles": [{"handle": "a", "source": {"bluesky": {}}}], "training": {"gpusPerWorker": 0}, "output": {"uri": "s3://bots"}})
+    doc = body(
+        spec={
+            "handles": [{"handle": "a", "source": {"bluesky": {}}}],
+            "training": {"gpusPerWorker": 0},
+            "output": {"uri": "s3://bots"},
+        }
+    )
     job = rayjob_for(doc, settings)
     group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["groupName"] == "cpu-workers" and "num-gpus" not in group["rayStartParams"]
     env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
-    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "team-wandb", "key": "WANDB_API_KEY", "optional": True}
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "team-wandb",
+        "key": "WANDB_API_KEY",
+        "optional": True,
+    }
     assert "nvidia.com/gpu" not in group["template"]["spec"]["containers"][0]["resources"]["limits"]
 
 
 def test_rayjob_worker_shape_comes_from_the_settings_where_the_request_is_silent():
-    settings = Settings(default_workers=3, default_gpus_per_worker=2, default_cpus_per_worker=6, default_memory_per_worker="24Gi")
+    settings = Settings(
+        default_workers=3, default_gpus_per_worker=2, default_cpus_per_worker=6, default_memory_per_worker="24Gi"
+    )
     silent = rayjob_for(body(), settings)
     group = silent["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["replicas"] == 3 == group["minReplicas"] == group["maxReplicas"]
@@ -245,31 +324,38 @@ def test_orphaned_ray_jobs_are_botfleets_unwanted_ones_in_watched_namespaces():
     active = {
         "botfleet-ns-alice-01234567-g2": {META_REQUEST: "ns/alice"},  # alice's current job
         "botfleet-ns-alice-01234567-g1": {META_REQUEST: "ns/alice"},  # superseded generation
-        "botfleet-ns-gone-89abcdef-g1": {META_REQUEST: "ns/gone"},    # request deleted
+        "botfleet-ns-gone-89abcdef-g1": {META_REQUEST: "ns/gone"},  # request deleted
         "botfleet-other-bob-aaaaaaaa-g1": {META_REQUEST: "other/bob"},  # another namespace
-        "raysubmit_123": {},                                          # not botfleet's
+        "raysubmit_123": {},  # not botfleet's
     }
     wanted = {"botfleet-ns-alice-01234567-g2"}
     assert orphaned_jobs(active, wanted, ("ns",)) == ["botfleet-ns-alice-01234567-g1", "botfleet-ns-gone-89abcdef-g1"]
-    assert orphaned_jobs(active, wanted, ()) == ["botfleet-ns-alice-01234567-g1", "botfleet-ns-gone-89abcdef-g1", "botfleet-other-bob-aaaaaaaa-g1"]
+    assert orphaned_jobs(active, wanted, ()) == [
+        "botfleet-ns-alice-01234567-g1",
+        "botfleet-ns-gone-89abcdef-g1",
+        "botfleet-other-bob-aaaaaaaa-g1",
+    ]
     assert orphaned_jobs({}, wanted, ()) == []
 
 
 # --------------------------------------------------------------------------- observations
 
 
-@pytest.mark.parametrize("deployment, job_status, state", [
-    (None, None, observation.JOB_STARTING),
-    ("Initializing", None, observation.JOB_STARTING),
-    ("Running", "PENDING", observation.JOB_STARTING),
-    ("Running", "RUNNING", observation.JOB_RUNNING),
-    ("Running", "SUCCEEDED", observation.JOB_SUCCEEDED),
-    ("Complete", "SUCCEEDED", observation.JOB_SUCCEEDED),
-    ("Complete", "FAILED", observation.JOB_FAILED),
-    ("Failed", "FAILED", observation.JOB_FAILED),
-    ("Retrying", "FAILED", observation.JOB_RETRYING),
-    ("Suspended", None, observation.JOB_SUSPENDED),
-])
+@pytest.mark.parametrize(
+    "deployment, job_status, state",
+    [
+        (None, None, observation.JOB_STARTING),
+        ("Initializing", None, observation.JOB_STARTING),
+        ("Running", "PENDING", observation.JOB_STARTING),
+        ("Running", "RUNNING", observation.JOB_RUNNING),
+        ("Running", "SUCCEEDED", observation.JOB_SUCCEEDED),
+        ("Complete", "SUCCEEDED", observation.JOB_SUCCEEDED),
+        ("Complete", "FAILED", observation.JOB_FAILED),
+        ("Failed", "FAILED", observation.JOB_FAILED),
+        ("Retrying", "FAILED", observation.JOB_RETRYING),
+        ("Suspended", None, observation.JOB_SUSPENDED),
+    ],
+)
 def test_rayjob_status_mapping(deployment, job_status, state):
     rayjob = {"status": {k: v for k, v in (("jobDeploymentStatus", deployment), ("jobStatus", job_status)) if v}}
     obs = observation.observe_rayjob("x-g1", rayjob)
@@ -281,7 +367,9 @@ def test_ray_job_status_mapping():
     assert observation.observe_ray_job("id", None).exists is False
     assert observation.observe_ray_job("id", "PENDING").state == observation.JOB_STARTING
     assert observation.observe_ray_job("id", "RUNNING").state == observation.JOB_RUNNING
-    assert observation.observe_ray_job("id", "SUCCEEDED", start_ms=1_700_000_000_000).start_time == "2023-11-14T22:13:20Z"
+    assert (
+        observation.observe_ray_job("id", "SUCCEEDED", start_ms=1_700_000_000_000).start_time == "2023-11-14T22:13:20Z"
+    )
     stopped = observation.observe_ray_job("id", "STOPPED")
     assert stopped.state == observation.JOB_FAILED and stopped.reason == "JobStopped"
 
@@ -294,23 +382,47 @@ STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "k
 
 def job_files(stats=None, progress=None, result=None, training=None, **flags):
     """JobFiles from the files' JSON, as the reconciler reads them."""
+
     def read(artifact, data):
         return None if data is None else artifact.from_dict(data)
+
     typed = read(Stats, stats), read(Progress, progress), read(Result, result), read(TrainingRecord, training)
     return st.JobFiles(*typed, **flags)
 
 
 def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW, workers=None):
-    return st.compute_status(doc, model_id="alice", handles=["alice"], layout=LAYOUT, job=job, files=files, queue=queue, now=now, invalid=invalid, workers=workers)
+    return st.compute_status(
+        doc,
+        model_id="alice",
+        handles=["alice"],
+        layout=LAYOUT,
+        job=job,
+        files=files,
+        queue=queue,
+        now=now,
+        invalid=invalid,
+        workers=workers,
+    )
 
 
 def running(state=observation.JOB_RUNNING, **kw):
-    return observation.JobObservation("kuberay", "alice-g1", state=state, job_status=kw.pop("job_status", "RUNNING"), deployment_status=kw.pop("deployment_status", "Running"), **kw)
+    return observation.JobObservation(
+        "kuberay",
+        "alice-g1",
+        state=state,
+        job_status=kw.pop("job_status", "RUNNING"),
+        deployment_status=kw.pop("deployment_status", "Running"),
+        **kw,
+    )
 
 
 def test_status_walks_the_phases():
     doc = body()
-    queued = compute(doc, observation.JobObservation("kuberay", "alice-g1"), queue=q.QueueDecision(False, position=2, queued=3, running=4, limit=4))
+    queued = compute(
+        doc,
+        observation.JobObservation("kuberay", "alice-g1"),
+        queue=q.QueueDecision(False, position=2, queued=3, running=4, limit=4),
+    )
     assert (queued.status["phase"], queued.status["reason"]) == ("Pending", "Queued")
     assert "position 2 of 3" in queued.status["message"] and "startTime" not in queued.status
 
@@ -328,19 +440,58 @@ def test_status_walks_the_phases():
     conditions = {c["type"]: c for c in data.status["conditions"]}
     assert conditions["DataReady"]["status"] == "True" and conditions["Ready"]["status"] == "False"
 
-    progress = {"step": 30, "total_steps": 120, "epoch": 1.0, "loss": 3.2, "tokens_per_second": 250.5, "eta_seconds": 90}
+    progress = {
+        "step": 30,
+        "total_steps": 120,
+        "epoch": 1.0,
+        "loss": 3.2,
+        "tokens_per_second": 250.5,
+        "eta_seconds": 90,
+    }
     training = compute(doc, running(), job_files(stats=STATS, progress=progress))
-    assert training.status["progress"] == {"percent": "25%", "step": 30, "totalSteps": 120, "epoch": 1.0, "loss": 3.2, "tokensPerSecond": 250.5, "etaSeconds": 90.0}
+    assert training.status["progress"] == {
+        "percent": "25%",
+        "step": 30,
+        "totalSteps": 120,
+        "epoch": 1.0,
+        "loss": 3.2,
+        "tokensPerSecond": 250.5,
+        "etaSeconds": 90.0,
+    }
 
-    files = job_files(stats=STATS, progress=progress, result={"status": "succeeded", "tracking_run_url": "https://wandb.ai/r"}, training={"valid_loss_before": 5.0, "valid_loss_after": 3.0, "perplexity_before": 148.4, "perplexity_after": 20.1, "train_loss": 2.9}, model_present=True)
-    no_card = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), files)
+    files = job_files(
+        stats=STATS,
+        progress=progress,
+        result={"status": "succeeded", "tracking_run_url": "https://wandb.ai/r"},
+        training={
+            "valid_loss_before": 5.0,
+            "valid_loss_after": 3.0,
+            "perplexity_before": 148.4,
+            "perplexity_after": 20.1,
+            "train_loss": 2.9,
+        },
+        model_present=True,
+    )
+    no_card = compute(
+        doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), files
+    )
     assert no_card.status["phase"] == "Publishing" and no_card.need_card
 
-    done = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"), dataclasses.replace(files, card_present=True))
+    done = compute(
+        doc,
+        running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED", deployment_status="Complete"),
+        dataclasses.replace(files, card_present=True),
+    )
     s = done.status
     assert (s["phase"], s["reason"], s["completionTime"]) == ("Succeeded", "Succeeded", NOW)
     assert s["progress"]["percent"] == "100%" and s["progress"]["step"] == 120
-    assert s["metrics"] == {"validLossBefore": 5.0, "validLossAfter": 3.0, "perplexityBefore": 148.4, "perplexityAfter": 20.1, "trainLoss": 2.9}
+    assert s["metrics"] == {
+        "validLossBefore": 5.0,
+        "validLossAfter": 3.0,
+        "perplexityBefore": 148.4,
+        "perplexityAfter": 20.1,
+        "trainLoss": 2.9,
+    }
     assert s["artifacts"] == {
         "dataset": "s3://bots/alice/data/",
         "checkpoints": "s3://bots/alice/checkpoints/",
@@ -360,21 +511,43 @@ def test_status_keeps_the_worker_shape_a_job_started_with():
     assert later["job"]["workers"] == "2 workers, each 1 GPU, 4 CPUs, 16Gi"
     # A new generation's job is started with the defaults of its time.
     next_job = observation.JobObservation("kuberay", "alice-g2", state=observation.JOB_RUNNING)
-    changed = compute(body(generation=2, status=started), next_job, workers="4 workers, each 1 GPU, 4 CPUs, 16Gi").status
+    changed = compute(
+        body(generation=2, status=started), next_job, workers="4 workers, each 1 GPU, 4 CPUs, 16Gi"
+    ).status
     assert changed["job"]["workers"] == "4 workers, each 1 GPU, 4 CPUs, 16Gi"
 
 
 def test_a_request_whose_output_folder_is_taken_waits_with_a_warning():
-    taken = st.compute_status(body(), model_id="alice", handles=["alice"], layout=LAYOUT, job=observation.JobObservation("kuberay", "alice-g1"),
-                              files=st.JobFiles(), now=NOW, output_in_use="s3://bots/alice/ is the output of BotRequest ns/other: ...")
+    taken = st.compute_status(
+        body(),
+        model_id="alice",
+        handles=["alice"],
+        layout=LAYOUT,
+        job=observation.JobObservation("kuberay", "alice-g1"),
+        files=st.JobFiles(),
+        now=NOW,
+        output_in_use="s3://bots/alice/ is the output of BotRequest ns/other: ...",
+    )
     assert (taken.status["phase"], taken.status["reason"]) == ("Pending", "OutputInUse")
     assert "job" not in taken.status and "startTime" not in taken.status  # nothing started
     assert [(kind, reason) for kind, reason, _ in taken.events] == [("Warning", "OutputInUse")]
 
 
 def test_every_status_field_is_declared_in_the_crd():
-    files = job_files(stats=STATS, progress={"step": 1, "total_steps": 2}, result={"status": "succeeded", "tracking_run_url": "u"}, training={"train_loss": 1.0}, model_present=True, card_present=True)
-    s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files, workers="1 worker: 1 GPU, 4 CPUs, 16Gi").status
+    files = job_files(
+        stats=STATS,
+        progress={"step": 1, "total_steps": 2},
+        result={"status": "succeeded", "tracking_run_url": "u"},
+        training={"train_loss": 1.0},
+        model_present=True,
+        card_present=True,
+    )
+    s = compute(
+        body(),
+        running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"),
+        files,
+        workers="1 worker: 1 GPU, 4 CPUs, 16Gi",
+    ).status
     assert s["job"]["workers"] and api.validate(s, api.STATUS_SCHEMA, "status") == []
 
     def undeclared(value, schema, path):
@@ -393,33 +566,82 @@ def test_every_status_field_is_declared_in_the_crd():
 
 def test_failure_reasons_are_readable():
     doc = body()
-    failed_job = running(observation.JOB_FAILED, job_status="FAILED", deployment_status="Failed", reason="AppFailed", message="job exited 1")
-    data_error = compute(doc, failed_job, job_files(result={"status": "failed", "stage": "data", "error": "@alice: not enough posts (3 kept, need 10)", "reason": "NotEnoughPosts"}))
+    failed_job = running(
+        observation.JOB_FAILED,
+        job_status="FAILED",
+        deployment_status="Failed",
+        reason="AppFailed",
+        message="job exited 1",
+    )
+    data_error = compute(
+        doc,
+        failed_job,
+        job_files(
+            result={
+                "status": "failed",
+                "stage": "data",
+                "error": "@alice: not enough posts (3 kept, need 10)",
+                "reason": "NotEnoughPosts",
+            }
+        ),
+    )
     assert (data_error.status["phase"], data_error.status["reason"]) == ("Failed", "NotEnoughPosts")
     assert data_error.status["message"] == "@alice: not enough posts (3 kept, need 10)"
     assert data_error.events[0][0] == "Warning"
     ready = {c["type"]: c for c in data_error.status["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "NotEnoughPosts"
 
-    own_reason = compute(doc, failed_job, job_files(result={"status": "failed", "error": "boom", "reason": "SourceFailed"}))
+    own_reason = compute(
+        doc, failed_job, job_files(result={"status": "failed", "error": "boom", "reason": "SourceFailed"})
+    )
     assert own_reason.status["reason"] == "SourceFailed"
-    training_error = compute(doc, failed_job, job_files(stats=STATS, result={"status": "failed", "error": "CUDA out of memory"}))
+    training_error = compute(
+        doc, failed_job, job_files(stats=STATS, result={"status": "failed", "error": "CUDA out of memory"})
+    )
     assert training_error.status["reason"] == "TrainingFailed"
 
-    deadline = compute(doc, running(observation.JOB_FAILED, job_status="RUNNING", deployment_status="Failed", reason="DeadlineExceeded", message="activeDeadlineSeconds passed"))
-    assert (deadline.status["reason"], deadline.status["message"]) == ("DeadlineExceeded", "activeDeadlineSeconds passed")
+    deadline = compute(
+        doc,
+        running(
+            observation.JOB_FAILED,
+            job_status="RUNNING",
+            deployment_status="Failed",
+            reason="DeadlineExceeded",
+            message="activeDeadlineSeconds passed",
+        ),
+    )
+    assert (deadline.status["reason"], deadline.status["message"]) == (
+        "DeadlineExceeded",
+        "activeDeadlineSeconds passed",
+    )
 
     missing = compute(doc, running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), job_files(stats=STATS))
     assert (missing.status["phase"], missing.status["reason"]) == ("Failed", "ModelMissing")
 
-    invalid = compute(doc, observation.JobObservation("kuberay", "alice-g1"), invalid="spec.handles: handles must be distinct")
-    assert (invalid.status["phase"], invalid.status["reason"]) == ("Failed", "InvalidSpec") and "job" not in invalid.status
+    invalid = compute(
+        doc, observation.JobObservation("kuberay", "alice-g1"), invalid="spec.handles: handles must be distinct"
+    )
+    assert (invalid.status["phase"], invalid.status["reason"]) == (
+        "Failed",
+        "InvalidSpec",
+    ) and "job" not in invalid.status
 
 
 def test_retrying_and_suspended_are_pending():
     doc = body()
-    retry = compute(doc, running(observation.JOB_RETRYING, deployment_status="Retrying", job_status="FAILED", failed_attempts=1, message="worker died"))
-    assert (retry.status["phase"], retry.status["reason"]) == ("Pending", "Retrying") and "attempt 2" in retry.status["message"]
+    retry = compute(
+        doc,
+        running(
+            observation.JOB_RETRYING,
+            deployment_status="Retrying",
+            job_status="FAILED",
+            failed_attempts=1,
+            message="worker died",
+        ),
+    )
+    assert (retry.status["phase"], retry.status["reason"]) == ("Pending", "Retrying") and "attempt 2" in retry.status[
+        "message"
+    ]
     suspended = compute(doc, running(observation.JOB_SUSPENDED, deployment_status="Suspended", job_status=None))
     assert (suspended.status["phase"], suspended.status["reason"]) == ("Pending", "Suspended")
 
@@ -437,8 +659,16 @@ def test_transition_times_and_events_only_on_change():
     assert [e[1] for e in later.events] == ["TrainingStarting"]
     # A new generation starts over: new start time, no completion time.
     done = {**first, "phase": "Succeeded", "completionTime": "2025-01-01T01:00:00Z"}
-    regen = compute(body(generation=2, status=done), observation.JobObservation("kuberay", "alice-g2", state=observation.JOB_STARTING), now="2025-01-02T00:00:00Z").status
-    assert regen["observedGeneration"] == 2 and regen["startTime"] == "2025-01-02T00:00:00Z" and "completionTime" not in regen
+    regen = compute(
+        body(generation=2, status=done),
+        observation.JobObservation("kuberay", "alice-g2", state=observation.JOB_STARTING),
+        now="2025-01-02T00:00:00Z",
+    ).status
+    assert (
+        regen["observedGeneration"] == 2
+        and regen["startTime"] == "2025-01-02T00:00:00Z"
+        and "completionTime" not in regen
+    )
     assert patch.merge_patch(done, regen)["completionTime"] is None
 
 
@@ -494,12 +724,33 @@ def test_fallback_card_names_the_handles():
 
 def test_failure_reason_from_the_jobs_stage():
     failed = running(observation.JOB_FAILED, job_status="FAILED")
-    stage = compute(body(), failed, job_files(stats=STATS, result={"status": "failed", "stage": "publishing", "error": "card: template missing"}))
+    stage = compute(
+        body(),
+        failed,
+        job_files(stats=STATS, result={"status": "failed", "stage": "publishing", "error": "card: template missing"}),
+    )
     assert stage.status["reason"] == "PublishingFailed"
-    source = compute(body(), failed, job_files(result={"status": "failed", "stage": "data", "error": "s3://inputs/nobody.jsonl: not found", "reason": "SourceFailed"}))
+    source = compute(
+        body(),
+        failed,
+        job_files(
+            result={
+                "status": "failed",
+                "stage": "data",
+                "error": "s3://inputs/nobody.jsonl: not found",
+                "reason": "SourceFailed",
+            }
+        ),
+    )
     assert source.status["reason"] == "SourceFailed"
     # "not found" in a training error is no source problem.
-    model = compute(body(), failed, job_files(stats=STATS, result={"status": "failed", "stage": "training", "error": "base model s3://m/x: not found"}))
+    model = compute(
+        body(),
+        failed,
+        job_files(
+            stats=STATS, result={"status": "failed", "stage": "training", "error": "base model s3://m/x: not found"}
+        ),
+    )
     assert model.status["reason"] == "TrainingFailed"
 
 
@@ -516,6 +767,12 @@ def test_failure_reason_of_a_job_older_than_reasons():
 
 
 def test_metrics_and_card_from_result_json():
-    files = job_files(stats=STATS, result={"status": "succeeded", "card": "s3://bots/alice/card.md", "metrics": {"valid_loss_after": 2.5}}, model_present=True, card_present=True, card_uri="s3://bots/alice/card.md")
+    files = job_files(
+        stats=STATS,
+        result={"status": "succeeded", "card": "s3://bots/alice/card.md", "metrics": {"valid_loss_after": 2.5}},
+        model_present=True,
+        card_present=True,
+        card_uri="s3://bots/alice/card.md",
+    )
     s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
     assert s["metrics"] == {"validLossAfter": 2.5} and s["artifacts"]["card"] == "s3://bots/alice/card.md"

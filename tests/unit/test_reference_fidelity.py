@@ -12,7 +12,14 @@ import pytest
 
 from botfleet import api
 from botfleet.storage import Storage, file_uri
-from botfleet_jobs.dataset import END_OF_TEXT, MIN_CHARACTERS, WARN_CHARACTERS, NotEnoughText, build_dataset, gate_length
+from botfleet_jobs.dataset import (
+    END_OF_TEXT,
+    MIN_CHARACTERS,
+    WARN_CHARACTERS,
+    NotEnoughText,
+    build_dataset,
+    gate_length,
+)
 from botfleet_jobs.filters import clean_text, filter_posts
 from botfleet_jobs.sources import fetch_posts
 from botfleet_jobs.sources import http as http_mod
@@ -95,13 +102,29 @@ def test_bluesky_link_only_posts_count_as_short(apis):
         post.text = f"look https://example.com/a/very/long/path/{post.index} wow"
     posts = fetch_posts(bluesky(apis), 20, None)
     assert [p.text for p in posts] == [p.text for p in account.timeline[:20]]
-    assert all(bluesky_short_url(f"https://example.com/a/very/long/path/{p.index}").endswith("...") for p in account.timeline[:20])
+    assert all(
+        bluesky_short_url(f"https://example.com/a/very/long/path/{p.index}").endswith("...")
+        for p in account.timeline[:20]
+    )
     result = filter_posts(posts)
     assert result.short == 20 - result.retweets and result.kept == ()
 
 
-@pytest.mark.parametrize("bad", [None, "x", [{"index": {"byteStart": 5, "byteEnd": 2}}], [{"index": {"byteStart": 0, "byteEnd": 99}, "features": []}],
-                                 [{"index": {"byteStart": 0, "byteEnd": 999}, "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "u"}]}]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "x",
+        [{"index": {"byteStart": 5, "byteEnd": 2}}],
+        [{"index": {"byteStart": 0, "byteEnd": 99}, "features": []}],
+        [
+            {
+                "index": {"byteStart": 0, "byteEnd": 999},
+                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "u"}],
+            }
+        ],
+    ],
+)
 def test_bluesky_malformed_facets_leave_the_text_alone(bad):
     assert with_links("plain text", bad) == "plain text"
 

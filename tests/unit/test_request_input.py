@@ -38,13 +38,19 @@ def test_good_request_loads(tmp_path):
 
 
 def test_yaml_error_is_file_line_column(tmp_path):
-    assert error_for(tmp_path, GOOD.replace("kind: BotRequest", "kind: BotRequest: oops"))== ":2:17: mapping values are not allowed here"
+    assert (
+        error_for(tmp_path, GOOD.replace("kind: BotRequest", "kind: BotRequest: oops"))
+        == ":2:17: mapping values are not allowed here"
+    )
     assert error_for(tmp_path, "a: [1, 2\nb: 3\n").startswith(":2:")
 
 
 def test_not_utf8_names_the_byte(tmp_path):
     offset = GOOD.encode().index(b"dril}") + 2
-    assert error_for(tmp_path, GOOD.encode().replace(b"dril}", b"dr\xffil}")) == f": not UTF-8 (byte 0xff at offset {offset})"
+    assert (
+        error_for(tmp_path, GOOD.encode().replace(b"dril}", b"dr\xffil}"))
+        == f": not UTF-8 (byte 0xff at offset {offset})"
+    )
 
 
 @pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 3000))])
@@ -94,9 +100,13 @@ def test_an_alias_bomb_is_answered_quickly_and_briefly(tmp_path):
     for level in "bcdefghi":
         refs = ",".join([f"*{chr(ord(level) - 1)}"] * 9)
         bomb += f"{level}: &{level} [{refs}]\n"
-    for target, expected in (("kind: BotRequest", "kind: must be BotRequest, got [[[...], "),
-                             ("  handles:\n", "spec.handles: at most 3 items")):
-        text = bomb + GOOD.replace(target, target.replace("BotRequest", "*i") if "kind" in target else "  handles: *i\n  x:\n")
+    for target, expected in (
+        ("kind: BotRequest", "kind: must be BotRequest, got [[[...], "),
+        ("  handles:\n", "spec.handles: at most 3 items"),
+    ):
+        text = bomb + GOOD.replace(
+            target, target.replace("BotRequest", "*i") if "kind" in target else "  handles: *i\n  x:\n"
+        )
         started = time.monotonic()
         message = error_for(tmp_path, text)
         assert time.monotonic() - started < 60  # a guard against an exponential walk, not a timing claim

@@ -13,13 +13,13 @@ import zipfile
 import pytest
 
 from botfleet import api
-from botfleet_jobs.posts import Post, SourceError
 from botfleet.secrets import secret_env_name
+from botfleet.storage import Storage, file_uri
+from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources import fetch_posts
 from botfleet_jobs.sources import http as http_mod
 from botfleet_jobs.sources.archive import parse_archive
 from botfleet_jobs.sources.mastodon import html_to_text
-from botfleet.storage import Storage, file_uri
 from tests.fakes import FakeAccount, FakeSocialApis
 
 TOKEN_REF = api.SecretRef(name="twitter", key="token")
@@ -222,7 +222,7 @@ def test_mastodon_unknown_account(apis):
 
 def test_mastodon_html_to_text():
     content = (
-        '<p>a &amp; b &lt;3 &gt; &quot;q&quot; &#39;s&#39; caf&eacute;<br />line two<br>three</p>'
+        "<p>a &amp; b &lt;3 &gt; &quot;q&quot; &#39;s&#39; caf&eacute;<br />line two<br>three</p>"
         '<p><span class="h-card"><a href="https://m.x/@bob" class="u-url mention">@<span>bob</span></a></span> '
         '<a href="https://m.x/tags/tag" class="mention hashtag" rel="tag">#<span>tag</span></a> '
         '<a href="https://example.org/a/b"><span class="invisible">https://</span><span class="ellipsis">example.org/a</span>'
@@ -369,23 +369,38 @@ def test_archive_zip_with_parts_note_tweets_and_retweets(tmp_path, storage):
     ]
     part1 = [
         tweet(1600000000000000000, "newest one", "Mon Jan 02 00:00:00 +0000 2023"),
-        tweet(1300000000000000000, "flagged retweet", "Wed Sep 30 00:00:00 +0000 2020", retweeted_status={"id_str": "1"}),
-        {"id_str": "1200000000000000000", "text": "bare object with text", "created_at": "Sat Nov 16 00:00:00 +0000 2019"},
+        tweet(
+            1300000000000000000, "flagged retweet", "Wed Sep 30 00:00:00 +0000 2020", retweeted_status={"id_str": "1"}
+        ),
+        {
+            "id_str": "1200000000000000000",
+            "text": "bare object with text",
+            "created_at": "Sat Nov 16 00:00:00 +0000 2019",
+        },
     ]
-    notes = [{"noteTweet": {"noteTweetId": "77", "createdAt": "2022-03-05T10:00:02.000Z", "core": {"text": LONG}}},
-             {"noteTweet": {"noteTweetId": "78", "createdAt": "2020-01-01T00:00:00.000Z", "core": {"text": "unrelated"}}}]
-    uri = make_zip(tmp_path / "twitter-2023.zip", {
-        "data/account.js": b"window.YTD.account.part0 = []",
-        "data/tweets.js": js("part0", part0),
-        "data/tweets-part1.js": js("part1", part1),
-        "data/note-tweet.js": js("part0", notes, "note_tweet"),
-        "data/deleted-tweets.js": js("part0", [tweet(1700000000000000000, "deleted one")], "deleted_tweets"),
-    })
+    notes = [
+        {"noteTweet": {"noteTweetId": "77", "createdAt": "2022-03-05T10:00:02.000Z", "core": {"text": LONG}}},
+        {"noteTweet": {"noteTweetId": "78", "createdAt": "2020-01-01T00:00:00.000Z", "core": {"text": "unrelated"}}},
+    ]
+    uri = make_zip(
+        tmp_path / "twitter-2023.zip",
+        {
+            "data/account.js": b"window.YTD.account.part0 = []",
+            "data/tweets.js": js("part0", part0),
+            "data/tweets-part1.js": js("part1", part1),
+            "data/note-tweet.js": js("part0", notes, "note_tweet"),
+            "data/deleted-tweets.js": js("part0", [tweet(1700000000000000000, "deleted one")], "deleted_tweets"),
+        },
+    )
     progress = Counter()
     posts = fetch_posts(archive("@me", uri), 3200, storage, progress=progress)
     assert [p.id for p in posts] == [
-        "1600000000000000000", "1500000000000000005", "1400000000000000000",
-        "1300000000000000000", "1200000000000000000", "1050118621198921728",
+        "1600000000000000000",
+        "1500000000000000005",
+        "1400000000000000000",
+        "1300000000000000000",
+        "1200000000000000000",
+        "1050118621198921728",
     ]
     assert progress.total == 6
     assert posts[1].text == LONG
@@ -396,18 +411,30 @@ def test_archive_zip_with_parts_note_tweets_and_retweets(tmp_path, storage):
 
 
 def test_archive_note_tweet_needs_close_creation_time(tmp_path, storage):
-    uri = make_zip(tmp_path / "a.zip", {
-        "data/tweets.js": js("part0", [tweet(1500000000000000005, LONG[:100] + "…", "Sat Mar 05 10:00:00 +0000 2022")]),
-        "data/note-tweet.js": js("part0", [{"noteTweet": {"createdAt": "2022-03-05T11:00:00.000Z", "core": {"text": LONG}}}], "note_tweet"),
-    })
+    uri = make_zip(
+        tmp_path / "a.zip",
+        {
+            "data/tweets.js": js(
+                "part0", [tweet(1500000000000000005, LONG[:100] + "…", "Sat Mar 05 10:00:00 +0000 2022")]
+            ),
+            "data/note-tweet.js": js(
+                "part0",
+                [{"noteTweet": {"createdAt": "2022-03-05T11:00:00.000Z", "core": {"text": LONG}}}],
+                "note_tweet",
+            ),
+        },
+    )
     assert fetch_posts(archive("me", uri), 10, storage)[0].text == LONG[:100] + "…"
 
 
 def test_archive_old_names_in_a_top_folder_and_id_order(tmp_path, storage):
-    uri = make_zip(tmp_path / "old.zip", {
-        "twitter-2019/data/tweet.js": js("part0", [tweet(1100000000000000000, "older, no date")], "tweet"),
-        "twitter-2019/data/tweet-part1.js": js("part1", [tweet(1190000000000000000, "newer, no date")], "tweet"),
-    })
+    uri = make_zip(
+        tmp_path / "old.zip",
+        {
+            "twitter-2019/data/tweet.js": js("part0", [tweet(1100000000000000000, "older, no date")], "tweet"),
+            "twitter-2019/data/tweet-part1.js": js("part1", [tweet(1190000000000000000, "newer, no date")], "tweet"),
+        },
+    )
     posts = fetch_posts(archive("me", uri), 10, storage)
     assert [p.text for p in posts] == ["newer, no date", "older, no date"]
     assert posts[0].created_at is None
@@ -415,7 +442,12 @@ def test_archive_old_names_in_a_top_folder_and_id_order(tmp_path, storage):
 
 def test_archive_single_tweets_js_file(tmp_path, storage):
     path = tmp_path / "tweets.js"
-    path.write_bytes(js("part0", [tweet(5, "one", "Wed Oct 10 20:19:24 +0000 2018"), tweet(6, "two", "Thu Oct 11 20:19:24 +0000 2018")]))
+    path.write_bytes(
+        js(
+            "part0",
+            [tweet(5, "one", "Wed Oct 10 20:19:24 +0000 2018"), tweet(6, "two", "Thu Oct 11 20:19:24 +0000 2018")],
+        )
+    )
     assert [p.text for p in fetch_posts(archive("me", file_uri(path)), 10, storage)] == ["two", "one"]
 
 
@@ -443,7 +475,10 @@ def test_archive_not_utf8(tmp_path, storage):
 
 def test_archive_empty_zip(tmp_path, storage):
     uri = make_zip(tmp_path / "empty.zip", {})
-    assert error_of(lambda: fetch_posts(archive("me", uri), 10, storage)) == f"@me (archive {uri}): the zip is empty: no data/tweets.js in it"
+    assert (
+        error_of(lambda: fetch_posts(archive("me", uri), 10, storage))
+        == f"@me (archive {uri}): the zip is empty: no data/tweets.js in it"
+    )
 
 
 def test_archive_zip_without_tweets_lists_contents(tmp_path, storage):
@@ -496,7 +531,9 @@ def test_dataset_jsonl(tmp_path, storage):
         {"text": "string flag", "is_retweet": "false"},
         {"text": "int flag", "is_retweet": 1},
     ]
-    path.write_text("\n".join(json.dumps(l) for l in lines[:2]) + "\n\n" + "\n".join(json.dumps(l) for l in lines[2:]) + "\n")
+    path.write_text(
+        "\n".join(json.dumps(l) for l in lines[:2]) + "\n\n" + "\n".join(json.dumps(l) for l in lines[2:]) + "\n"
+    )
     progress = Counter()
     posts = fetch_posts(dataset("me", path), 100, storage, progress=progress)
     assert posts == [
@@ -511,7 +548,10 @@ def test_dataset_jsonl(tmp_path, storage):
 
 def test_dataset_csv(tmp_path, storage):
     path = tmp_path / "posts.csv"
-    path.write_text('id,text,is_retweet,created_at\n1,hello there,false,2024-01-01\n2,"multi\nline, with comma",TRUE,\n3,no flag,,\n4,zero,0,\n', encoding="utf-8")
+    path.write_text(
+        'id,text,is_retweet,created_at\n1,hello there,false,2024-01-01\n2,"multi\nline, with comma",TRUE,\n3,no flag,,\n4,zero,0,\n',
+        encoding="utf-8",
+    )
     posts = fetch_posts(dataset("me", path, "csv"), 100, storage)
     assert posts == [
         Post("1", "hello there", False, "2024-01-01"),
@@ -567,7 +607,9 @@ def test_dataset_bad_retweet_flag(tmp_path, storage):
 def test_dataset_not_an_object(tmp_path, storage):
     path = tmp_path / "posts.jsonl"
     path.write_text('["text"]\n')
-    assert error_of(lambda: fetch_posts(dataset("me", path), 100, storage)).endswith("line 1: expected a JSON object, got list")
+    assert error_of(lambda: fetch_posts(dataset("me", path), 100, storage)).endswith(
+        "line 1: expected a JSON object, got list"
+    )
 
 
 # --------------------------------------------------------------------------- dispatch

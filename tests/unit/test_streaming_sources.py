@@ -55,7 +55,9 @@ def test_same_posts_whatever_the_chunk_size(monkeypatch, chunk):
 def test_error_positions_survive_chunking(monkeypatch, chunk):
     monkeypatch.setattr(json_stream, "CHUNK", chunk)
     broken = 'window.YTD.tweets.part0 = [\n  {"tweet": {"id_str": "1", "full_text": "ü"}},\n  {"tweet": {"id_str": "2" "full_text": "y"}}\n]'
-    assert error_of(lambda: parse_archive(broken.encode(), "t.js")).startswith("t.js: malformed JSON at line 3 column 28")
+    assert error_of(lambda: parse_archive(broken.encode(), "t.js")).startswith(
+        "t.js: malformed JSON at line 3 column 28"
+    )
     data = tweets_js(3).replace("ünïcödé".encode(), b"\xc3\xbcn\xff", 1)
     offset = data.index(b"\xff")
     assert error_of(lambda: parse_archive(data, "t.js")) == f"t.js: not UTF-8 (byte 0xff at offset {offset})"

@@ -81,7 +81,14 @@ def test_offline_tracker_end_to_end(tmp_path):
     # Each run's records (history, config, artifacts) are in its .wandb file; protobuf
     # stores the strings as is, so the artifact records can be found by name and type.
     preprocess_log = (Path(data_info["run_dir"]) / f"run-{data_info['run_id']}.wandb").read_bytes()
-    for text in (b"raw-dataset-dril", b"raw-dataset", b"train-dataset-dril", b"train-dataset", b"dril/dril.jsonl", b"valid.txt"):
+    for text in (
+        b"raw-dataset-dril",
+        b"raw-dataset",
+        b"train-dataset-dril",
+        b"train-dataset",
+        b"dril/dril.jsonl",
+        b"valid.txt",
+    ):
         assert text in preprocess_log
     train_log = (run_dir / f"run-{info['run_id']}.wandb").read_bytes()
     for text in (b"finetuned-model", b"config.json", b"train/loss", b"predictions", b"input_artifacts"):

@@ -8,11 +8,12 @@ handle and the source in front, so every failure reads like
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botfleet import api
-from botfleet_jobs.posts import Post, SourceError
 from botfleet.errors import one_line
+from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.http import HttpError
 
 Progress = Callable[[int], Any]

@@ -26,9 +26,10 @@ import re
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.json_stream import iter_array
@@ -123,7 +124,9 @@ def _part_key(pattern: re.Pattern, name: str) -> tuple:
 
 def _member_entries(archive: zipfile.ZipFile, name: str, key: str) -> Iterator[tuple[str, int, dict]]:
     if archive.getinfo(name).flag_bits & 0x1:
-        raise SourceError(f"{name}: the zip is password-protected; download the archive again and upload it as it comes")
+        raise SourceError(
+            f"{name}: the zip is password-protected; download the archive again and upload it as it comes"
+        )
     try:
         yield from _entries(lambda: archive.open(name), name, key)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
@@ -155,25 +158,28 @@ def _parse_ctime_utc(value: str) -> datetime:
     if offset != "+0000" or month not in _MONTHS:
         raise ValueError(value)
     hour, minute, second = clock.split(":")
-    return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+    return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC)
 
 
 def parse_twitter_date(value: Any) -> datetime | None:
     """``Wed Oct 10 20:19:24 +0000 2018`` (archive, API v1.1) or ISO 8601 (notes, API v2)."""
     if not isinstance(value, str) or not value:
         return None
-    for parse in (_parse_ctime_utc, lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"), lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+    for parse in (
+        _parse_ctime_utc,
+        lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"),
+        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
     ):
         try:
             parsed = parse(value.strip())
         except ValueError:
             continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
 def iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _snowflake_time(tweet_id: str) -> float | None:

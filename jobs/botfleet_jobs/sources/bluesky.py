@@ -13,7 +13,8 @@ place, so the reference's URL rules see the links a tweet would have had.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.http import HttpClient, HttpError, paginate

@@ -17,7 +17,8 @@ import io
 import json
 import os
 import tempfile
-from typing import Any, BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from botfleet_jobs.posts import Post, SourceError
 
@@ -60,7 +61,9 @@ def _lines(stream: BinaryIO) -> Iterator[str]:
             yield raw[start:].decode("utf-8")
         except UnicodeDecodeError as exc:
             at = offset + start + exc.start
-            raise SourceError(f"not UTF-8: byte 0x{raw[start + exc.start]:02x} at offset {at} (line {number})") from None
+            raise SourceError(
+                f"not UTF-8: byte 0x{raw[start + exc.start]:02x} at offset {at} (line {number})"
+            ) from None
         offset += len(raw)
 
 

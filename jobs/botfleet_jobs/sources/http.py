@@ -21,8 +21,9 @@ import re
 import sys
 import time
 import urllib.parse
-from datetime import datetime, timezone
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from tqdm import tqdm
@@ -47,6 +48,7 @@ def _notice(message: str) -> None:
 
 
 NOTICE: Callable[[str], None] = _notice
+
 
 class HttpError(Exception):
     """A request failed for good. ``status`` is None when no answer came back;
@@ -101,7 +103,7 @@ def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
                 when = None
             if when is not None:
                 if when.tzinfo is None:
-                    when = when.replace(tzinfo=timezone.utc)
+                    when = when.replace(tzinfo=UTC)
                 return max(0.0, when.timestamp() - now)
     value = headers.get("X-RateLimit-Reset") or headers.get("x-rate-limit-reset")
     if value:
@@ -114,7 +116,7 @@ def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
             except ValueError:
                 return None
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
             return max(0.0, when.timestamp() - now)
         # An epoch time (Twitter, GitHub); small numbers are seconds from now.
         return max(0.0, number - now) if number > 1e9 else max(0.0, number)
@@ -153,7 +155,7 @@ class HttpClient:
         if headers:
             self.session.headers.update(headers)
 
-    def __enter__(self) -> "HttpClient":
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

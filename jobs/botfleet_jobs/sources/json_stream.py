@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from botfleet_jobs.posts import SourceError
 
@@ -44,7 +45,9 @@ class _Text:
             decoded = self.decoder.decode(data, final=self.eof)
         except UnicodeDecodeError as exc:
             offset = self.fed - pending + exc.start
-            raise SourceError(f"{self.name}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset})") from None
+            raise SourceError(
+                f"{self.name}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset})"
+            ) from None
         self.fed += len(data)
         self.buffer = self.buffer[self.pos :] + decoded  # the one copy: once a chunk, not once an entry
         self.pos = 0

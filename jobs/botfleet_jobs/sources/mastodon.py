@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 import re
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.http import HttpClient, HttpError, paginate

@@ -11,10 +11,11 @@ first timeline page is asked for again (up to 5 times) before taking it as "no t
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from botfleet_jobs.posts import Post, SourceError
 from botfleet.secrets import resolve_secret
+from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.http import HttpClient, HttpError, paginate
 
 PAGE_SIZE = 100  # the API's maximum
@@ -37,7 +38,9 @@ def _post(tweet: dict) -> Post:
 
 def _failure(what: str, exc: HttpError) -> SourceError:
     if exc.status == 401:
-        return SourceError(f"bearer token rejected (HTTP 401){': ' + exc.detail if exc.detail and exc.detail != 'Unauthorized' else ''}")
+        return SourceError(
+            f"bearer token rejected (HTTP 401){': ' + exc.detail if exc.detail and exc.detail != 'Unauthorized' else ''}"
+        )
     if exc.status == 404:
         return SourceError("account not found (HTTP 404)")
     return SourceError(f"{what} failed: {exc}")
@@ -62,7 +65,9 @@ def fetch(config: Any, username: str, max_posts: int, progress: Callable[[int], 
             first = errors[0] if errors else {}
             if not errors or "not found" in str(first.get("title", "")).lower():
                 raise SourceError(f"account not found ({first.get('detail') or 'no user in the answer'})")
-            raise SourceError(f"user lookup failed: {first.get('title', 'error')}: {first.get('detail') or first.get('message', '')}")
+            raise SourceError(
+                f"user lookup failed: {first.get('title', 'error')}: {first.get('detail') or first.get('message', '')}"
+            )
         timeline = f"{base}/2/users/{urllib.parse.quote(str(user['id']), safe='')}/tweets"
 
         def page(token_: str | None) -> tuple[list[Post], str | None]:
@@ -78,7 +83,9 @@ def fetch(config: Any, username: str, max_posts: int, progress: Callable[[int], 
             tweets = answer.get("data")
             if tweets is None and _errors(answer):
                 first = _errors(answer)[0]
-                raise SourceError(f"reading the timeline failed: {first.get('title', 'error')}: {first.get('detail') or first.get('message', '')}")
+                raise SourceError(
+                    f"reading the timeline failed: {first.get('title', 'error')}: {first.get('detail') or first.get('message', '')}"
+                )
             meta = answer.get("meta") if isinstance(answer.get("meta"), dict) else {}
             next_token = meta.get("next_token")
             items = [_post(t) for t in tweets or [] if isinstance(t, dict)]
