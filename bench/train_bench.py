@@ -118,7 +118,10 @@ def run() -> dict:
     botfleet_rate = progress["tokens_per_second"]
     baseline_rate = statistics.mean(baseline)
     report = {
-        "benchmark": f"training throughput, GPT-2 {PRESET} random init, {PRECISION}, seq {BLOCK}, batch {BATCH}, {THREADS} threads, ZeRO-2 requested (one worker runs stage 0)",
+        "benchmark": (
+            f"training throughput, GPT-2 {PRESET} random init, {PRECISION}, seq {BLOCK}, batch {BATCH},"
+            f" {THREADS} threads, ZeRO-2 requested (one worker runs stage 0)"
+        ),
         "tokens_per_second": {
             "botfleet": round(botfleet_rate, 1),
             "botfleet_with_final_checkpoint": round(record["tokens"] / record["train_seconds"], 1),

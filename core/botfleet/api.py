@@ -289,7 +289,8 @@ STATUS_SCHEMA = _obj(
                 "executor": _str("kuberay or ray."),
                 "name": _str("RayJob name or Ray job submission id."),
                 "workers": _str(
-                    "The job's workers as started, with the operator's defaults filled in (e.g. '2 workers, each 1 GPU, 4 CPUs, 16Gi')."
+                    "The job's workers as started, with the operator's defaults filled in"
+                    " (e.g. '2 workers, each 1 GPU, 4 CPUs, 16Gi')."
                 ),
                 "jobStatus": _str("Ray job status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."),
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
@@ -821,7 +822,10 @@ def _rules(schema: dict) -> str:
 def _rows(schema: dict, path: str, required: bool):
     default = schema.get("default")
     shown_default = "" if default in (None, {}) else f"`{default}`"
-    yield f"| `{path}` | {schema['type']} | {'yes' if required else ''} | {shown_default} | {_rules(schema)} | {schema.get('description', '')} |"
+    yield (
+        f"| `{path}` | {schema['type']} | {'yes' if required else ''} | {shown_default}"
+        f" | {_rules(schema)} | {schema.get('description', '')} |"
+    )
     children = schema.get("items", schema) if schema["type"] in ("array", "object") else {}
     suffix = "[]" if schema["type"] == "array" else ""
     for name, sub in children.get("properties", {}).items():

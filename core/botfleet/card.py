@@ -171,7 +171,8 @@ def header(spec: BotSpec, stats: dict) -> str:
             '    <div class="flex">',
             *(avatar(h) for h in spec.handles),
             "    </div>",
-            f'    <div style="text-align: center; margin-top: 3px; font-size: 16px; font-weight: 800">🤖 {kind} 🤖</div>',
+            f'    <div style="text-align: center; margin-top: 3px; font-size: 16px; font-weight: 800">'
+            f"🤖 {kind} 🤖</div>",
             f'    <div style="text-align: center; font-size: 16px; font-weight: 800">{names}</div>',
             f'    <div style="text-align: center; font-size: 14px;">@{spec.model_id} bot</div>',
             "</div>",
@@ -275,8 +276,10 @@ def metrics_list(training: dict) -> str:
     return "\n".join(
         [
             f"- Final training loss: {number(training.get('train_loss'))}{after_steps}",
-            f"- Validation loss: {number(training.get('valid_loss_before'))} -> {number(training.get('valid_loss_after'))}",
-            f"- Validation perplexity: {number(training.get('perplexity_before'))} -> {number(training.get('perplexity_after'))}",
+            f"- Validation loss: {number(training.get('valid_loss_before'))}"
+            f" -> {number(training.get('valid_loss_after'))}",
+            f"- Validation perplexity: {number(training.get('perplexity_before'))}"
+            f" -> {number(training.get('perplexity_after'))}",
         ]
     )
 
@@ -327,7 +330,8 @@ def how_to_use(links: CardLinks) -> str:
         # transformers does not read s3:// itself: say where the folder comes from.
         parts.insert(
             1,
-            f"The model is stored at `{links.model_uri}`; copy that folder to `./{links.model_for_pipeline}` (`botfleet run` does) and:",
+            f"The model is stored at `{links.model_uri}`; copy that folder to `./{links.model_for_pipeline}`"
+            " (`botfleet run` does) and:",
         )
     return "\n\n".join(parts)
 
@@ -353,7 +357,8 @@ def about() -> str:
         [
             "## About",
             "*Built by botfleet*",
-            f"botfleet descends from [huggingtweets]({HUGGINGTWEETS_URL}) by Boris Dayma, whose model cards this one follows.",
+            f"botfleet descends from [huggingtweets]({HUGGINGTWEETS_URL}) by Boris Dayma,"
+            " whose model cards this one follows.",
         ]
     )
 

@@ -109,14 +109,16 @@ def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) 
     print(f"\nmodel: {result['model']}\ncard:  {result['card']}\nlocal copy: {local}/ (README.md is the card)")
     if metrics.get("perplexity_after") is not None:
         print(
-            f"validation perplexity: {metrics['perplexity_before']:.1f} before, {metrics['perplexity_after']:.1f} after fine-tuning"
+            f"validation perplexity: {metrics['perplexity_before']:.1f} before,"
+            f" {metrics['perplexity_after']:.1f} after fine-tuning"
         )
     if result.get("tracking_files") and not result.get("tracking_run_url"):
         print(
             f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)"
         )
     print(
-        f"\ntry it:  python -c \"from transformers import pipeline; print(pipeline('text-generation', model='{local}')('My dream is'))\"\n"
+        '\ntry it:  python -c "from transformers import pipeline;'
+        f" print(pipeline('text-generation', model='{local}')('My dream is'))\"\n"
     )
     for sample in json.loads((local / "samples.json").read_text())["samples"]:
         print(f"  {sample['prompt']!r} -> {sample['prediction']!r}")
@@ -135,7 +137,9 @@ def cmd_demo(args) -> int:
     job = _job_module()
     request = api.parse_request(demo.REQUEST)
     print(
-        "botfleet demo: no pretrained weights can be downloaded here, so the base model is a small GPT-2 with RANDOM weights and the real GPT-2 tokenizer; expect a bot that has learnt the jokes' words, not fluent English.",
+        "botfleet demo: no pretrained weights can be downloaded here, so the base model is a small GPT-2"
+        " with RANDOM weights and the real GPT-2 tokenizer; expect a bot that has learnt the jokes' words,"
+        " not fluent English.",
         file=sys.stderr,
     )
     with open_storage(request.spec) as storage:
@@ -223,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument(
         "action",
         choices=["status", "start", "stop", "env"],
-        help="status: is it running, where; start: start it (or find it running); stop: stop it, keeping its data; env: its endpoint and keys as shell exports",
+        help=(
+            "status: is it running, where; start: start it (or find it running);"
+            " stop: stop it, keeping its data; env: its endpoint and keys as shell exports"
+        ),
     )
     store.set_defaults(func=cmd_store)
 

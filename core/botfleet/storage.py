@@ -513,7 +513,9 @@ class Storage:
         keys = list(self._iter_keys(prefix_uri, loc))
         for start in range(0, len(keys), 1000):
             batch = [DeleteObject(k) for k in keys[start : start + 1000]]
-            errors = self._call(prefix_uri, loc, lambda: list(self.client.remove_objects(loc.bucket, batch)))
+            errors = self._call(
+                prefix_uri, loc, lambda objects: list(self.client.remove_objects(loc.bucket, objects)), batch
+            )
             if errors:
                 first = errors[0]
                 raise StorageError(

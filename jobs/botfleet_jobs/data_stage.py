@@ -103,7 +103,7 @@ def format_table(stats: dict) -> str:
     for row in rows:
         out.write(
             "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ).rstrip()
             + "\n"
         )

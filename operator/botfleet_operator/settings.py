@@ -66,7 +66,8 @@ class Settings:
     s3_ca_secret: str = field(
         default="",
         metadata={
-            "help": "Secret (in the request's namespace) with ca.crt, the object store's CA, mounted into the job pods (kuberay executor; empty = public CAs)"
+            "help": "Secret (in the request's namespace) with ca.crt, the object store's CA, mounted into the job pods"
+            " (kuberay executor; empty = public CAs)"
         },
     )
     s3_secret: str = field(
@@ -106,7 +107,8 @@ class Settings:
     job_worker_pod: dict = field(
         default_factory=dict,
         metadata={
-            "help": "JSON object added to the worker pods' spec only, over job_pod (e.g. GPU nodes' nodeSelector and tolerations)"
+            "help": "JSON object added to the worker pods' spec only, over job_pod"
+            " (e.g. GPU nodes' nodeSelector and tolerations)"
         },
     )
     job_container_security_context: dict = field(

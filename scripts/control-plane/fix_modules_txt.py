@@ -30,22 +30,22 @@ def main(src, dst):
     for line in lines:
         if line.startswith("## "):
             if not blocks:
-                sys.exit("fix_modules_txt: annotation before any module header: %r" % line)
+                sys.exit(f"fix_modules_txt: annotation before any module header: {line!r}")
             blocks[-1][3].append(line)
         elif line.startswith("# "):
             f = line.split()
             if len(f) < 3:
-                sys.exit("fix_modules_txt: unexpected header line: %r" % line)
+                sys.exit(f"fix_modules_txt: unexpected header line: {line!r}")
             is_versioned = f[2] != "=>"
             block = [line, is_versioned, f[1], [], []]
             blocks.append(block)
             if is_versioned:
                 if f[1] in versioned:
-                    sys.exit("fix_modules_txt: module %s listed twice with a version" % f[1])
+                    sys.exit(f"fix_modules_txt: module {f[1]} listed twice with a version")
                 versioned[f[1]] = block
         elif line.strip():
             if len(line.split()) != 1:
-                sys.exit("fix_modules_txt: unexpected package line: %r" % line)
+                sys.exit(f"fix_modules_txt: unexpected package line: {line!r}")
             packages.append(line.strip())
 
     moved = 0
@@ -61,7 +61,7 @@ def main(src, dst):
                 break
             path = path.rsplit("/", 1)[0]
         if owner is None:
-            sys.exit("fix_modules_txt: no versioned module header owns package %s" % pkg)
+            sys.exit(f"fix_modules_txt: no versioned module header owns package {pkg}")
         owner[4].append(pkg)
 
     # Count what changed relative to the original attribution (for the log line).
@@ -89,8 +89,8 @@ def main(src, dst):
     with open(dst, "w") as f:
         f.write("\n".join(out) + "\n")
     print(
-        "fix_modules_txt: moved %d package lines of %d modules under their versioned header"
-        % (moved, len(modules_touched))
+        f"fix_modules_txt: moved {moved:d} package lines of {len(modules_touched):d} modules"
+        " under their versioned header"
     )
 
 

@@ -44,7 +44,7 @@ def main(root):
         d for d in dirs if not d.startswith(("vendor/k8s.io/code-generator/", "vendor/k8s.io/sample-apiserver/"))
     )
     if not dirs:
-        sys.exit("openapi_dirs: no +k8s:openapi-gen packages found under %s" % root)
+        sys.exit(f"openapi_dirs: no +k8s:openapi-gen packages found under {root}")
     print(",".join("k8s.io/kubernetes/" + d for d in dirs))
 
 

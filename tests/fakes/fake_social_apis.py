@@ -154,7 +154,7 @@ def mastodon_html(text: str) -> str:
         return "".join(out)
 
     paragraphs = text.split("\n\n")
-    return "".join("<p>" + "<br />".join(line(l) for l in p.split("\n")) + "</p>" for p in paragraphs)
+    return "".join("<p>" + "<br />".join(line(raw_line) for raw_line in p.split("\n")) + "</p>" for p in paragraphs)
 
 
 @dataclass
@@ -442,7 +442,8 @@ class FakeSocialApis:
                     "detail": "One or more parameters to your request was invalid.",
                     "errors": [
                         {
-                            "message": f"The `max_results` query parameter value [{query.get('max_results')}] is not between 5 and 100"
+                            "message": f"The `max_results` query parameter value [{query.get('max_results')}]"
+                            " is not between 5 and 100"
                         }
                     ],
                 },

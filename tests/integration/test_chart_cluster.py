@@ -117,9 +117,9 @@ def assert_access(k8s, user, namespace, needed, broader):
     checks = [(v, r, True) for v, r in needed] + [(v, r, False) for v, r in broader]
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda c: k8s.can_i(user, c[0], c[1], namespace), checks))
-    denied = [(v, r) for (v, r, want), got in zip(checks, answers) if want and not got]
+    denied = [(v, r) for (v, r, want), got in zip(checks, answers, strict=True) if want and not got]
     assert not denied, f"{user} cannot {denied} in {namespace or 'all namespaces'}"
-    allowed = [(v, r) for (v, r, want), got in zip(checks, answers) if not want and got]
+    allowed = [(v, r) for (v, r, want), got in zip(checks, answers, strict=True) if not want and got]
     assert not allowed, f"{user} may {allowed} in {namespace or 'all namespaces'}"
 
 

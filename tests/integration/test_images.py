@@ -325,6 +325,6 @@ def test_every_pinned_package_exists_on_the_index():
             if version:
                 wanted[name] = version
     with ThreadPoolExecutor(8) as pool:
-        available = dict(zip(wanted, pool.map(index_versions, wanted)))
+        available = dict(zip(wanted, pool.map(index_versions, wanted), strict=True))
     missing = {name: version for name, version in wanted.items() if version not in available[name]}
     assert not missing, f"not on the index at the pinned version: {missing}"

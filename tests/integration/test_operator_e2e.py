@@ -245,7 +245,9 @@ def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, stora
     for name in ("few", "ghost"):
         ready = next(c for c in kube.status(namespace, name)["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False"
-        wait_for(lambda: any(e.type == "Warning" for e in kube.events(namespace, name)), 20, what="a Warning event")
+        wait_for(
+            lambda name=name: any(e.type == "Warning" for e in kube.events(namespace, name)), 20, what="a Warning event"
+        )
 
 
 def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(

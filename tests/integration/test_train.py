@@ -152,7 +152,7 @@ def test_plan_steps_epochs_and_shards():
 def test_eval_batches_even_over_ranks():
     batches = [eval_batches(5, 2, r, batch=2) for r in range(2)]
     assert len(batches[0]) == len(batches[1]) == 2
-    real = sorted(i for b in batches for idx, w in b for i, wt in zip(idx, w) if wt)
+    real = sorted(i for b in batches for idx, w in b for i, wt in zip(idx, w, strict=True) if wt)
     assert real == [0, 1, 2, 3, 4]
     assert eval_batches(0, 2, 0, 1) == []
 

@@ -53,7 +53,7 @@ def stats_of(spec, counts):
         "model_id": spec.model_id,
         "handles": {
             h.name: {"downloaded": d, "retweets": r, "short": s, "kept": k, "display_name": f"{h.name} (from source)"}
-            for h, (d, r, s, k) in zip(spec.handles, counts)
+            for h, (d, r, s, k) in zip(spec.handles, counts, strict=True)
         },
         "epochs": 4,
         "seed": 42,

@@ -390,7 +390,10 @@ def job_files(stats=None, progress=None, result=None, training=None, **flags):
     return st.JobFiles(*typed, **flags)
 
 
-def compute(doc, job, files=st.JobFiles(), queue=None, invalid=None, now=NOW, workers=None):
+NO_FILES = st.JobFiles()
+
+
+def compute(doc, job, files=NO_FILES, queue=None, invalid=None, now=NOW, workers=None):
     return st.compute_status(
         doc,
         model_id="alice",

@@ -195,7 +195,7 @@ def test_mastodon_pages_with_link_header(apis):
     assert progress.calls == [40, 40, 15]
     assert len(posts) == 95
     assert [p.id for p in posts] == [account.mastodon_id(p) for p in account.timeline]
-    for post, source in zip(posts, account.timeline):
+    for post, source in zip(posts, account.timeline, strict=True):
         assert post.text == account.expected_text(source, "mastodon")
         assert post.is_retweet == source.boost
         assert post.created_at == source.iso()
@@ -225,7 +225,8 @@ def test_mastodon_html_to_text():
         "<p>a &amp; b &lt;3 &gt; &quot;q&quot; &#39;s&#39; caf&eacute;<br />line two<br>three</p>"
         '<p><span class="h-card"><a href="https://m.x/@bob" class="u-url mention">@<span>bob</span></a></span> '
         '<a href="https://m.x/tags/tag" class="mention hashtag" rel="tag">#<span>tag</span></a> '
-        '<a href="https://example.org/a/b"><span class="invisible">https://</span><span class="ellipsis">example.org/a</span>'
+        '<a href="https://example.org/a/b"><span class="invisible">https://</span>'
+        '<span class="ellipsis">example.org/a</span>'
         '<span class="invisible">/b</span></a></p>'
     )
     assert html_to_text(content) == "a & b <3 > \"q\" 's' café\nline two\nthree\n\n@bob #tag https://example.org/a/b"
@@ -245,7 +246,7 @@ def test_bluesky_pages_with_cursor(apis):
     assert all(r.query["actor"] == "alice.bsky.social" and r.query["limit"] == "100" for r in feed)
     assert "filter" not in feed[0].query
     assert len(posts) == 250
-    for post, source in zip(posts, account.timeline):
+    for post, source in zip(posts, account.timeline, strict=True):
         assert post.id == account.bluesky_uri(source)
         assert post.text == source.text
         assert post.is_retweet == source.boost
@@ -283,12 +284,12 @@ def test_twitter_pages_with_next_token(apis, monkeypatch):
     assert set(timeline[0].query["tweet.fields"].split(",")) == {"created_at", "referenced_tweets", "note_tweet"}
     assert all(r.headers["Authorization"] == "Bearer test-token" for r in apis.requests())
     assert len(posts) == 250
-    for post, source in zip(posts, account.timeline):
+    for post, source in zip(posts, account.timeline, strict=True):
         assert post.id == account.twitter_id(source)
         assert post.text == account.expected_text(source, "twitter")
         assert post.is_retweet == source.boost
         assert post.created_at == source.iso()
-    notes = [p for p, s in zip(posts, account.timeline) if s.note]
+    notes = [p for p, s in zip(posts, account.timeline, strict=True) if s.note]
     assert notes and all(len(p.text) > 280 and "t.co" not in p.text for p in notes)
 
 
@@ -452,7 +453,10 @@ def test_archive_single_tweets_js_file(tmp_path, storage):
 
 
 def test_archive_malformed_js(tmp_path, storage):
-    broken = b'window.YTD.tweets.part1 = [\n  {"tweet": {"id_str": "1", "full_text": "x"}},\n  {"tweet": {"id_str": "2" "full_text": "y"}}\n]'
+    broken = (
+        b'window.YTD.tweets.part1 = [\n  {"tweet": {"id_str": "1", "full_text": "x"}},\n'
+        b'  {"tweet": {"id_str": "2" "full_text": "y"}}\n]'
+    )
     uri = make_zip(tmp_path / "a.zip", {"data/tweets.js": js("part0", []), "data/tweets-part1.js": broken})
     message = error_of(lambda: fetch_posts(archive("@me", uri), 10, storage))
     assert message.startswith(f"@me (archive {uri}): data/tweets-part1.js: malformed JSON at line 3 column 28")
@@ -532,7 +536,10 @@ def test_dataset_jsonl(tmp_path, storage):
         {"text": "int flag", "is_retweet": 1},
     ]
     path.write_text(
-        "\n".join(json.dumps(l) for l in lines[:2]) + "\n\n" + "\n".join(json.dumps(l) for l in lines[2:]) + "\n"
+        "\n".join(json.dumps(post) for post in lines[:2])
+        + "\n\n"
+        + "\n".join(json.dumps(post) for post in lines[2:])
+        + "\n"
     )
     progress = Counter()
     posts = fetch_posts(dataset("me", path), 100, storage, progress=progress)
@@ -549,7 +556,8 @@ def test_dataset_jsonl(tmp_path, storage):
 def test_dataset_csv(tmp_path, storage):
     path = tmp_path / "posts.csv"
     path.write_text(
-        'id,text,is_retweet,created_at\n1,hello there,false,2024-01-01\n2,"multi\nline, with comma",TRUE,\n3,no flag,,\n4,zero,0,\n',
+        "id,text,is_retweet,created_at\n1,hello there,false,2024-01-01\n"
+        '2,"multi\nline, with comma",TRUE,\n3,no flag,,\n4,zero,0,\n',
         encoding="utf-8",
     )
     posts = fetch_posts(dataset("me", path, "csv"), 100, storage)

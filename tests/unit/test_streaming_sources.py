@@ -54,7 +54,10 @@ def test_same_posts_whatever_the_chunk_size(monkeypatch, chunk):
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 16])
 def test_error_positions_survive_chunking(monkeypatch, chunk):
     monkeypatch.setattr(json_stream, "CHUNK", chunk)
-    broken = 'window.YTD.tweets.part0 = [\n  {"tweet": {"id_str": "1", "full_text": "ü"}},\n  {"tweet": {"id_str": "2" "full_text": "y"}}\n]'
+    broken = (
+        'window.YTD.tweets.part0 = [\n  {"tweet": {"id_str": "1", "full_text": "ü"}},\n'
+        '  {"tweet": {"id_str": "2" "full_text": "y"}}\n]'
+    )
     assert error_of(lambda: parse_archive(broken.encode(), "t.js")).startswith(
         "t.js: malformed JSON at line 3 column 28"
     )

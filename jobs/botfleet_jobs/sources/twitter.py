@@ -39,7 +39,8 @@ def _post(tweet: dict) -> Post:
 def _failure(what: str, exc: HttpError) -> SourceError:
     if exc.status == 401:
         return SourceError(
-            f"bearer token rejected (HTTP 401){': ' + exc.detail if exc.detail and exc.detail != 'Unauthorized' else ''}"
+            "bearer token rejected (HTTP 401)"
+            f"{': ' + exc.detail if exc.detail and exc.detail != 'Unauthorized' else ''}"
         )
     if exc.status == 404:
         return SourceError("account not found (HTTP 404)")
@@ -84,7 +85,8 @@ def fetch(config: Any, username: str, max_posts: int, progress: Callable[[int], 
             if tweets is None and _errors(answer):
                 first = _errors(answer)[0]
                 raise SourceError(
-                    f"reading the timeline failed: {first.get('title', 'error')}: {first.get('detail') or first.get('message', '')}"
+                    f"reading the timeline failed: {first.get('title', 'error')}:"
+                    f" {first.get('detail') or first.get('message', '')}"
                 )
             meta = answer.get("meta") if isinstance(answer.get("meta"), dict) else {}
             next_token = meta.get("next_token")
