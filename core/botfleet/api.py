@@ -170,6 +170,12 @@ SPEC_SCHEMA = _obj(
                     "GPUs per worker, 0 trains on CPU; absent means the installation's default.", minimum=0, maximum=8
                 ),
                 "seed": _int("Training seed.", minimum=0, default=42),
+                "maxFailures": _int(
+                    "Times a failed worker group is restarted from the newest checkpoint before the job fails.",
+                    minimum=0,
+                    maximum=10,
+                    default=0,
+                ),
             },
             default={},
         ),
@@ -518,6 +524,7 @@ class TrainingSpec:
     workers: int | None = None
     gpus_per_worker: int | None = None
     seed: int = 42
+    max_failures: int = 0
 
     def resolved_precision(self) -> str:
         """What was asked; else bf16 on GPUs and fp32 on CPU."""

@@ -123,7 +123,8 @@ def run_job(
             tracker.start_training(asdict(spec.training))
             display = ProgressDisplay(tracker, show_progress)
             try:
-                trained = train(spec, storage.config, TrainOptions(ray_address=ray_address), on_progress=display)
+                options = TrainOptions(ray_address=ray_address, max_failures=spec.training.max_failures)
+                trained = train(spec, storage.config, options, on_progress=display)
             finally:
                 display.close()
             stage = "publishing"

@@ -296,6 +296,7 @@ def run_fingerprint(training: TrainingSpec, world_size: int, data_digest: str) -
     settings = dataclasses.asdict(training)
     settings["precision"] = training.resolved_precision()
     settings.pop("gpus_per_worker")  # only matters through the precision
+    settings.pop("max_failures")  # how often to retry, not what is trained
     settings["world_size"] = world_size
     blob = json.dumps({"training": settings, "data": data_digest}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

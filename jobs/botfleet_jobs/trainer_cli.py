@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--progress-every-seconds", type=float, default=5.0)
     parser.add_argument(
-        "--max-failures", type=int, default=0, help="worker-group restarts (from the newest checkpoint)"
+        "--max-failures",
+        type=int,
+        help="worker-group restarts from the newest checkpoint (default: the spec's training.maxFailures)",
     )
     parser.add_argument("--samples-per-prompt", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             ray_temp_dir=args.ray_temp_dir,
             checkpoint_every_steps=args.checkpoint_every_steps,
             progress_every_seconds=args.progress_every_seconds,
-            max_failures=args.max_failures,
+            max_failures=spec.training.max_failures if args.max_failures is None else args.max_failures,
             samples_per_prompt=args.samples_per_prompt,
         )
         result = train(spec, storage_config, options, on_progress=show)

@@ -147,3 +147,51 @@ def test_killed_training_resumes_from_checkpoint(storage, embedded_s3, tiny_mode
     )
     assert training["valid_loss_before"] == first_state["valid_loss_before"]
     assert training["valid_loss_after"] < training["valid_loss_before"]
+
+
+def train_worker_pids(sid: int) -> list[int]:
+    """The Ray Train worker processes of the training whose session is ``sid``."""
+    pids = []
+    for pid in session_pids(sid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"RayTrainWorker" in f.read():
+                    pids.append(pid)
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def test_a_killed_worker_restarts_the_group_from_the_newest_checkpoint(
+    storage, embedded_s3, tiny_model_dir, tmp_path, request
+):
+    base = upload_tiny_model(storage, tiny_model_dir)
+    spec_json = spec_dict(storage.root + "/bots", base, zeroStage=2, workers=2, maxFailures=1)
+    spec = parse_spec(spec_json)
+    write_dataset(storage, spec.model_uri, n_train=720)
+    checkpoints = join(spec.model_uri, "checkpoints")
+    env = {**os.environ, **embedded_s3.config.to_env(), "PYTHONPATH": ray_env_paths()}
+    ray_dir = tempfile.mkdtemp(prefix="bfray-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(ray_dir, ignore_errors=True))
+    log = tmp_path / "run.log"
+
+    # Checkpoints every 3 steps; once one is registered, one of the two workers is killed.
+    run = start_training(spec_json, env, ray_dir, str(log))
+    try:
+        deadline = time.time() + 300
+        saved, workers = [], []
+        while time.time() < deadline and run.poll() is None and not saved:
+            saved = registered_steps(storage, checkpoints)
+            workers = train_worker_pids(run.pid)
+            time.sleep(0.2)
+        assert saved and len(workers) == 2, f"saved {saved}, workers {workers}:\n{log.read_text()[-3000:]}"
+        os.kill(workers[-1], signal.SIGKILL)
+        run.wait(timeout=400)
+    finally:
+        kill_session(run.pid)
+    output = log.read_text()
+    assert run.returncode == 0, output[-3000:]
+    training = storage.read_json(join(spec.model_uri, "model", "training.json"))
+    # Ray Train restarted the group once, and it went on from a checkpoint, not from step 0.
+    assert training["resumed_from_step"] >= saved[0] > 0
+    assert training["steps"] == training["total_steps"]
