@@ -22,7 +22,7 @@ format: setup  ## ruff: sort imports, fix what is safe to fix, reformat
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: setup  ## the whole suite: tests/unit, and tests/integration (real API server, S3 server, Ray, DeepSpeed)
+test: lint  ## lint, then the whole suite: tests/unit, and tests/integration (real API server, S3 server, Ray, DeepSpeed)
 	$(PY) -m pytest
 
 test-unit: setup  ## tests/unit only: pure logic, no server, no training (seconds)
