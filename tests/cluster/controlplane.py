@@ -220,8 +220,8 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, 
 
 
 class _Proc:
-    def __init__(self, name: str, popen: subprocess.Popen, log: Path):
-        self.name, self.popen, self.log = name, popen, log
+    def __init__(self, name: str, popen: subprocess.Popen, log: Path, argv: list[str], env: dict | None):
+        self.name, self.popen, self.log, self.argv, self.env = name, popen, log, argv, env
         self.pid = popen.pid
         st = _proc_stat(self.pid)
         self.starttime = st[1] if st else None
@@ -431,9 +431,26 @@ class ControlPlane:
                 env={**os.environ, **(env or {})},
                 preexec_fn=_set_pdeathsig,
             )
-        p = _Proc(name, popen, log)
+        p = _Proc(name, popen, log, argv, env)
         self._procs.append(p)
         return p
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver, wait ``down_seconds``, start it again with the same flags (same
+        port, same etcd) and wait until it is ready: what clients see in an upgrade or a crash."""
+        old = next(p for p in self._procs if p.name == "kube-apiserver")
+        self._kill(old)
+        self._procs.remove(old)
+        time.sleep(down_seconds)
+        new = self._spawn(old.name, old.argv, old.env)
+        ctx = ssl.create_default_context(cafile=str(self.dir / "certs" / "ca.crt"))
+        ctx.load_cert_chain(str(self.dir / "certs" / "admin.crt"), str(self.dir / "certs" / "admin.key"))
+
+        def ready():
+            with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=ctx) as r:
+                return r.status == 200
+
+        self._wait(new, "kube-apiserver /readyz after a restart", ready, time.monotonic() + self.startup_timeout)
 
     def _fail(self, proc: _Proc, what: str):
         log_text = _tail(proc.log)

@@ -515,3 +515,26 @@ def test_two_requests_never_share_an_output_folder(kube, namespace, storage, ope
     kube.delete_request(namespace, "alice")
     kube.wait_phase(namespace, "alice-third", "Pending", reason="Queued")
     assert storage.read_json(owner_uri)["uid"] == kube.get_request(namespace, "alice-third")["metadata"]["uid"]
+
+
+def test_an_api_server_restart_under_the_operator(kube, namespace, storage, operator, control_plane):
+    """The API server goes away for a while and comes back: the operator's watches recover,
+    it starts no second job, and the status catches up with what happened meanwhile."""
+    op = operator()
+    kube.create_request(namespace, request("alice", storage.test_bucket))
+    wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING", jobId="a")
+    kube.wait_phase(namespace, "alice", "PreparingData")
+
+    # While the API server is down the job finishes; it comes back after a few seconds.
+    finish_job(storage, storage.uri("bots", "alice"))
+    storage.write_json(storage.uri("bots", "alice", "data", "stats.json"), STATS)
+    control_plane.restart_apiserver(down_seconds=5)
+    assert op.proc.poll() is None, "the operator exited when the API server went away"
+
+    kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Complete", jobStatus="SUCCEEDED")
+    kube.wait_phase(namespace, "alice", "Succeeded", timeout=120)
+    # A request made after the restart is seen: the watch came back.
+    kube.create_request(namespace, request("bob", storage.test_bucket, output={"uri": f"s3://{storage.test_bucket}/b"}))
+    wait_for(lambda: kube.get_rayjob(namespace, "bob-g1"), 120, what="bob's RayJob after the restart")
+    assert sorted(j["metadata"]["name"] for j in kube.list_rayjobs(namespace)) == ["alice-g1", "bob-g1"]
