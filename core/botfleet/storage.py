@@ -20,11 +20,13 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import mimetypes
 import os
 import posixpath
 import re
 import shutil
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
@@ -32,6 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botfleet.errors import UserError
+
+log = logging.getLogger("botfleet.storage")
+
+# How long the job's processes wait for an object store that stopped answering mid-run (a
+# restart, a network cut) before they fail: the store holds every checkpoint and the dataset.
+JOB_OUTAGE_WAIT_S = 300.0
 
 PART_SIZE = 64 * 1024 * 1024
 """Multipart part size: big parts upload 2-3x faster than the client's 5 MiB default."""
@@ -206,10 +214,15 @@ class Storage:
     ``file://`` always works; ``s3://`` needs an :class:`S3Config`.
     """
 
-    def __init__(self, config: S3Config | None = None) -> None:
+    def __init__(self, config: S3Config | None = None, *, outage_wait_s: float = 0.0) -> None:
+        """``outage_wait_s``: once the store has answered, how long a call waits for it to
+        come back when it stops answering (a restart, a network cut) before failing. 0 (the
+        operator's choice: the next reconcile retries) fails at once; the job waits."""
         self.config = config
+        self.outage_wait_s = outage_wait_s
         self._client = None
         self._buckets_seen: set[str] = set()  # buckets known to exist (see _error)
+        self._answered = False  # the store has answered once: a failure now is an outage
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Storage:
@@ -302,10 +315,23 @@ class Storage:
         import urllib3
         from minio.error import MinioException
 
-        try:
-            return fn(*args, **kwargs)
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self._error(uri, loc, exc) from exc
+        deadline = time.monotonic() + self.outage_wait_s
+        delay = 1.0
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+                self._answered = True
+                return result
+            except (urllib3.exceptions.HTTPError, ConnectionError) as exc:
+                if not self._answered or time.monotonic() + delay > deadline:
+                    raise self._error(uri, loc, exc) from exc
+                log.warning(
+                    "object store %s unreachable (%s); trying again in %.0f s", self.config.endpoint, exc, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except (MinioException, OSError) as exc:
+                raise self._error(uri, loc, exc) from exc
 
     def _iter_keys(self, prefix_uri: str, loc: Location) -> Iterator[str]:
         def keys() -> list[str]:
@@ -360,16 +386,17 @@ class Storage:
             return uri
         loc = self._s3(uri, loc)
         self._require_key(uri, loc)
-        self._call(
+        self._call(  # a fresh stream each try: a retry must send the data from its start
             uri,
             loc,
-            self.client.put_object,
-            loc.bucket,
-            loc.key,
-            io.BytesIO(data),
-            len(data),
-            content_type=content_type or _guess_type(loc.key),
-            part_size=PART_SIZE,
+            lambda: self.client.put_object(
+                loc.bucket,
+                loc.key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type or _guess_type(loc.key),
+                part_size=PART_SIZE,
+            ),
         )
         return uri
 
@@ -559,6 +586,10 @@ class Storage:
             **({"tls_ca_file_path": cfg.ca_file} if cfg.ca_file else {}),
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
+            # Ray Train's checkpoint uploads wait out a store outage as the other calls do: the
+            # default strategy doubles its wait from 25 ms (14 tries: about 7 minutes in all)
+            # and, unlike the standard one, has no retry quota that many failing uploads use up.
+            **({"retry_strategy": fs.AwsDefaultS3RetryStrategy(max_attempts=14)} if self.outage_wait_s else {}),
         )
 
     def pyarrow_target(self, uri: str) -> tuple[Any, str]:

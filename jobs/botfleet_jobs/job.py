@@ -26,7 +26,7 @@ from botfleet.card import CardLinks, render_card
 from botfleet.errors import one_line
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
-from botfleet.storage import S3Config, Storage
+from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
 from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import NotEnoughText
@@ -175,7 +175,7 @@ def main() -> int:
     except (ValueError, api.ValidationError) as error:
         print(f"error: BOTFLEET_REQUEST: {one_line(error)}", file=sys.stderr)
         return 2
-    storage = Storage(S3Config.from_env())
+    storage = Storage(S3Config.from_env(), outage_wait_s=JOB_OUTAGE_WAIT_S)
     try:
         result = run_job(request, storage, ray_address=os.environ.get("RAY_ADDRESS"), show_progress=sys.stderr.isatty())
     except Exception as error:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from botfleet.api import BotSpec, TrainingSpec, WorkerDefaults
 from botfleet.layout import Layout
-from botfleet.storage import S3Config, Storage, StorageError, join
+from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage, StorageError, join
 from botfleet.timestamps import now_iso
 
 from .base_model import BaseModelError, check_base_model
@@ -115,7 +115,7 @@ def train(
     called_at = time.time()
     _check_resolved(spec)
     training = spec.training
-    storage = Storage(storage_config)
+    storage = Storage(storage_config, outage_wait_s=JOB_OUTAGE_WAIT_S)
     layout = Layout(spec.model_uri)
 
     # ---- pre-flight: fail before any worker starts

@@ -23,7 +23,7 @@ import numpy as np
 from botfleet.api import TrainingSpec
 from botfleet.artifacts import TrainingRecord
 from botfleet.layout import Layout
-from botfleet.storage import S3Config, Storage, StorageError
+from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage, StorageError
 from botfleet.timestamps import now_iso
 
 from . import train_checkpoint
@@ -107,7 +107,7 @@ class Worker:
         context = ray.train.get_context()
         self.config = config
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.storage = Storage(config.storage_config)
+        self.storage = Storage(config.storage_config, outage_wait_s=JOB_OUTAGE_WAIT_S)
         self.layout = Layout(config.model_uri)
         self.workdir = workdir
         self.started = time.time()

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from botfleet.api import parse_spec
 from botfleet.storage import join
+from tests.fixtures.network import CuttableProxy
 from tests.fixtures.training import REPO, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
 
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
@@ -195,3 +197,45 @@ def test_a_killed_worker_restarts_the_group_from_the_newest_checkpoint(
     # Ray Train restarted the group once, and it went on from a checkpoint, not from step 0.
     assert training["resumed_from_step"] >= saved[0] > 0
     assert training["steps"] == training["total_steps"]
+
+
+def test_an_object_store_outage_mid_training_is_waited_out(storage, embedded_s3, tiny_model_dir, tmp_path, request):
+    """The store stops answering for a while once training has checkpointed, then comes back on
+    the same address: the run waits, finishes, and its newest checkpoint is a whole one."""
+    base = upload_tiny_model(storage, tiny_model_dir)
+    spec_json = spec_dict(storage.root + "/bots", base, zeroStage=2, workers=1)
+    spec = parse_spec(spec_json)
+    write_dataset(storage, spec.model_uri, n_train=720)
+    checkpoints = join(spec.model_uri, "checkpoints")
+    endpoint = urllib.parse.urlsplit(embedded_s3.config.endpoint)
+    proxy = CuttableProxy(endpoint.hostname, endpoint.port)
+    request.addfinalizer(proxy.close)
+    s3_env = {**embedded_s3.config.to_env(), "BOTFLEET_S3_ENDPOINT": f"http://127.0.0.1:{proxy.port}"}
+    s3_env.pop("AWS_ENDPOINT_URL", None)
+    env = {**os.environ, **s3_env, "PYTHONPATH": ray_env_paths()}
+    ray_dir = tempfile.mkdtemp(prefix="bfray-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(ray_dir, ignore_errors=True))
+    log = tmp_path / "run.log"
+
+    run = start_training(spec_json, env, ray_dir, str(log))
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None and not registered_steps(storage, checkpoints):
+            time.sleep(0.2)
+        assert registered_steps(storage, checkpoints), log.read_text()[-3000:]
+        proxy.cut()
+        time.sleep(20)
+        proxy.restore()
+        run.wait(timeout=400)
+    finally:
+        kill_session(run.pid)
+    output = log.read_text()
+    assert run.returncode == 0, output[-3000:]
+    assert "unreachable" in output or "retry" in output.lower(), "the outage was not noticed"
+    training = storage.read_json(join(spec.model_uri, "model", "training.json"))
+    assert training["steps"] == training["total_steps"]
+    # Every checkpoint Ray Train registered (what a rerun would resume from) is whole.
+    for snapshot in (u for u in storage.list(checkpoints) if u.endswith("/" + SNAPSHOT)):
+        run_folder = snapshot.rsplit("/", 1)[0]
+        for result in json.loads(storage.read_text(snapshot))["checkpoint_results"]:
+            assert storage.exists(f"{run_folder}/{result['checkpoint_dir_name']}/botfleet_state.json"), result
