@@ -434,7 +434,7 @@ def with_defaults(value: Any, schema: dict) -> Any:
 
 
 # --------------------------------------------------------------------------- typed model
-# Field names are the schema's camelCase properties in snake_case; tests/test_api.py
+# Field names are the schema's camelCase properties in snake_case; tests/unit/test_api.py
 # checks that every dataclass matches its schema exactly.
 
 

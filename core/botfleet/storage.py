@@ -323,14 +323,17 @@ class Storage:
                 self._answered = True
                 return result
             except (urllib3.exceptions.HTTPError, ConnectionError) as exc:
-                if not self._answered or time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if not self._answered or left <= 0:
                     raise self._error(uri, loc, exc) from exc
-                log.warning(
-                    "object store %s unreachable (%s); trying again in %.0f s", self.config.endpoint, exc, delay
-                )
-                time.sleep(delay)
+                wait = min(delay, left)
+                log.warning("object store %s unreachable (%s); trying again in %.0f s", self.config.endpoint, exc, wait)
+                time.sleep(wait)
                 delay = min(delay * 2, 30.0)
-            except (MinioException, OSError) as exc:
+            except MinioException as exc:
+                self._answered = True  # an S3 error is the store answering
+                raise self._error(uri, loc, exc) from exc
+            except OSError as exc:
                 raise self._error(uri, loc, exc) from exc
 
     def _iter_keys(self, prefix_uri: str, loc: Location) -> Iterator[str]:

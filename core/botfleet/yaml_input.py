@@ -19,16 +19,22 @@ class YamlInputError(UserError, ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    A merge key (``<<: *anchor``) is left to the base class (an explicit key may override
+    a merged one, as in kubectl); keys are compared with their tags, so ``1`` and ``true``
+    are two keys, as they are in YAML."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 try:
-                    duplicate = key in seen
-                    seen.add(key)
+                    duplicate = (key_node.tag, key) in seen
+                    seen.add((key_node.tag, key))
                 except TypeError:  # an unhashable key: the base class says so
                     continue
                 if duplicate:

@@ -15,7 +15,7 @@ from botfleet.timestamps import now_iso
 
 from .train_errors import TrainingError
 
-log = logging.getLogger("botfleet.trainer")
+log = logging.getLogger("botfleet_jobs.train")
 
 STATE_FILE = "botfleet_state.json"  # in every checkpoint, next to DeepSpeed's files
 

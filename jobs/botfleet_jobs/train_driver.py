@@ -45,7 +45,7 @@ from .train_plan import run_fingerprint, run_name
 from .train_progress import ProgressPoller, mark_failed
 from .train_worker import WorkerConfig, train_loop
 
-log = logging.getLogger("botfleet.trainer")
+log = logging.getLogger("botfleet_jobs.train")
 
 
 def local_worker_defaults() -> WorkerDefaults:

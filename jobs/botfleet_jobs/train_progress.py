@@ -16,7 +16,7 @@ from botfleet.artifacts import Progress
 from botfleet.storage import Storage, StorageError
 from botfleet.timestamps import now_iso
 
-log = logging.getLogger("botfleet.trainer")
+log = logging.getLogger("botfleet_jobs.train")
 
 
 class ProgressWriter:

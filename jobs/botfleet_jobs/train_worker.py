@@ -45,7 +45,7 @@ from .train_plan import (
 )
 from .train_progress import ProgressWriter
 
-log = logging.getLogger("botfleet.trainer")
+log = logging.getLogger("botfleet_jobs.train")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The operator's own Kubernetes calls (kopf's watches aside; RayJobs are the kuberay executor's).
 
 All calls block (the runtime runs them in threads). The chart's RBAC grants exactly these
-calls and the executors' (tests/test_chart.py reads them from this package's code).
+calls and the executors' (tests/unit/test_chart.py reads them from this package's code).
 """
 
 from __future__ import annotations

@@ -59,6 +59,12 @@ def decide_admission(
     )
 
 
+def request_key(body: dict) -> str:
+    """``namespace/name``: how the queue, the reconciler and the runtime name a request."""
+    meta = body.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
 def queue_entry(body: dict) -> QueueEntry:
     meta = body.get("metadata", {})
     status = body.get("status") or {}
@@ -70,6 +76,4 @@ def queue_entry(body: dict) -> QueueEntry:
     # A request whose output folder is another's waits for that, not for a slot.
     blocked = status.get("reason") == Reason.OUTPUT_IN_USE and status.get("observedGeneration") == generation
     waiting = not active and not done and not blocked and not meta.get("deletionTimestamp")
-    return QueueEntry(
-        f"{meta.get('namespace')}/{meta.get('name')}", meta.get("creationTimestamp") or "", active, waiting
-    )
+    return QueueEntry(request_key(body), meta.get("creationTimestamp") or "", active, waiting)

@@ -24,7 +24,7 @@ from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
-from botfleet_operator.queue import QueueEntry, decide_admission
+from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import FAILED, TERMINAL, JobFiles, compute_status, is_terminal_for
@@ -39,11 +39,6 @@ class Outcome:
     patch: dict | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
     phase: str | None = None
-
-
-def _key(body: dict) -> str:
-    meta = body["metadata"]
-    return f"{meta.get('namespace')}/{meta['name']}"
 
 
 def _fingerprint_ok(stats: Stats, spec: api.BotSpec) -> bool:
@@ -110,7 +105,7 @@ class Reconciler:
     def with_latest_status(self, body: dict) -> dict:
         """``body`` with the status this process last wrote, when it is newer than the body's."""
         with self._lock:
-            written = self._written.get(_key(body))
+            written = self._written.get(request_key(body))
         if written is not None and written[0] == body["metadata"].get("uid"):
             return {**body, "status": copy.deepcopy(written[1])}
         return body
@@ -223,7 +218,7 @@ class Reconciler:
     # ----------------------------------------------------------------- reconcile
 
     def reconcile(self, body: dict, entries: list[QueueEntry]) -> Outcome:
-        key = _key(body)
+        key = request_key(body)
         with self.key_lock(key):
             return self._reconcile(body, entries)
 
@@ -240,7 +235,7 @@ class Reconciler:
             meta = body["metadata"]
             self.patch_status(meta["namespace"], meta["name"], patch)
             with self._lock:
-                self._written[_key(body)] = (meta.get("uid"), copy.deepcopy(new))
+                self._written[request_key(body)] = (meta.get("uid"), copy.deepcopy(new))
         return patch
 
     def _wait(self, body: dict, old: dict, desired, events: list) -> Outcome:
@@ -250,7 +245,7 @@ class Reconciler:
 
     def _converge(self, body: dict, entries: list[QueueEntry]) -> Outcome:
         meta = body["metadata"]
-        key = _key(body)
+        key = request_key(body)
         generation = int(meta.get("generation") or 1)
         old = body.get("status") or {}
         if meta.get("deletionTimestamp"):
@@ -382,7 +377,7 @@ class Reconciler:
         if owner is not None and owner.uid != body["metadata"].get("uid"):
             log.info(
                 "%s: not deleting %s, which belongs to BotRequest %s/%s",
-                _key(body),
+                request_key(body),
                 folder(spec.model_uri),
                 owner.namespace,
                 owner.name,

@@ -20,17 +20,12 @@ from botfleet.storage import S3Config, Storage
 from botfleet_operator import metrics
 from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor, RayExecutor, orphaned_jobs
 from botfleet_operator.kube import Kube
-from botfleet_operator.queue import queue_entry
+from botfleet_operator.queue import queue_entry, request_key
 from botfleet_operator.reconciler import Reconciler
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
-
-
-def request_key(body: dict) -> str:
-    meta = body.get("metadata", {})
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 def job_of(body: dict) -> str | None:

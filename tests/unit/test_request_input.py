@@ -124,3 +124,14 @@ def test_cli_exit_code_2_and_one_line_for_a_bad_file(tmp_path, capsys):
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"botfleet: error: {path}:3:1: ")
+
+
+def test_merge_keys_are_not_duplicates_and_explicit_keys_win(tmp_path):
+    path = tmp_path / "bot.yaml"
+    training = "  training:\n    <<: *base\n    epochs: 3\n"
+    text = GOOD.replace("spec:\n", "x-base: &base {gpusPerWorker: 0, epochs: 2}\nspec:\n") + training
+    path.write_text(text)
+    # kubectl accepts merge keys; an explicit key overrides a merged one. (x-base is not a
+    # BotRequest field: a top-level key of the document that botfleet does not read.)
+    training = api.load_request(str(path)).spec.training
+    assert (training.gpus_per_worker, training.epochs) == (0, 3)

@@ -131,3 +131,11 @@ def test_dataset_lines_deep_long_and_unicode(monkeypatch):
     # A line separator inside a JSON string is part of the post, not the end of a line.
     assert [p.text for p in parse_dataset('{"text": "one\u2028two"}\n'.encode())] == ["one\u2028two"]
     assert [p.text for p in parse_dataset(b"\xef\xbb\xbftext\r\nhi there\r\n", "csv")] == ["hi there"]
+
+
+def test_what_follows_or_replaces_the_array_is_named():
+    assert error_of(lambda: parse_archive(b'[{"tweet": {"full_text": "a"}}] trailing', "t.js")) == (
+        "t.js: malformed JSON at line 1 column 33 (Extra data)"
+    )
+    assert error_of(lambda: parse_archive(b"window.YTD.tweets.part0 = }", "t.js")).endswith("got '}'")
+    assert error_of(lambda: parse_archive(b"window.YTD.tweets.part0 = 12", "t.js")).endswith("got a number")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from botfleet.timestamps import now_iso
 from botfleet_jobs.posts import Post, SourceError
 from botfleet_jobs.sources.json_stream import iter_array
 
@@ -97,9 +98,14 @@ def _looks_like_js(data: bytes) -> bool:
 def _read_zip(stream: BinaryIO, max_posts: int | None) -> list[Post]:
     try:
         archive = zipfile.ZipFile(stream)
-        members = [info for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise SourceError(f"not a valid zip file ({exc})") from None
+    with archive:
+        return _read_members(archive, max_posts)
+
+
+def _read_members(archive: zipfile.ZipFile, max_posts: int | None) -> list[Post]:
+    members = [info for info in archive.infolist() if not info.is_dir()]
     if not members:
         raise SourceError("the zip is empty: no data/tweets.js in it")
     names = [info.filename for info in members]
@@ -178,10 +184,6 @@ def parse_twitter_date(value: Any) -> datetime | None:
     return None
 
 
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _snowflake_time(tweet_id: str) -> float | None:
     if tweet_id.isdigit() and int(tweet_id) > 30_000_000_000:  # snowflakes began in Nov 2010
         return ((int(tweet_id) >> 22) + _TWITTER_EPOCH_MS) / 1000.0
@@ -235,7 +237,7 @@ def _to_posts(rows: list[_Row], notes: list[tuple[str, int, dict]]) -> list[Post
         text = row.text
         if not row.is_retweet and notes:
             text = note_index.full_text(text, row.created) or text
-        created = iso(row.created) if row.created else row.created_text
+        created = now_iso(row.created) if row.created else row.created_text
         posts.append((row.order, Post(row.tweet_id, text, row.is_retweet, created)))
     posts.sort(key=lambda pair: pair[0], reverse=True)
     return [post for _, post in posts]

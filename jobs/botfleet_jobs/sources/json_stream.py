@@ -88,19 +88,36 @@ def iter_array(stream: BinaryIO, name: str, prefix_length: int = 0) -> Iterator[
     text.advance(prefix_length + (1 if text.buffer.startswith("\ufeff") else 0))
     first = text.peek()
     if first != "[":
-        raise SourceError(f"{name}: expected a JSON array, got {_TYPES.get(first, 'a number' if first else 'nothing')}")
+        raise SourceError(f"{name}: expected a JSON array, got {_kind(first)}")
     text.advance(1)
-    if text.peek() == "]":
-        return
-    while True:
+    char = text.peek()
+    while char != "]":
         yield _value(text)
         char = text.peek()
-        if char == "]":
-            return
-        if char != ",":
+        if char == ",":
+            text.advance(1)
+            text.peek()  # a value starts where the white space ends
+        elif char != "]":
             raise SourceError(f"{name}: malformed JSON at {text.where(text.pos)} (Expecting ',' delimiter)")
-        text.advance(1)
-        text.peek()
+    text.advance(1)
+    if text.peek():
+        raise SourceError(f"{name}: malformed JSON at {text.where(text.pos)} (Extra data)")
+
+
+def _kind(first: str) -> str:
+    """What a JSON value starting with ``first`` is, for an error message."""
+    if first in _TYPES:
+        return _TYPES[first]
+    if first and first in "-0123456789":
+        return "a number"
+    return repr(first) if first else "nothing"
+
+
+def _cut_short(exc: json.JSONDecodeError, text: _Text) -> bool:
+    """Whether the error can mean that the entry goes on past the buffer: it is at the end
+    (a cut literal, number or escape), or a string that has not ended yet. Any other is
+    malformed JSON already, and reading on would only parse it again and again."""
+    return exc.pos >= len(text.buffer) - 6 or exc.msg.startswith("Unterminated string")
 
 
 def _value(text: _Text) -> object:
@@ -109,7 +126,7 @@ def _value(text: _Text) -> object:
             value, end = _DECODER.raw_decode(text.buffer, text.pos)
         except json.JSONDecodeError as exc:
             where = text.where(exc.pos)  # before more() moves the buffer
-            if len(text.buffer) - text.pos <= MAX_ENTRY and text.more():
+            if _cut_short(exc, text) and len(text.buffer) - text.pos <= MAX_ENTRY and text.more():
                 continue  # the entry goes on in the next chunk
             raise SourceError(f"{text.name}: malformed JSON at {where} ({exc.msg})") from None
         except RecursionError:
