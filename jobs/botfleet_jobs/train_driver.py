@@ -40,7 +40,7 @@ from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage, StorageError,
 from botfleet.timestamps import now_iso
 
 from .base_model import BaseModelError, check_base_model
-from .train_errors import TrainingError, describe_failure
+from .train_errors import TrainingError, UnusableInput, describe_failure
 from .train_plan import run_fingerprint, run_name
 from .train_progress import ProgressPoller, mark_failed
 from .train_worker import WorkerConfig, train_loop
@@ -123,7 +123,7 @@ def train(
     try:
         check_base_model(training.base_model, storage)
     except BaseModelError as error:
-        raise TrainingError(str(error)) from None
+        raise UnusableInput(str(error)) from None
     fingerprint = run_fingerprint(training, training.workers, data_digest)
     name = run_name(spec.model_id, fingerprint)
 
@@ -168,15 +168,15 @@ def _check_resolved(spec: BotSpec) -> None:
 
 
 def _check_dataset(storage: Storage, layout: Layout, training: TrainingSpec) -> tuple[str, int]:
-    """(digest of the data, epochs baked in); TrainingError when the dataset is unusable."""
+    """(digest of the data, epochs baked in); UnusableInput when the dataset is unusable."""
     digest = hashlib.sha256()
     for uri in (layout.train_txt, layout.valid_txt):
         try:
             data = storage.read_bytes(uri)
         except StorageError as error:
-            raise TrainingError(f"dataset unreadable: {error} (has the data stage run for this bot?)") from None
+            raise UnusableInput(f"dataset unreadable: {error} (has the data stage run for this bot?)") from None
         if uri == layout.train_txt and not data.replace(b"<|endoftext|>", b"").strip():
-            raise TrainingError(f"dataset unusable: {uri} holds no text")
+            raise UnusableInput(f"dataset unusable: {uri} holds no text")
         digest.update(hashlib.sha256(data).digest())
     epochs = training.epochs
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 
-from botfleet.errors import one_line
+from botfleet.errors import UserError, one_line
 
 OOM_ADVICE = (
     "reduce batchSizePerWorker or blockSize (use gradientAccumulation to keep the batch),"
@@ -16,6 +16,11 @@ OOM_ADVICE = (
 
 class TrainingError(RuntimeError):
     """The training job failed; the message is one readable line (or a few) saying why."""
+
+
+class UnusableInput(TrainingError, UserError):
+    """What the request gives training cannot be used (its base model, its dataset): found
+    before any worker starts, and the user's to fix (the CLI exits 2)."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -132,7 +132,7 @@ def test_run_fails_cleanly_on_an_unknown_base_model(storage, embedded_s3, tmp_pa
         timeout=600,
         env={**os.environ, **embedded_s3.config.to_env()},
     )
-    assert done.returncode == 1
+    assert done.returncode == 2  # the request's base model: the user's to fix
     assert "does-not-exist" in done.stderr.splitlines()[-1]
     assert storage.read_json(f"{storage.root}/bob/result.json")["status"] == "failed"
     assert storage.exists(f"{storage.root}/bob/data/stats.json")  # the finished data stage is kept
