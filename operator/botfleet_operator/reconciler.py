@@ -74,6 +74,7 @@ class Reconciler:
         self._folder_locks: dict[str, threading.Lock] = {}  # output folder -> its claims, one at a time
         self._claimed: set[tuple[str, str]] = set()  # (owner.json, uid) this process wrote or found
         self._reserved: dict[str, int] = {}  # key -> generation started by this process
+        self._superseding: set[str] = set()  # keys whose older generation's job is stopping
         self._key_locks: dict[str, threading.Lock] = {}
         # key -> (uid, status) last written: this operator is the status's only writer, so
         # its last write is newer than whatever a lagging watch delivered.
@@ -101,6 +102,7 @@ class Reconciler:
             self._reserved.pop(key, None)
             self._key_locks.pop(key, None)
             self._written.pop(key, None)
+            self._superseding.discard(key)
 
     def with_latest_status(self, body: dict) -> dict:
         """``body`` with the status this process last wrote, when it is newer than the body's."""
@@ -157,6 +159,26 @@ class Reconciler:
             card_present=card,
             card_uri=card_uri,
         )
+
+    def _stop_superseded(self, key: str, body: dict, job: str, generation: int, events: list) -> bool:
+        """Stop an older generation's job; True once it is gone. Until then the status stays
+        the old job's (its observedGeneration says which spec it shows) and a later reconcile
+        asks again; the event is posted once."""
+        try:
+            gone = self.executor.delete(body, job)
+        except Exception as exc:  # noqa: BLE001 - asked again next reconcile
+            log.warning("%s: cannot stop superseded job %s: %s", key, job, exc)
+            gone = False
+        with self._lock:
+            first = key not in self._superseding
+            if gone:
+                self._superseding.discard(key)
+            else:
+                self._superseding.add(key)
+        if first:
+            message = f"spec changed (generation {generation}): {'stopped' if gone else 'stopping'} job {job}"
+            events.append(("Normal", Reason.SUPERSEDED, message))
+        return gone
 
     def claim_output(self, body: dict, layout: Layout) -> str | None:
         """Make this request the owner of its output folder (``owner.json``), unless another
@@ -289,19 +311,11 @@ class Reconciler:
                 **kw,
             )
 
-        # A spec change while an older generation's job runs: that job is superseded.
+        # A spec change while an older generation's job runs: that job is superseded, and
+        # must be gone before this generation clears the folder it still writes to.
         if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
-            try:
-                self.executor.delete(body, old_job["name"])
-                events.append(
-                    (
-                        "Normal",
-                        Reason.SUPERSEDED,
-                        f"spec changed (generation {generation}): stopped job {old_job['name']}",
-                    )
-                )
-            except Exception as exc:  # noqa: BLE001 - retried next reconcile
-                log.warning("%s: cannot stop superseded job %s: %s", key, old_job["name"], exc)
+            if not self._stop_superseded(key, body, old_job["name"], generation, events):
+                return Outcome(events=events, phase=old.get("phase"))
 
         started_here = old_job.get("name") == name and old.get("observedGeneration") == generation
         if not started_here:

@@ -28,6 +28,7 @@ class RayJobsStandIn:
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
         self.started: list[str] = []
+        self.stop_asks = 1  # how many delete() calls a running job takes to be gone (Ray stops it async)
 
     def name(self, body: dict) -> str:
         meta = body["metadata"]
@@ -43,6 +44,10 @@ class RayJobsStandIn:
         return self.observe(body, name)
 
     def delete(self, body: dict, name: str) -> bool:
+        if self.states.get(name) in ("PENDING", "RUNNING"):
+            self.stop_asks -= 1
+            if self.stop_asks > 0:
+                return False
         self.states.pop(name, None)
         return True
 
@@ -203,3 +208,26 @@ def test_a_second_request_for_the_same_output_waits_in_output_in_use(world):
     assert f"{NAMESPACE}/alice" in status["message"]
     assert world.storage.read_json(world.layout("alice").owner)["name"] == "alice"
     assert world.executor.started == [world.executor.name(world.requests["alice"])]
+
+
+def test_a_superseded_job_is_gone_before_the_new_generation_starts(world):
+    """A spec change while a job runs: the new generation waits until the old job has
+    stopped (Ray stops it asynchronously), so nothing of it writes into the new run."""
+    body = world.create("alice")
+    world.reconcile("alice")
+    world.executor.states["bots-alice-1"] = "RUNNING"
+    world.storage.write_json(f"{world.layout('alice').model_uri}/progress.json", {"step": 1, "total_steps": 9})
+    world.executor.stop_asks = 3  # gone on the third ask
+    body["metadata"]["generation"] = 2
+    body["spec"]["training"] = {"epochs": 2}
+
+    outcomes = [world.reconciler.reconcile(body, []) for _ in range(2)]
+    assert world.executor.started == ["bots-alice-1"]  # not yet: the old job still stops
+    assert body["status"]["job"]["name"] == "bots-alice-1" and body["status"]["observedGeneration"] == 1
+    assert world.storage.exists(f"{world.layout('alice').model_uri}/progress.json")  # its files untouched
+    assert [e[1] for e in outcomes[0].events] == ["Superseded"] and outcomes[1].events == []
+
+    status = world.reconcile("alice")  # the third ask: gone
+    assert world.executor.started == ["bots-alice-1", "bots-alice-2"]
+    assert status["job"]["name"] == "bots-alice-2" and status["observedGeneration"] == 2
+    assert not world.storage.exists(f"{world.layout('alice').model_uri}/progress.json")
