@@ -187,6 +187,7 @@ class Runtime:
         operator ran (with kuberay, the garbage collector does this for RayJobs)."""
         # Jobs first: one submitted after this listing is for a request the list below has.
         active = self.executor.active_jobs()
+        self._stopped_orphans &= active.keys()  # a stopped job is no longer active: forget it
         wanted = {self.executor.name(body) for body in self.kube.list_requests(self.settings.namespaces)}
         for job_id in orphaned_jobs(active, wanted, self.settings.namespaces):
             if job_id in self._stopped_orphans:  # stopping takes Ray a few seconds: once is enough
