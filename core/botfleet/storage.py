@@ -434,6 +434,21 @@ class Storage:
         loc = self._s3(prefix_uri, loc)
         return sorted(Location("s3", bucket=loc.bucket, key=k).uri for k in self._iter_keys(prefix_uri, loc))
 
+    def folders(self, prefix_uri: str) -> list[str]:
+        """The folders directly under ``prefix_uri`` (one level, not recursive), as sorted full URIs."""
+        loc = parse_uri(prefix_uri)
+        if loc.scheme == "file":
+            if not os.path.isdir(loc.path):
+                return []
+            return sorted(file_uri(e.path) for e in os.scandir(loc.path) if e.is_dir() and not e.name.startswith("."))
+        loc = self._s3(prefix_uri, loc)
+
+        def names() -> list[str]:
+            found = self.client.list_objects(loc.bucket, prefix=loc.folder_key(), recursive=False)
+            return [obj.object_name.rstrip("/") for obj in found if obj.is_dir]
+
+        return sorted(Location("s3", bucket=loc.bucket, key=k).uri for k in self._call(prefix_uri, loc, names))
+
     def upload_file(self, path: str | os.PathLike, uri: str, content_type: str | None = None) -> str:
         """Copy a local file to ``uri`` (multipart, 64 MiB parts); returns ``uri``."""
         path = os.fspath(path)
