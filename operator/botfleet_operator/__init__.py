@@ -31,11 +31,12 @@ def run(settings: Settings) -> None:
     logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
     import kopf  # after logging and $KUBECONFIG are set (kopf reads it at import)
 
-    from botfleet_operator import handlers, metrics
+    from botfleet_operator import handlers, health, metrics
     from botfleet_operator.runtime import Runtime
 
     runtime = Runtime.create(settings)
     metrics.serve(settings.metrics_port, settings.bind_address, runtime.current_phases)
+    health.serve_readiness(settings.ready_port, settings.bind_address, runtime.health)
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
