@@ -5,7 +5,9 @@ Entrypoints: :func:`main` (``botfleet operator`` arguments) and :func:`run` (a
 names, environment and the RayJob), ``status`` (pure status mapping, conditions and
 queueing), ``executors`` (kuberay and ray), ``reconciler`` (one reconcile, blocking I/O),
 ``kube`` (the operator's Kubernetes calls), ``runtime`` (the one object the handlers share:
-when reconciles run), ``handlers`` (kopf), ``metrics`` (Prometheus).
+when reconciles run), ``handlers`` (kopf), ``metrics`` (Prometheus), ``failures`` (what a
+failing reconcile records, announces and when it is retried: pure), ``ray_access`` (calls to a
+Ray cluster with its token), ``health`` (whether the executor's cluster answers: /readyz).
 """
 
 from __future__ import annotations

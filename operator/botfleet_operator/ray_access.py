@@ -82,8 +82,10 @@ class RayToken:
             return self._value
 
     def describe(self) -> str:
-        """Where the token comes from, for messages (never the token)."""
-        return f"the token in {self.path}" if self.path else "no token"
+        """The token the operator has, for messages (where it is, never what it is)."""
+        if not self.path:
+            return "no token"
+        return f"the token in {self.path}" if self.value() else f"no token ({self.path} is missing or empty)"
 
 
 def _cause(exc: BaseException) -> str:
