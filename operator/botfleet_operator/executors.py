@@ -159,7 +159,7 @@ class RayExecutor:
         if self._client is None or token != self._client_token:
             from ray.job_submission import JobSubmissionClient
 
-            self._client = None
+            self._client = None  # until made: the constructor calls the cluster, and may fail
             self._client = JobSubmissionClient(self.settings.ray_address, headers=auth_headers(token))
             self._client_token = token
         return self._client
