@@ -61,7 +61,21 @@ class Reason(StrEnum):
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"
     CARD_WRITTEN = "CardWritten", EVENT, "the job left no model card: the operator wrote one"
     CARD_FAILED = "CardFailed", EVENT, "the operator could not write the missing model card"
-    RECONCILE_ERROR = "ReconcileError", EVENT, "a reconcile failed unexpectedly; it is retried"
+    RECONCILE_ERROR = (
+        "ReconcileError",
+        PHASE,
+        "reconciles of the request fail (the message says why); they are retried, less and less often",
+    )
+    RAY_UNAUTHORIZED = (
+        "RayUnauthorized",
+        PHASE,
+        "the Ray cluster refuses the operator: its auth token is missing or wrong (ray executor); retried",
+    )
+    RAY_UNREACHABLE = (
+        "RayUnreachable",
+        PHASE,
+        "the operator cannot reach the Ray cluster's dashboard (ray executor); retried",
+    )
 
 
 # The failure reason of a job that says only which stage failed (or, from an older job,

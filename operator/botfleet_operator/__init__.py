@@ -5,7 +5,9 @@ Entrypoints: :func:`main` (``botfleet operator`` arguments) and :func:`run` (a
 names, environment and the RayJob), ``status`` (pure status mapping, conditions and
 queueing), ``executors`` (kuberay and ray), ``reconciler`` (one reconcile, blocking I/O),
 ``kube`` (the operator's Kubernetes calls), ``runtime`` (the one object the handlers share:
-when reconciles run), ``handlers`` (kopf), ``metrics`` (Prometheus).
+when reconciles run), ``handlers`` (kopf), ``metrics`` (Prometheus), ``failures`` (what a
+failing reconcile records, announces and when it is retried: pure), ``ray_access`` (calls to a
+Ray cluster with its token), ``health`` (whether the executor's cluster answers: /readyz).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ def run(settings: Settings) -> None:
     logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
     import kopf  # after logging and $KUBECONFIG are set (kopf reads it at import)
 
-    from botfleet_operator import handlers, metrics
+    from botfleet_operator import handlers, health, metrics
     from botfleet_operator.runtime import Runtime
 
     runtime = Runtime.create(settings)
     metrics.serve(settings.metrics_port, settings.bind_address, runtime.current_phases)
+    health.serve_readiness(settings.ready_port, settings.bind_address, runtime.health)
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",

@@ -13,7 +13,10 @@ import logging
 from typing import Protocol
 
 from botfleet_operator import rayjob as render
+from botfleet_operator.failures import ExecutorUnavailable
+from botfleet_operator.health import ExecutorHealth
 from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
+from botfleet_operator.ray_access import RayAccess, RayToken, auth_headers
 from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
 
@@ -134,23 +137,47 @@ class KubeRayExecutor:
 
 
 class RayExecutor:
-    """A job submitted to an existing Ray cluster through Ray's job submission API."""
+    """A job submitted to an existing Ray cluster through Ray's job submission API, with the
+    cluster's token when it has one (every call goes through :meth:`_ray`)."""
 
     kind = "ray"
 
-    def __init__(self, settings: Settings, secret_reader, s3_env: dict[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, secret_reader, s3_env: dict[str, str], health: ExecutorHealth | None = None
+    ) -> None:
         self.settings = settings
         self.read_secret = secret_reader  # (namespace, name, key) -> str | None
         self.s3_env = s3_env
+        self.access = RayAccess(settings.ray_address, RayToken(settings.ray_auth_token_file))
+        self.health = health or ExecutorHealth(self.kind)
         self._client = None
+        self._client_token: str | None = None
 
-    @property
-    def client(self):
-        if self._client is None:
+    def _current_client(self):
+        """Ray's client, made again when the token changed (it keeps its headers)."""
+        token = self.access.token.value()
+        if self._client is None or token != self._client_token:
             from ray.job_submission import JobSubmissionClient
 
-            self._client = JobSubmissionClient(self.settings.ray_address)
+            self._client = None  # until made: the constructor calls the cluster, and may fail
+            self._client = JobSubmissionClient(self.settings.ray_address, headers=auth_headers(token))
+            self._client_token = token
         return self._client
+
+    def _ray(self, call):
+        """``call(client)``, its failures to authenticate or connect as ExecutorUnavailable;
+        whether the cluster answered goes to ``health``."""
+        try:
+            with self.access.errors():
+                result = call(self._current_client())
+        except ExecutorUnavailable as exc:
+            self.health.unavailable(exc)
+            raise
+        except RuntimeError:  # an answer, if not the one hoped for (e.g. 404)
+            self.health.answered()
+            raise
+        self.health.answered()
+        return result
 
     def name(self, body: dict) -> str:
         meta = body["metadata"]
@@ -160,7 +187,7 @@ class RayExecutor:
 
     def _info(self, name: str):
         try:
-            return self.client.get_job_info(name)
+            return self._ray(lambda client: client.get_job_info(name))
         except RuntimeError as exc:  # the client raises RuntimeError on 404
             if "404" in str(exc) or "does not exist" in str(exc).lower() or "not found" in str(exc).lower():
                 return None
@@ -196,11 +223,17 @@ class RayExecutor:
             return existing
         meta = body["metadata"]
         try:
-            self.client.submit_job(
-                entrypoint=self.settings.job_entrypoint,
-                submission_id=name,
-                runtime_env={"env_vars": self._env(body, spec)},
-                metadata={META_REQUEST: f"{meta['namespace']}/{meta['name']}", META_GENERATION: str(_generation(body))},
+            env = self._env(body, spec)
+            self._ray(
+                lambda client: client.submit_job(
+                    entrypoint=self.settings.job_entrypoint,
+                    submission_id=name,
+                    runtime_env={"env_vars": env},
+                    metadata={
+                        META_REQUEST: f"{meta['namespace']}/{meta['name']}",
+                        META_GENERATION: str(_generation(body)),
+                    },
+                )
             )
         except RuntimeError:
             # Refused: most likely it exists already (a concurrent or earlier submit).
@@ -219,7 +252,7 @@ class RayExecutor:
 
     def stop(self, name: str) -> None:
         try:
-            self.client.stop_job(name)
+            self._ray(lambda client: client.stop_job(name))
         except RuntimeError as exc:
             log.warning("could not stop Ray job %s: %s", name, exc)
 
@@ -227,6 +260,6 @@ class RayExecutor:
         """The cluster's pending and running submitted jobs: submission id -> metadata."""
         return {
             job.submission_id: dict(job.metadata or {})
-            for job in self.client.list_jobs()
+            for job in self._ray(lambda client: client.list_jobs())
             if job.submission_id and str(getattr(job.status, "value", job.status)) in RAY_ACTIVE
         }

@@ -16,6 +16,7 @@ import logging
 import kopf
 
 from botfleet import api
+from botfleet_operator.failures import ExecutorUnavailable
 from botfleet_operator.queue import queue_entry
 from botfleet_operator.runtime import job_of
 
@@ -83,7 +84,11 @@ def delete_artifacts(body, logger, memo: kopf.Memo, **_):
     """Stop the request's job and, once it has stopped, remove its outputs; then the object goes."""
     raw = _plain(body)
     job = job_of(raw)
-    if job and not memo.runtime.executor.delete(raw, job):
+    try:
+        stopped = not job or memo.runtime.executor.delete(raw, job)
+    except ExecutorUnavailable as exc:  # its message names the cluster and the fix; no traceback
+        raise kopf.TemporaryError(f"cannot stop job {job}: {exc}", delay=30) from None
+    if not stopped:
         # A job still running could write after the clean-up: the files would outlive the request.
         raise kopf.TemporaryError(f"waiting for job {job} to stop before removing its files", delay=2)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 from botfleet import api
@@ -58,3 +58,11 @@ def serve(port: int, address: str, phases: Callable[[], Iterable[str | None]]):
     if port:
         return start_http_server(port, addr=address)
     return None
+
+
+EXECUTOR_UP = Gauge(
+    "botfleet_executor_up",
+    "1 while the executor's cluster answers the operator; 0 while it refuses it or cannot be reached"
+    " (requests then show RayUnauthorized or RayUnreachable).",
+    ["executor"],
+)

@@ -228,6 +228,21 @@ def _submitter_pod_spec(settings: Settings) -> dict:
     return {**settings.job_pod, "restartPolicy": "Never", "containers": [container]}
 
 
+def cluster_auth(settings: Settings) -> dict:
+    """What a KubeRay Ray cluster spec (a RayJob's ``rayClusterSpec``, a RayService's
+    ``rayClusterConfig``) needs to lock its cluster: ``authOptions`` in token mode, unless the
+    platform opted out (``job_ray_auth: disabled``). KubeRay then puts the token, from
+    ``job_ray_auth_secret`` or a random one it keeps in a Secret named after the cluster, into
+    every Ray container and the submitter, and uses it for its own calls: the job reaches its
+    cluster as before, and nobody else does (a dashboard open to all runs anyone's code)."""
+    if settings.job_ray_auth == "disabled":
+        return {}
+    options = {"mode": "token"}
+    if settings.job_ray_auth_secret:
+        options["secretName"] = settings.job_ray_auth_secret
+    return {"authOptions": options}
+
+
 def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
@@ -273,6 +288,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
             "submitterPodTemplate": {"metadata": {"labels": pod_labels}, "spec": _submitter_pod_spec(settings)},
             "rayClusterSpec": {
                 "rayVersion": settings.ray_version,
+                **cluster_auth(settings),
                 "headGroupSpec": {
                     # No Ray tasks on the head: the driver (data stage) runs there, training on workers.
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},

@@ -19,9 +19,10 @@ from botfleet.card import CardLinks, render_card
 from botfleet.layout import Layout, folder
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, Storage, StorageError
-from botfleet.timestamps import parse_time
+from botfleet.timestamps import now_iso, parse_time
 from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
+from botfleet_operator.failures import ExecutorUnavailable, Failure, failure_status
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
 from botfleet_operator.queue import QueueEntry, decide_admission, request_key
@@ -166,6 +167,8 @@ class Reconciler:
         asks again; the event is posted once."""
         try:
             gone = self.executor.delete(body, job)
+        except ExecutorUnavailable:
+            raise  # the cluster, not this job: a failed reconcile (failures.py)
         except Exception as exc:  # noqa: BLE001 - asked again next reconcile
             log.warning("%s: cannot stop superseded job %s: %s", key, job, exc)
             gone = False
@@ -378,6 +381,16 @@ class Reconciler:
                 if phase == FAILED:
                     metrics.FAILURES.labels(desired.status.get("reason") or "Unknown").inc()
         return Outcome(patch, events + desired.events, phase)
+
+    def report_failure(self, body: dict, failure: Failure) -> None:
+        """Say in the request's status why its reconciles fail (failures.failure_status)."""
+        with self.key_lock(request_key(body)):
+            body = self.with_latest_status(body)
+            if body["metadata"].get("deletionTimestamp"):
+                return
+            old = body.get("status") or {}
+            generation = int(body["metadata"].get("generation") or 1)
+            self._apply(body, old, failure_status(old, failure, generation, now_iso()))
 
     # ----------------------------------------------------------------- deletion
 

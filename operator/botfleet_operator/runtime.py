@@ -15,10 +15,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from botfleet.reasons import Reason
 from botfleet.storage import S3Config, Storage
 from botfleet_operator import metrics
 from botfleet_operator.executors import META_REQUEST, Executor, KubeRayExecutor, RayExecutor, orphaned_jobs
+from botfleet_operator.failures import ExecutorUnavailable, FailureState, describe, is_due, on_failure
+from botfleet_operator.health import ExecutorHealth
 from botfleet_operator.kube import Kube
 from botfleet_operator.queue import queue_entry, request_key
 from botfleet_operator.reconciler import Reconciler
@@ -65,29 +66,34 @@ class Runtime:
     executor: Executor
     reconciler: Reconciler
     pool: concurrent.futures.ThreadPoolExecutor
+    health: ExecutorHealth
     bodies: dict[str, dict] = field(default_factory=dict)  # key -> the latest body the watch delivered
     index: object | None = None  # kopf's queue index (handlers.queue_index), once the watch has passed it
     _inflight: set[str] = field(default_factory=set)  # keys with a reconcile scheduled or running
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopped_orphans: set[str] = field(default_factory=set)
     _level_loop: asyncio.Task | None = None
+    failing: dict[str, FailureState] = field(default_factory=dict)  # key -> its reconciles' failure
+    _sweep_error: str | None = None  # the orphan sweep's last failure, logged once
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         """Connect to Kubernetes and the object store and make the executor and reconciler."""
         kube = Kube(settings.workers)
         s3 = object_store(settings)
+        health = ExecutorHealth(settings.executor)
         if settings.executor == "kuberay":
             executor = KubeRayExecutor(settings, kube.custom)
+            health.answered()  # the Kubernetes API: kopf's watch and liveness say if it is down
         else:
             # Not the operator's CA file path: the Ray cluster's nodes have their own files
             # (they set BOTFLEET_S3_CA_FILE themselves when the store needs one).
             s3_env = {k: v for k, v in (s3.to_env() if s3 else {}).items() if k != "BOTFLEET_S3_CA_FILE"}
-            executor = RayExecutor(settings, kube.read_secret, s3_env)
+            executor = RayExecutor(settings, kube.read_secret, s3_env, health)
         storage = Storage(s3) if s3 is not None else None
         reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
-        return cls(settings, kube, executor, reconciler, pool)
+        return cls(settings, kube, executor, reconciler, pool, health)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -120,6 +126,7 @@ class Runtime:
         collector removes the RayJob with its owner). ``logger``: the request's (kopf's)."""
         key = request_key(body)
         self.bodies.pop(key, None)
+        self.failing.pop(key, None)
         self.reconciler.forget(key)
         job = job_of(body)
         if job and self.settings.executor == "ray":
@@ -156,14 +163,40 @@ class Runtime:
                 outcome = await loop.run_in_executor(self.pool, self.reconciler.reconcile, body, self._queue())
             except Exception as exc:
                 metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
-                log.exception("reconcile of %s failed", key)
-                events = [("Warning", Reason.RECONCILE_ERROR, f"{type(exc).__name__}: {exc}")]
+                events = await self._failed(key, body, exc)
             else:
+                if self.failing.pop(key, None) is not None:
+                    log.info("%s: reconciles work again", key)
                 events = outcome.events
             if events:
                 await loop.run_in_executor(self.pool, self.kube.post_events, body, events)
         finally:
             self._inflight.discard(key)
+
+    async def _failed(self, key: str, body: dict, exc: Exception) -> list[tuple[str, str, str]]:
+        """Record a failed reconcile (failures.py decides): the status says why at once; the
+        event and the log line come once per reason (the executor's own trouble is logged by
+        its health, once for all requests); the traceback only at debug level."""
+        decision = on_failure(
+            self.failing.get(key),
+            describe(exc),
+            time.monotonic(),
+            self.settings.reconcile_interval,
+            self.settings.retry_max_interval,
+        )
+        self.failing[key] = decision.state
+        failure = decision.state.failure
+        log.debug("reconcile of %s failed", key, exc_info=exc)
+        if decision.announce and not failure.executor:
+            log.warning("%s: %s (retried less and less often)", key, failure.message)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.reconciler.report_failure, body, failure)
+        except Exception as report_exc:  # noqa: BLE001 - the next failure tries again
+            log.debug("cannot write the failure of %s to its status: %s", key, report_exc)
+        return [("Warning", failure.reason, failure.message)] if decision.announce else []
+
+    def _due(self, key: str) -> bool:
+        return is_due(self.failing.get(key), time.monotonic(), self.health.up_since)
 
     async def _run_level_loop(self) -> None:
         """Every reconcile_interval, reconcile each unfinished request (one task for all,
@@ -173,14 +206,18 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.reconcile_interval)
             for key, body in list(self.bodies.items()):
-                if unfinished(body):
+                if unfinished(body) and self._due(key):
                     self.schedule(key)
             if self.settings.executor == "ray" and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.orphan_sweep_interval
                 try:
                     await asyncio.get_running_loop().run_in_executor(self.pool, self._sweep_orphans)
+                    self._sweep_error = None
                 except Exception as exc:  # noqa: BLE001 - retried at the next sweep
-                    log.warning("cannot sweep for orphaned Ray jobs: %s", exc)
+                    # Once per change (an unavailable cluster: its health says it).
+                    if str(exc) != self._sweep_error and not isinstance(exc, ExecutorUnavailable):
+                        log.warning("cannot sweep for orphaned Ray jobs: %s", exc)
+                    self._sweep_error = str(exc)
 
     def _sweep_orphans(self) -> None:
         """Stop the Ray jobs whose BotRequest was deleted, or got a new spec, while no

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from botfleet import __version__, api
 
 EXECUTORS = ("kuberay", "ray")
+RAY_AUTH_MODES = ("token", "disabled")  # KubeRay's authOptions.mode
 ENV_PREFIX = "BOTFLEET_OPERATOR_"
 
 # What a platform team may add to the Ray pods' spec (job_pod, job_worker_pod): scheduling,
@@ -132,6 +133,34 @@ class Settings:
     )
     workers: int = field(default=16, metadata={"help": "threads for blocking calls (Kubernetes, S3, Ray)"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    ray_auth_token_file: str = field(
+        default="",
+        metadata={
+            "help": "file holding the Ray cluster's auth token (ray executor; e.g. a mounted Secret, or"
+            " ~/.ray/auth_token of the head), sent with every call and read again when it changes (empty = none)"
+        },
+    )
+    job_ray_auth: str = field(
+        default="token",
+        metadata={"help": "authentication of each RayJob's Ray cluster (kuberay executor): token or disabled"},
+    )
+    job_ray_auth_secret: str = field(
+        default="",
+        metadata={
+            "help": "Secret (in the request's namespace, key auth_token) with the token of the RayJobs' clusters"
+            " (empty = KubeRay makes a random one per cluster)"
+        },
+    )
+    retry_max_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "most seconds between retries of a request whose reconciles keep failing (they back off"
+            " from reconcile_interval)"
+        },
+    )
+    ready_port: int = field(
+        default=8082, metadata={"help": "readiness /readyz port: 503 while the executor is down (0 = off)"}
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.namespaces, str):
@@ -146,9 +175,11 @@ class Settings:
                 raise ValueError(f"{name}: must be at least 0, got {getattr(self, name)}")
         if self.active_deadline_seconds < 1:
             raise ValueError(f"active_deadline_seconds: must be at least 1, got {self.active_deadline_seconds}")
-        for name in ("reconcile_interval", "orphan_sweep_interval"):
+        for name in ("reconcile_interval", "orphan_sweep_interval", "retry_max_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.job_ray_auth not in RAY_AUTH_MODES:
+            raise ValueError(f"job_ray_auth: must be one of {', '.join(RAY_AUTH_MODES)}, got {self.job_ray_auth!r}")
         self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
         for name in ("job_pod", "job_worker_pod", "job_container_security_context"):
             if not isinstance(getattr(self, name), dict):

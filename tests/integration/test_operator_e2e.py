@@ -12,80 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 
 import pytest
 
-from tests.fixtures.cluster import free_port, wait_for
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.ray_head import ray_head as start_ray_head
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A local Ray head with its dashboard (job submission API) on free ports; killed by PID."""
-    temp = tmp_path_factory.mktemp("ray")
-    dashboard = free_port()
-    ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    argv = [
-        ray,
-        "start",
-        "--head",
-        "--block",
-        "--disable-usage-stats",
-        "--num-cpus",
-        "2",
-        "--port",
-        str(free_port()),
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dashboard),
-        "--include-dashboard",
-        "true",
-        "--ray-client-server-port",
-        str(free_port()),
-        "--dashboard-agent-listen-port",
-        str(free_port()),
-        "--temp-dir",
-        str(temp),
-    ]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    for name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(name, None)
-    log = open(temp / "ray-head.log", "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard}"
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError(f"ray start exited {proc.returncode}: {(temp / 'ray-head.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(address + "/api/version", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 120, 0.5, "the Ray head's dashboard")
+    """A local Ray head, token authentication off (test_operator_ray_auth.py: on)."""
+    with start_ray_head(tmp_path_factory.mktemp("ray")) as address:
         yield address
-    finally:
-        # `ray start --block` and the Ray processes it started share one process group: ours.
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
 
 
 @pytest.fixture

@@ -108,6 +108,8 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     )
     # The API server kept every field the operator wrote: KubeRay's schema knows them all.
     assert spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] >= 0
+    # The job's Ray cluster is locked: KubeRay gives it a random token.
+    assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
 
     status = kube.wait_phase(namespace, "alice", "Pending", reason="JobStarting")
     assert status["job"]["name"] == "alice-g1" and status["observedGeneration"] == 1 and status["startTime"]
@@ -234,6 +236,8 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
         json.dumps(gpu_nodes),
         "--job-container-security-context",
         json.dumps(restricted),
+        "--job-ray-auth-secret",
+        "ray-token",
     )
     silent = request("alice", storage.test_bucket, resources={"cpusPerWorker": 6})
     del silent["spec"]["training"]
@@ -251,6 +255,7 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
         gpu_nodes["nodeSelector"],
         gpu_nodes["tolerations"],
     )
+    assert rayjob["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": "ray-token"}
     head_pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     submitter_pod = rayjob["spec"]["submitterPodTemplate"]["spec"]
     assert "tolerations" not in head_pod and "tolerations" not in submitter_pod

@@ -68,8 +68,9 @@ def test_operator_deployment(value_set, tmp_path):
     assert security["capabilities"]["drop"] == ["ALL"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081}
+    assert ports == {"metrics": 8080, "health": 8081, "ready": 8082}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     # the read-only root filesystem: HOME and TMPDIR on an emptyDir
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -326,3 +327,27 @@ def test_operator_uses_no_more_than_rbac_grants():
     # every custom-object write other than status targets RayJobs, never a BotRequest
     for match in re.finditer(r"\.(create|delete|patch|replace)_namespaced_custom_object\(([^)]*)", sources):
         assert "RAY" in match.group(2), match.group(0)
+
+
+def test_the_ray_token_is_an_optional_mounted_secret(tmp_path):
+    values = {
+        "executor": {"type": "ray", "ray": {"address": "http://head.ray:8265", "authTokenSecret": "ray-token"}},
+        "job": {"rayAuth": {"mode": "disabled"}},
+    }
+    (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
+    pod = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "ray-token"]
+    assert volume["secret"]["optional"] is True and volume["secret"]["items"] == [
+        {"key": "auth_token", "path": "token"}
+    ]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    settings = chart_settings(tmp_path, values)
+    assert settings.ray_auth_token_file == f"{mount['mountPath']}/token"
+    assert settings.job_ray_auth == "disabled" and settings.ready_port == 8082
+    # Without a token Secret, nothing is mounted; RayJobs are locked by default.
+    defaults = chart_settings(tmp_path, {})
+    assert defaults.ray_auth_token_file == "" and defaults.job_ray_auth == "token"
+    assert not any(
+        v["name"] == "ray-auth"
+        for v in operator_deployment(render(tmp_path, {}))["spec"]["template"]["spec"]["volumes"]
+    )
