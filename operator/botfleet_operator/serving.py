@@ -4,7 +4,7 @@ status says about it, and (``ray`` executor) that application on the Ray cluster
 The operator's part is thin and level-based. Every ``serving_sync_interval`` it lists the
 BotRequests and
 
-* writes the serving catalog (``serving_catalog``, ``{"bots": {model name: model folder}}``),
+* writes the serving catalog (``serving_catalog``, ``{"bots": {model name: bot folder}}``),
   a pure function of the served requests, only when its content changed; the application
   re-reads it, so a bot appears once it has succeeded and disappears once its request is
   deleted (or says ``spec.serving.enabled: false``);
@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from botfleet import api
-from botfleet.layout import Layout, folder
+from botfleet.layout import folder
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, Storage
 from botfleet.timestamps import now_iso
@@ -52,8 +52,9 @@ def _disabled(body: dict) -> bool:
 
 
 def served_folder(body: dict) -> str | None:
-    """The model folder the catalog lists for a request; None when it is not served: its
-    current generation has not succeeded, or its spec turns serving off."""
+    """The bot folder (``<output>/<model-id>/``: result.json, model/) the catalog lists for
+    a request; None when it is not served: its current generation has not succeeded, or its
+    spec turns serving off. The application reads the bot's state from the folder's files."""
     status = body.get("status") or {}
     if not is_terminal_for(body) or status.get("phase") != SUCCEEDED or _disabled(body):
         return None
@@ -61,7 +62,7 @@ def served_folder(body: dict) -> str | None:
         spec = api.parse_spec(body.get("spec"))
     except api.ValidationError:
         return None
-    return folder(Layout(spec.model_uri).model)
+    return folder(spec.model_uri)
 
 
 def catalog(bodies: Iterable[dict]) -> dict:
@@ -125,8 +126,8 @@ def serve_application(settings: Settings, env_vars: dict[str, str] | None = None
             "models_per_replica": settings.serving_models_per_replica,
             "min_replicas": settings.serving_min_replicas,
             "max_replicas": settings.serving_max_replicas,
-            "cpus_per_replica": settings.serving_cpus_per_replica,
-            "gpus_per_replica": settings.serving_gpus_per_replica,
+            "replica_cpus": settings.serving_replica_cpus,
+            "replica_gpus": settings.serving_replica_gpus,
         },
     }
     if env_vars:

@@ -152,8 +152,8 @@ class Settings:
     serving_models_per_replica: int = field(default=8, metadata={"help": "bots each serving replica keeps loaded"})
     serving_min_replicas: int = field(default=1, metadata={"help": "serving replicas at least (autoscaling)"})
     serving_max_replicas: int = field(default=2, metadata={"help": "serving replicas at most (autoscaling)"})
-    serving_cpus_per_replica: float = field(default=1.0, metadata={"help": "CPUs of each serving replica"})
-    serving_gpus_per_replica: float = field(default=0.0, metadata={"help": "GPUs of each serving replica"})
+    serving_replica_cpus: float = field(default=1.0, metadata={"help": "CPUs of each serving replica"})
+    serving_replica_gpus: float = field(default=0.0, metadata={"help": "GPUs of each serving replica"})
     serving_port: int = field(
         default=8000,
         metadata={"help": "HTTP port of Serve on the Ray cluster when the operator starts it (ray executor)"},

@@ -1,13 +1,8 @@
-"""A stand-in for the serving application (``botfleet_serving.app:build_app``), for the tests
-of how the operator deploys it (tests/integration/test_serving_cluster.py), which are about
-the deployment, not about generation: it takes the same ``args``, re-reads the catalog on
-every request and lists its bots at ``GET /v1/models``, with the variable the deploy's
-``runtime_env`` set, to show that it reached the replica.
-"""
+"""A stand-in for another team's Ray Serve application on a shared Ray cluster, for the test
+that the operator's deploy (a PUT of the whole declarative config) leaves it running
+(tests/integration/test_serving_cluster.py). It answers every request with its ``args``."""
 
 from __future__ import annotations
-
-import os
 
 from ray import serve
 
@@ -18,16 +13,7 @@ class ServingStandIn:
         self.args = args
 
     def __call__(self, request) -> dict:
-        from botfleet.storage import Storage
-
-        bots = Storage().read_json(self.args["catalog"])["bots"]
-        return {
-            "object": "list",
-            "data": [{"id": name, "object": "model", "root": uri} for name, uri in sorted(bots.items())],
-            "args": self.args,
-            "mark": os.environ.get("SERVING_STAND_IN_MARK"),
-            "path": request.url.path,
-        }
+        return {"app": "stand-in", "args": self.args, "path": request.url.path}
 
 
 def build_app(args: dict):

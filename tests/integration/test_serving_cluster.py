@@ -1,7 +1,8 @@
 """Serving on a cluster, on real parts: the chart's RayService against KubeRay's real CRD on
 the control plane; the operator (kuberay) writing the catalog and the serving status of
-succeeded requests, and unlisting a deleted one; the operator's deploy of the application
-to a real local Ray head through Serve's REST API (the ray executor), beside another one.
+succeeded requests, and unlisting a deleted one; with the ray executor, one serving pass of
+the operator on a real local Ray head: the real application deployed through Serve's REST
+API beside another team's, and a bot answering the official OpenAI client.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from botfleet.storage import NotFound, Storage
 from botfleet_operator.serve_api import serve_request
 from botfleet_operator.serving import APP_NAME, ServingSync
 from botfleet_operator.settings import Settings
+from tests.fixtures.bots import publish_bot
 from tests.fixtures.cluster import free_port, wait_for
 from tests.fixtures.manifests import VALUE_SETS, find, render
 from tests.integration.test_operator_e2e import ray_head  # noqa: F401 - the module's Ray head fixture
@@ -86,9 +88,7 @@ def test_succeeded_requests_are_listed_and_deleted_ones_unlisted(kube, namespace
             return None
 
     model = f"{namespace}/alice"
-    wait_for(
-        lambda: catalog() == {"bots": {model: storage.uri("bots", "alice", "model") + "/"}}, 30, what="the catalog"
-    )
+    wait_for(lambda: catalog() == {"bots": {model: storage.uri("bots", "alice") + "/"}}, 30, what="the catalog")
     status = wait_for(lambda: (lambda s: s if s.get("serving") else None)(kube.status(namespace, "alice")), 30)
     assert status["serving"] == {"model": model, "endpoint": ENDPOINT}
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -116,22 +116,42 @@ def test_succeeded_requests_are_listed_and_deleted_ones_unlisted(kube, namespace
 
 
 @pytest.mark.slow
-def test_the_ray_executor_deploys_the_application_beside_the_clusters_others(ray_head, tmp_path):  # noqa: F811
-    catalog_uri = f"file://{tmp_path}/serving-catalog.json"
-    Storage().write_json(catalog_uri, {"bots": {"team-a/alice": "s3://bots/team-a/alice/model/"}})
+def test_the_ray_executor_serves_the_fleet_beside_the_clusters_other_applications(
+    ray_head,  # noqa: F811 - the fixture imported above
+    bot_model_dir,
+    tmp_path,
+):
+    """One serving pass of the operator on a real Ray head: the catalog, the status, and the
+    real application deployed through Serve's REST API; a bot answers an OpenAI client."""
+    import openai
+
+    output = f"file://{tmp_path}/bots"
+    publish_bot(Storage(), output, "alice", bot_model_dir)
+    succeeded = {
+        "metadata": {"name": "alice", "namespace": "team-a", "generation": 1, "uid": "u1"},
+        "spec": {"handles": [{"handle": "alice", "source": {"bluesky": {}}}], "output": {"uri": output}},
+        "status": {"phase": "Succeeded", "observedGeneration": 1},
+    }
     port = free_port()
-    stand_in = "tests.fakes.serving_stand_in:build_app"
     # The dashboard's Serve module connects to Ray on its first call: slow on a busy machine.
     wait_for(lambda: serve_request(ray_head, "GET"), 300, 1.0, "Serve's REST API")
     # Another team's application, there first.
-    theirs = {"name": "theirs", "route_prefix": "/theirs", "import_path": stand_in, "args": {"catalog": catalog_uri}}
+    theirs = {"name": "theirs", "route_prefix": "/theirs", "import_path": "tests.fakes.serving_stand_in:build_app"}
     serve_request(ray_head, "PUT", {"http_options": {"host": "127.0.0.1", "port": port}, "applications": [theirs]})
 
     settings = Settings(
-        executor="ray", ray_address=ray_head, serving_catalog=catalog_uri, serving_import_path=stand_in, serving_port=1
+        executor="ray",
+        ray_address=ray_head,
+        serving_catalog=f"file://{tmp_path}/serving-catalog.json",
+        serving_endpoint=f"http://127.0.0.1:{port}/v1",
+        serving_replica_cpus=0.5,
+        serving_max_replicas=1,
     )
-    sync = ServingSync(settings, Storage(), lambda namespaces: [], lambda *a: None, {"SERVING_STAND_IN_MARK": "s3"})
-    assert sync.deploy() is True
+    patches = []
+    sync = ServingSync(settings, Storage(), lambda namespaces: [succeeded], lambda *patch: patches.append(patch), {})
+    sync.sync()
+    assert Storage().read_json(settings.serving_catalog) == {"bots": {"team-a/alice": f"{output}/alice/"}}
+    assert patches[0][2]["serving"] == {"model": "team-a/alice", "endpoint": settings.serving_endpoint}
 
     def running():
         apps = serve_request(ray_head, "GET")["applications"]
@@ -139,13 +159,12 @@ def test_the_ray_executor_deploys_the_application_beside_the_clusters_others(ray
             raise AssertionError(json.dumps(apps)[:3000])
         return apps if {n: a["status"] for n, a in apps.items()} == {"theirs": "RUNNING", APP_NAME: "RUNNING"} else None
 
-    wait_for(running, 180, 1.0, "both applications RUNNING")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as response:
-        listed = json.loads(response.read())
-    assert [m["id"] for m in listed["data"]] == ["team-a/alice"] and listed["path"] == "/v1/models"
-    assert listed["args"]["catalog"] == catalog_uri and listed["args"]["models_per_replica"] == 8
-    assert listed["mark"] == "s3"  # the object store's variables reach the replicas
-    # Deployed as configured: a later pass changes nothing; the other application still answers.
+    wait_for(running, 300, 1.0, "both applications RUNNING")
+    client = openai.OpenAI(base_url=settings.serving_endpoint, api_key="unused", max_retries=0, timeout=240)
+    assert [m.id for m in client.models.list().data] == ["team-a/alice"]
+    completion = client.completions.create(model="team-a/alice", prompt="Hello", max_tokens=4, seed=7)
+    assert completion.model == "team-a/alice" and isinstance(completion.choices[0].text, str)
+    # Deployed as configured: a later pass deploys nothing; the other application still answers.
     assert sync.deploy() is False
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/theirs/v1/models", timeout=30) as response:
-        assert json.loads(response.read())["data"][0]["id"] == "team-a/alice"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/theirs/", timeout=30) as response:
+        assert json.loads(response.read())["app"] == "stand-in"

@@ -32,7 +32,7 @@ def test_the_rayservice_runs_the_application_the_operator_would_deploy(tmp_path)
     service = rayservice(tmp_path, values)
     assert yaml.safe_load(service["spec"]["serveConfigV2"]) == {"applications": [serve_application(settings)]}
     assert settings.serving_catalog == "s3://bots/.botfleet/serving-catalog.json"
-    assert settings.serving_models_per_replica == 4 and settings.serving_gpus_per_replica == 1
+    assert settings.serving_models_per_replica == 4 and settings.serving_replica_gpus == 1
     # The status points at the Service KubeRay makes for the RayService's Serve port.
     assert settings.serving_endpoint == f"http://{service['metadata']['name']}-serve-svc.botfleet.svc:8000/v1"
     assert service["spec"]["rayClusterConfig"]["rayVersion"] == Settings().ray_version

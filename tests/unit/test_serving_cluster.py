@@ -61,10 +61,10 @@ def test_catalog_lists_the_succeeded_requests_of_every_namespace_by_unique_name(
     ]
     assert catalog(bodies) == {
         "bots": {
-            "team-a/alice": "s3://bots/team-a/alice/model/",
-            "team-a/carol": "s3://bots/team-a/alice/model/",
-            "team-b/alice": "s3://bots/team-b/alice/model/",
-            "team-b/bob": "s3://bots/team-b/bob/model/",
+            "team-a/alice": "s3://bots/team-a/alice/",
+            "team-a/carol": "s3://bots/team-a/alice/",
+            "team-b/alice": "s3://bots/team-b/alice/",
+            "team-b/bob": "s3://bots/team-b/bob/",
         }
     }
     assert list(catalog(bodies)["bots"]) == sorted(catalog(bodies)["bots"])
@@ -84,11 +84,11 @@ def test_catalog_lists_the_succeeded_requests_of_every_namespace_by_unique_name(
 )
 def test_catalog_leaves_out_what_is_not_served(unserved):
     assert served_folder(unserved) is None
-    assert catalog([unserved, body("zoe")]) == {"bots": {"team-a/zoe": "s3://bots/team-a/zoe/model/"}}
+    assert catalog([unserved, body("zoe")]) == {"bots": {"team-a/zoe": "s3://bots/team-a/zoe/"}}
 
 
 def test_serving_enabled_true_or_absent_is_served():
-    assert served_folder(body(serving={"enabled": True})) == served_folder(body()) == "s3://bots/team-a/alice/model/"
+    assert served_folder(body(serving={"enabled": True})) == served_folder(body()) == "s3://bots/team-a/alice/"
 
 
 def test_the_spec_field_is_a_boolean():
@@ -156,13 +156,17 @@ def settings(**extra) -> Settings:
 
 
 def test_the_application_passes_the_catalog_and_the_replica_shape():
-    app = serve_application(settings(serving_models_per_replica=3, serving_gpus_per_replica=1), {"A": "1"})
+    from botfleet_serving.config import parse_args  # the application's own check of its arguments
+
+    app = serve_application(settings(serving_models_per_replica=3, serving_replica_gpus=1), {"A": "1"})
     assert app["name"] == APP_NAME and app["route_prefix"] == "/"
     assert app["import_path"] == "botfleet_serving.app:build_app"
     assert app["args"]["catalog"] == "s3://bots/.botfleet/serving-catalog.json"
-    assert app["args"]["models_per_replica"] == 3 and app["args"]["gpus_per_replica"] == 1
+    assert app["args"]["models_per_replica"] == 3 and app["args"]["replica_gpus"] == 1
     assert app["runtime_env"] == {"env_vars": {"A": "1"}}
     assert "runtime_env" not in serve_application(settings(), {})
+    config = parse_args(app["args"])
+    assert (config.catalog, config.models_per_replica, config.replica_gpus) == (app["args"]["catalog"], 3, 1)
 
 
 def test_deploy_config_starts_serve_with_the_port_when_it_is_not_running():
@@ -238,4 +242,4 @@ def test_a_sync_writes_the_catalog_and_each_changed_status_once(tmp_path):
     listed[0] = applied(listed[0], patches[0][2])
     sync.sync()
     assert len(patches) == 1
-    assert json.loads((tmp_path / "c.json").read_text()) == {"bots": {"team-a/alice": "s3://bots/team-a/alice/model/"}}
+    assert json.loads((tmp_path / "c.json").read_text()) == {"bots": {"team-a/alice": "s3://bots/team-a/alice/"}}

@@ -164,7 +164,7 @@ for the ray executor (tests/unit/test_chart.py checks that the two agree).
 */}}
 {{- define "botfleet.serving.config" -}}
 {{- $s := .Values.serving -}}
-{{- $args := dict "catalog" (include "botfleet.serving.catalog" .) "models_per_replica" $s.modelsPerReplica "min_replicas" $s.replicas.min "max_replicas" $s.replicas.max "cpus_per_replica" $s.cpusPerReplica "gpus_per_replica" $s.gpusPerReplica -}}
+{{- $args := dict "catalog" (include "botfleet.serving.catalog" .) "models_per_replica" $s.modelsPerReplica "min_replicas" $s.replicas.min "max_replicas" $s.replicas.max "replica_cpus" $s.cpusPerReplica "replica_gpus" $s.gpusPerReplica -}}
 {{- $app := dict "name" "botfleet" "route_prefix" "/" "import_path" "botfleet_serving.app:build_app" "args" $args -}}
 {{- dict "applications" (list $app) | toYaml -}}
 {{- end -}}
