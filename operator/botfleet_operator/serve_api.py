@@ -19,18 +19,21 @@ class ServeApiError(RuntimeError):
     """The dashboard refused the call or could not be reached; the message says which."""
 
 
-def serve_request(address: str, method: str, body: dict | None = None, timeout: float = 120.0) -> dict | None:
+def serve_request(
+    address: str, method: str, body: dict | None = None, timeout: float = 120.0, headers: dict | None = None
+) -> dict | None:
     """``method`` on ``<address>/api/serve/applications/``: the JSON answer of a GET (the
     Serve instance's details), None for a PUT (the whole declarative config) or DELETE.
 
     The first call to a fresh dashboard connects it to Ray, and a PUT may start Serve:
-    on a busy head each takes tens of seconds, hence the long ``timeout``."""
+    on a busy head each takes tens of seconds, hence the long ``timeout``. ``headers``: what
+    the cluster needs besides (its authentication)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         address.rstrip("/") + SERVE_PATH,
         data=data,
         method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        headers={"Content-Type": "application/json", "Accept": "application/json", **(headers or {})},
     )
     where = f"{method} {SERVE_PATH} on {address}"
     try:

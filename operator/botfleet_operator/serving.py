@@ -171,12 +171,14 @@ class ServingSync:
         list_requests: Callable[[tuple[str, ...]], list[dict]],
         patch_status: Callable[[str, str, dict], None],
         deploy_env: dict[str, str] | None,
+        ray_headers: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.list_requests = list_requests
         self.patch_status = patch_status
         self.deploy_env = deploy_env  # None: the application is not the operator's to deploy (kuberay)
+        self.ray_headers = ray_headers  # the Ray cluster's authentication, asked for on each call
         self._written: bytes | None = None  # the catalog as last written or found
 
     def sync(self) -> None:
@@ -227,12 +229,12 @@ class ServingSync:
     def deploy(self) -> bool:
         """Deploy the application on the Ray cluster unless it runs as configured; True if deployed."""
         address = self.settings.ray_address
-        details = serve_request(address, "GET") or {}
+        details = serve_request(address, "GET", headers=self.ray_headers()) or {}
         app = serve_application(self.settings, self.deploy_env)
         config = deploy_config(details, app, self.settings.serving_port)
         if config is None:
             return False
-        serve_request(address, "PUT", config)
+        serve_request(address, "PUT", config, headers=self.ray_headers())
         log.info("deployed the serving application %r to the Ray cluster at %s", APP_NAME, address)
         return True
 

@@ -243,3 +243,45 @@ def test_a_sync_writes_the_catalog_and_each_changed_status_once(tmp_path):
     sync.sync()
     assert len(patches) == 1
     assert json.loads((tmp_path / "c.json").read_text()) == {"bots": {"team-a/alice": "s3://bots/team-a/alice/"}}
+
+
+# --------------------------------------------------------------------------- the REST client
+
+
+def test_serve_request_sends_the_headers_and_reports_a_refusal_in_one_line():
+    import http.server
+    import threading
+
+    from botfleet_operator.serve_api import ServeApiError, serve_request
+
+    seen = []
+
+    class DashboardStandIn(http.server.BaseHTTPRequestHandler):  # the real one: tests/integration
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append((self.path, self.headers.get("Authorization")))
+            self._answer(200, b'{"applications": {}}')
+
+        def do_PUT(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer(400, b"ValidationError(\n  applications: field required\n)")
+
+        def _answer(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DashboardStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert serve_request(address, "GET", headers={"Authorization": "Bearer t"}) == {"applications": {}}
+        assert seen == [("/api/serve/applications/", "Bearer t")]
+        with pytest.raises(ServeApiError, match=r"PUT /api/serve/applications/ on .*: HTTP 400: ValidationError\( "):
+            serve_request(address, "PUT", {"applications": []})
+    finally:
+        server.shutdown()
+        server.server_close()
