@@ -223,6 +223,18 @@ SPEC_SCHEMA = _obj(
             },
             required=["uri"],
         ),
+        "serving": _obj(
+            "Whether the installation's serving application serves this bot once it has succeeded.",
+            {
+                # No default: absent means served wherever the installation serves (an
+                # operator with a serving catalog), and nothing where it does not.
+                "enabled": {
+                    "type": "boolean",
+                    "description": "false keeps the bot unlisted; absent means served where the installation serves.",
+                },
+            },
+            default={},
+        ),
     },
     required=["handles", "output"],
 )
@@ -302,9 +314,16 @@ STATUS_SCHEMA = _obj(
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
         ),
+        "serving": _obj(
+            "Where the bot is served, while it is (the installation's serving application).",
+            {
+                "model": _str("The model name clients ask for: <namespace>/<BotRequest name>."),
+                "endpoint": _str("The base URL of the OpenAI-compatible API (…/v1)."),
+            },
+        ),
         "conditions": {
             "type": "array",
-            "description": "Standard conditions: Ready, DataReady, Trained.",
+            "description": "Standard conditions: Ready, DataReady, Trained; Serving where the installation serves.",
             "items": _obj(
                 "A condition.",
                 {
@@ -354,8 +373,15 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
     """
     errors: list[str] = []
     kind = schema.get("type")
-    python_types = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float)}
-    if kind and (not isinstance(value, python_types[kind]) or isinstance(value, bool)):
+    python_types = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+    }
+    if kind and (not isinstance(value, python_types[kind]) or (isinstance(value, bool) and kind != "boolean")):
         return [f"{path}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {type(value).__name__}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {shown(value)}"]
@@ -561,6 +587,11 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ServingSpec:
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True)
 class BotSpec:
     handles: tuple[Handle, ...]
     output: OutputSpec
@@ -568,6 +599,7 @@ class BotSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     resources: Resources = field(default_factory=Resources)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    serving: ServingSpec = field(default_factory=ServingSpec)
 
     @property
     def model_id(self) -> str:
@@ -775,6 +807,13 @@ def crd() -> dict:
                         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
                         {"name": "Workers", "type": "string", "jsonPath": ".status.job.workers", "priority": 1},
                         {"name": "Model", "type": "string", "jsonPath": ".status.artifacts.model", "priority": 1},
+                        {
+                            "name": "Served-As",
+                            "type": "string",
+                            "jsonPath": ".status.serving.model",
+                            "description": "The model name the serving API knows the bot by",
+                            "priority": 1,
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -56,6 +56,9 @@ class Reason(StrEnum):
     TRAINING_SUCCEEDED = "TrainingSucceeded", CONDITION, "Trained: the training job succeeded"
     PENDING = "Pending", CONDITION, "DataReady/Trained: the request has not started that stage"
     PREPARING = "Preparing", CONDITION, "DataReady: the data stage has not finished"
+    SERVED = "Served", CONDITION, "Serving: the serving catalog lists the bot (status.serving says where)"
+    SERVING_DISABLED = "ServingDisabled", CONDITION, "Serving: spec.serving.enabled is false"
+    NOT_TRAINED = "NotTrained", CONDITION, "Serving: the bot is served once its current spec has succeeded"
 
     JOB_CREATED = "JobCreated", EVENT, "the operator created the training job (the message gives its worker shape)"
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"

@@ -23,6 +23,7 @@ from botfleet_operator.health import ExecutorHealth
 from botfleet_operator.kube import Kube
 from botfleet_operator.queue import queue_entry, request_key
 from botfleet_operator.reconciler import Reconciler
+from botfleet_operator.serving import ServingSync
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import is_terminal_for
 
@@ -75,6 +76,8 @@ class Runtime:
     _level_loop: asyncio.Task | None = None
     failing: dict[str, FailureState] = field(default_factory=dict)  # key -> its reconciles' failure
     _sweep_error: str | None = None  # the orphan sweep's last failure, logged once
+    serving: ServingSync | None = None  # with a serving catalog (settings.serving_catalog)
+    _serving_loop: asyncio.Task | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -93,18 +96,35 @@ class Runtime:
         storage = Storage(s3) if s3 is not None else None
         reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
-        return cls(settings, kube, executor, reconciler, pool, health)
+        serving = None
+        if settings.serving_catalog:
+            # With kuberay the chart runs the application (a RayService); with ray, the operator deploys it.
+            ray = isinstance(executor, RayExecutor)
+            serving = ServingSync(
+                settings,
+                Storage(s3),
+                kube.list_requests,
+                kube.patch_status,
+                executor.s3_env if ray else None,
+                ray_headers=executor.access.headers if ray else dict,
+            )
+        return cls(settings, kube, executor, reconciler, pool, health, serving=serving)
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         """Start the level loop (in the running event loop)."""
         self._level_loop = asyncio.get_running_loop().create_task(self._run_level_loop())
+        if self.serving is not None:
+            self._serving_loop = asyncio.get_running_loop().create_task(self.serving.run(self.pool))
 
     def stop(self) -> None:
         if self._level_loop is not None:
             self._level_loop.cancel()
             self._level_loop = None
+        if self._serving_loop is not None:
+            self._serving_loop.cancel()
+            self._serving_loop = None
 
     def current_phases(self) -> list[str | None]:
         """The phase of every request the watch has delivered (the metrics' phase gauge)."""

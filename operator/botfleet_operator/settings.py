@@ -161,6 +161,32 @@ class Settings:
     ready_port: int = field(
         default=8082, metadata={"help": "readiness /readyz port: 503 while the executor is down (0 = off)"}
     )
+    # Serving (operator/botfleet_operator/serving.py): on when serving_catalog is set.
+    serving_catalog: str = field(
+        default="",
+        metadata={
+            "help": "URI of the serving catalog the operator writes (the served bots), e.g."
+            " s3://bots/.botfleet/serving-catalog.json; empty = this installation serves nothing"
+        },
+    )
+    serving_endpoint: str = field(
+        default="", metadata={"help": "base URL of the serving API (.../v1) the status shows, for people"}
+    )
+    serving_sync_interval: float = field(
+        default=10.0, metadata={"help": "seconds between rewrites of the catalog and the serving status, if changed"}
+    )
+    serving_import_path: str = field(
+        default="botfleet_serving.app:build_app", metadata={"help": "the Serve application builder"}
+    )
+    serving_models_per_replica: int = field(default=8, metadata={"help": "bots each serving replica keeps loaded"})
+    serving_min_replicas: int = field(default=1, metadata={"help": "serving replicas at least (autoscaling)"})
+    serving_max_replicas: int = field(default=2, metadata={"help": "serving replicas at most (autoscaling)"})
+    serving_replica_cpus: float = field(default=1.0, metadata={"help": "CPUs of each serving replica"})
+    serving_replica_gpus: float = field(default=0.0, metadata={"help": "GPUs of each serving replica"})
+    serving_port: int = field(
+        default=8000,
+        metadata={"help": "HTTP port of Serve on the Ray cluster when the operator starts it (ray executor)"},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.namespaces, str):
@@ -180,6 +206,7 @@ class Settings:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
         if self.job_ray_auth not in RAY_AUTH_MODES:
             raise ValueError(f"job_ray_auth: must be one of {', '.join(RAY_AUTH_MODES)}, got {self.job_ray_auth!r}")
+        self._check_serving()
         self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
         for name in ("job_pod", "job_worker_pod", "job_container_security_context"):
             if not isinstance(getattr(self, name), dict):
@@ -188,6 +215,20 @@ class Settings:
             unknown = sorted(set(getattr(self, name)) - set(JOB_POD_FIELDS))
             if unknown:
                 raise ValueError(f"{name}: cannot set {', '.join(unknown)} (allowed: {', '.join(JOB_POD_FIELDS)})")
+
+    def _check_serving(self) -> None:
+        problems = api.validate(self.serving_catalog, {"type": "string", "pattern": api.OBJECT_URI}, "serving_catalog")
+        if self.serving_catalog and problems:
+            raise ValueError(f"{problems[0]} (an s3:// or file:/// object)")
+        if self.serving_sync_interval <= 0:
+            raise ValueError(f"serving_sync_interval: must be positive, got {self.serving_sync_interval}")
+        if not 1 <= self.serving_min_replicas <= self.serving_max_replicas:
+            raise ValueError(
+                "serving_min_replicas, serving_max_replicas: need 1 <= min <= max,"
+                f" got {self.serving_min_replicas} and {self.serving_max_replicas}"
+            )
+        if self.serving_models_per_replica < 1:
+            raise ValueError(f"serving_models_per_replica: must be at least 1, got {self.serving_models_per_replica}")
 
     @property
     def worker_defaults(self) -> api.WorkerDefaults:

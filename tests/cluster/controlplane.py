@@ -681,7 +681,7 @@ class _PortClash(ControlPlaneError):
 # --------------------------------------------------------------------------------------------
 # KubeRay CRDs
 # --------------------------------------------------------------------------------------------
-KUBERAY_CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml")
+KUBERAY_CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
 
 # Schema keywords whose values are maps of name -> schema (names are not keywords).
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
@@ -819,7 +819,7 @@ def install_crds(kubeconfig: str, crds: list[dict], timeout: float = 120.0) -> l
 def install_kuberay_crds(
     kubeconfig: str, timeout: float = 120.0, directory: str | os.PathLike | None = None
 ) -> list[str]:
-    """Install KubeRay's RayCluster and RayJob CRDs (shared/kuberay/, transformed in memory
+    """Install KubeRay's RayCluster, RayJob and RayService CRDs (shared/kuberay/, transformed in memory
     for 1.20 as NOTE.md says; the files are never edited) and wait until Established.
-    Returns ["rayclusters.ray.io", "rayjobs.ray.io"]."""
+    Returns ["rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"]."""
     return install_crds(kubeconfig, load_kuberay_crds(directory), timeout=timeout)

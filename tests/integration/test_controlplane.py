@@ -149,7 +149,7 @@ def _rayjob(name, **spec_overrides):
 
 def test_kuberay_crds_validate_rayjobs(control_plane, api_client, namespace):
     names = install_kuberay_crds(control_plane.kubeconfig)
-    assert set(names) == {"rayjobs.ray.io", "rayclusters.ray.io"}
+    assert set(names) == {"rayjobs.ray.io", "rayclusters.ray.io", "rayservices.ray.io"}
     co = client.CustomObjectsApi(api_client)
     args = ("ray.io", "v1", namespace, "rayjobs")
 

@@ -137,3 +137,63 @@ operator/botfleet_operator (kube.py, executors.py) and kopf's watches and events
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+{{/* Serving (docs/serving.md). */}}
+{{- define "botfleet.serving.fullname" -}}
+{{- printf "%s-serving" (include "botfleet.fullname" .) | trunc 47 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "botfleet.serving.catalog" -}}
+{{- default (printf "s3://%s/.botfleet/serving-catalog.json" .Values.objectStore.bucket) .Values.serving.catalog -}}
+{{- end -}}
+
+{{/* The API's base URL shown in the status: the value, else the in-cluster address. */}}
+{{- define "botfleet.serving.endpoint" -}}
+{{- if .Values.serving.endpoint -}}
+{{- .Values.serving.endpoint -}}
+{{- else if eq .Values.executor.type "kuberay" -}}
+{{- printf "http://%s-serve-svc.%s.svc:8000/v1" (include "botfleet.serving.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- printf "%s:8000/v1" (regexReplaceAll ":[0-9]+/?$" .Values.executor.ray.address "") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Serve application, as operator/botfleet_operator/serving.py:serve_application renders it
+for the ray executor (tests/unit/test_chart.py checks that the two agree).
+*/}}
+{{- define "botfleet.serving.config" -}}
+{{- $s := .Values.serving -}}
+{{- $args := dict "catalog" (include "botfleet.serving.catalog" .) "models_per_replica" $s.modelsPerReplica "min_replicas" $s.replicas.min "max_replicas" $s.replicas.max "replica_cpus" $s.cpusPerReplica "replica_gpus" $s.gpusPerReplica -}}
+{{- $app := dict "name" "botfleet" "route_prefix" "/" "import_path" "botfleet_serving.app:build_app" "args" $args -}}
+{{- dict "applications" (list $app) | toYaml -}}
+{{- end -}}
+
+{{/* The environment of the serving Ray containers: the object store, credentials from the Secret. */}}
+{{- define "botfleet.serving.env" -}}
+- name: RAY_USAGE_STATS_ENABLED
+  value: "0"
+- name: AWS_EC2_METADATA_DISABLED
+  value: "true"
+- name: BOTFLEET_S3_ENDPOINT
+  value: {{ include "botfleet.s3.endpoint" . | quote }}
+- name: AWS_ENDPOINT_URL
+  value: {{ include "botfleet.s3.endpoint" . | quote }}
+{{- with include "botfleet.s3.region" . }}
+- name: AWS_REGION
+  value: {{ . | quote }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.objectStore.caSecret }}
+- name: BOTFLEET_S3_CA_FILE
+  value: /etc/botfleet/s3-ca/ca.crt
+{{- end }}
+{{- range list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "botfleet.s3.secret" $ }}
+      key: {{ . }}
+{{- end }}
+{{- end -}}
