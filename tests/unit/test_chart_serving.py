@@ -81,3 +81,16 @@ def test_with_the_ray_executor_the_operator_deploys_and_the_chart_renders_no_ray
     assert settings.serving_endpoint == "http://raycluster-head-svc.ray:8000/v1"
     endpoint = {**values, "serving": {**values["serving"], "endpoint": "https://bots.example.com/v1"}}
     assert chart_settings(tmp_path, endpoint).serving_endpoint == "https://bots.example.com/v1"
+
+
+def test_the_serving_cluster_is_locked_like_the_training_clusters(tmp_path):
+    values = VALUE_SETS["serving"]
+    cluster = rayservice(tmp_path, values)["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    named = {**values, "job": {"rayAuth": {"mode": "token", "secretName": "ray-token"}}}
+    assert rayservice(tmp_path, named)["spec"]["rayClusterConfig"]["authOptions"] == {
+        "mode": "token",
+        "secretName": "ray-token",
+    }
+    opted_out = {**values, "job": {"rayAuth": {"mode": "disabled"}}}
+    assert "authOptions" not in rayservice(tmp_path, opted_out)["spec"]["rayClusterConfig"]
