@@ -57,6 +57,19 @@ class Reason(StrEnum):
     PENDING = "Pending", CONDITION, "DataReady/Trained: the request has not started that stage"
     PREPARING = "Preparing", CONDITION, "DataReady: the data stage has not finished"
 
+    PARROT_CHECK_FAILED = (
+        "ParrotCheckFailed",
+        FAILURE,
+        "the bot repeats its training posts verbatim too often to publish (see spec.publish.allowParrot)",
+    )
+    HUB_UNAUTHORIZED = "HubUnauthorized", FAILURE, "the Hub refused the token (401): wrong or expired; retried"
+    HUB_FORBIDDEN = "HubForbidden", FAILURE, "the token may not create or write the Hub repository (403); retried"
+    HUB_UNREACHABLE = "HubUnreachable", FAILURE, "the Hub did not answer, or answered a server error; retried"
+    PUBLISH_FAILED = "PublishFailed", FAILURE, "publishing to the Hub failed otherwise (e.g. no token); retried"
+
+    PUBLISHED = "Published", CONDITION, "Published: the model is on the Hugging Face Hub (status.publish)"
+    PUBLISH_PENDING = "PublishPending", CONDITION, "Published: the model is not trained and uploaded yet"
+
     JOB_CREATED = "JobCreated", EVENT, "the operator created the training job (the message gives its worker shape)"
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"
     CARD_WRITTEN = "CardWritten", EVENT, "the job left no model card: the operator wrote one"
@@ -71,3 +84,10 @@ STAGE_FAILURES = {
     "training": Reason.TRAINING_FAILED,
     "publishing": Reason.PUBLISHING_FAILED,
 }
+
+# A failed publish that the operator tries again on every reconcile (the model is safe in
+# the object store; a fixed token, granted rights or a Hub that is back make it pass).
+# A parrot check that failed is not among them: only a new spec changes its verdict.
+RETRIED_PUBLISH_FAILURES = frozenset(
+    {Reason.HUB_UNAUTHORIZED, Reason.HUB_FORBIDDEN, Reason.HUB_UNREACHABLE, Reason.PUBLISH_FAILED}
+)
