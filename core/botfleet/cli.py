@@ -150,6 +150,13 @@ def cmd_demo(args) -> int:
         return run_request(request, storage, args.out)
 
 
+def cmd_publish(args) -> int:
+    from botfleet.publish_cli import publish_target
+
+    print(publish_target(args.target, args.repo, args.endpoint, args.private, args.allow_parrot))
+    return 0
+
+
 def cmd_store(args) -> int:
     """The embedded object store `run` and `demo` leave running, so that the s3:// locations
     they print stay readable (and uploads for the next request have somewhere to go)."""
@@ -222,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
     demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
     demo.set_defaults(func=cmd_demo)
+
+    publish = commands.add_parser(
+        "publish", help="publish a bot's model to the Hugging Face Hub (token from $HF_TOKEN), in one commit"
+    )
+    publish.add_argument(
+        "target", metavar="TARGET", help="a BotRequest .yaml, an s3:// or file:// model folder, a folder"
+    )
+    publish.add_argument("--repo", required=True, metavar="ORG/NAME", help="the Hub repository (created if needed)")
+    publish.add_argument("--endpoint", metavar="URL", help="the Hub's URL, for a self-hosted Hub")
+    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument(
+        "--allow-parrot", action="store_true", help="publish even if the parrot check found the bot repeating its posts"
+    )
+    publish.set_defaults(func=cmd_publish)
 
     store = commands.add_parser("store", help="the embedded object store used when none is configured")
     store.add_argument(
