@@ -112,6 +112,14 @@ def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) 
             f"validation perplexity: {metrics['perplexity_before']:.1f} before,"
             f" {metrics['perplexity_after']:.1f} after fine-tuning"
         )
+    publication = result.get("publication")
+    if publication:
+        done = publication.get("status") == "published"
+        print(
+            f"hub: {publication['url']} (commit {publication['commit']})"
+            if done
+            else f"hub: not published: {publication.get('error')}"
+        )
     if result.get("tracking_files") and not result.get("tracking_run_url"):
         print(
             f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)"

@@ -184,3 +184,9 @@ def test_a_failed_publish_keeps_the_request_unfinished():
     assert not is_terminal_for(body(Reason.HUB_UNREACHABLE))
     assert is_terminal_for(body(Reason.PARROT_CHECK_FAILED))
     assert is_terminal_for(body(Reason.TRAINING_FAILED))
+
+
+def test_the_job_gets_the_hub_token_from_its_secret():
+    from botfleet_operator.rayjob import referenced_secrets
+
+    assert api.SecretRef("hub", "token") in referenced_secrets(spec_with({"huggingFace": HF}))
