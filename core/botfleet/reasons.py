@@ -37,6 +37,11 @@ class Reason(StrEnum):
     JOB_FINISHING = "JobFinishing", PHASE, "training is done; the job is saving and finishing"
     WRITING_CARD = "WritingCard", PHASE, "the job succeeded; the model card is being written"
     SUCCEEDED = "Succeeded", PHASE, "the model and its card are published"
+    PUBLISH_PENDING = (
+        "PublishPending",
+        PHASE,
+        "spec.publish: the trained model is being published to the Hub (the Published condition's until it is)",
+    )
 
     INVALID_SPEC = "InvalidSpec", FAILURE, "the spec breaks a rule the API server cannot check"
     NOT_ENOUGH_POSTS = "NotEnoughPosts", FAILURE, "a handle kept too little text to train on"
@@ -68,7 +73,6 @@ class Reason(StrEnum):
     PUBLISH_FAILED = "PublishFailed", FAILURE, "publishing to the Hub failed otherwise (e.g. no token); retried"
 
     PUBLISHED = "Published", CONDITION, "Published: the model is on the Hugging Face Hub (status.publish)"
-    PUBLISH_PENDING = "PublishPending", CONDITION, "Published: the model is not trained and uploaded yet"
 
     JOB_CREATED = "JobCreated", EVENT, "the operator created the training job (the message gives its worker shape)"
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"

@@ -28,11 +28,11 @@ from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
-from botfleet_operator.publish_status import wants_publish_retry
+from botfleet_operator.publish_status import awaiting_publish_retry, wants_publish_retry
 from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import FAILED, PUBLISHING, TERMINAL, JobFiles, compute_status, is_terminal_for
+from botfleet_operator.status import FAILED, TERMINAL, JobFiles, compute_status, is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 
@@ -382,7 +382,7 @@ class Reconciler:
                 desired = status_of(job, files)
             except StorageError as exc:
                 events.append(("Warning", Reason.CARD_FAILED, f"cannot write the model card: {exc}"))
-        if hub is not None and files.card_present and self._publish_due(desired, files, hub):
+        if hub is not None and self._publish_due(job, desired, files, hub):
             files = dataclasses.replace(files, publication=self.publish_again(body, spec, layout, files))
             desired = status_of(job, files)
         patch = self._apply(body, old, desired.status)
@@ -400,9 +400,12 @@ class Reconciler:
 
     # ----------------------------------------------------------------- publishing
 
-    def _publish_due(self, desired, files: JobFiles, hub) -> bool:
-        """A trained model the job did not publish (or whose publish failed a while ago)."""
-        if self.storage is None or desired.status["phase"] not in (PUBLISHING, FAILED):
+    def _publish_due(self, job: JobObservation, desired, files: JobFiles, hub) -> bool:
+        """A model this generation's job trained that it did not publish (or whose publish
+        failed a while ago); never the model of a failed run."""
+        status = desired.status
+        waiting = status["reason"] == Reason.PUBLISH_PENDING or awaiting_publish_retry(status)
+        if self.storage is None or not waiting or job.state != JOB_SUCCEEDED or not files.model_present:
             return False
         return wants_publish_retry(files.publication, hub.repo, datetime.datetime.now(datetime.UTC))
 

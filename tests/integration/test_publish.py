@@ -209,6 +209,26 @@ def test_the_parrot_check_refuses_for_good_and_names_what_it_found(world, hub, m
     assert hub.log == []
 
 
+def test_the_model_of_a_failed_run_is_never_published(world, hub):
+    publishing_request(world, hub)
+    world.reconcile("alice")
+    train_as_the_job(world, "alice")  # a model from the run, but the job then failed
+    failed = {
+        "status": "failed",
+        "stage": "publishing",
+        "error": "tracking upload failed",
+        "reason": "PublishingFailed",
+    }
+    world.storage.write_json(world.layout("alice").result, failed)
+    world.secrets[(NAMESPACE, REF["name"], REF["key"])] = TOKEN
+    world.executor.states[world.executor.started[-1]] = "FAILED"
+
+    status = world.reconcile("alice")
+
+    assert (status["phase"], status["reason"]) == ("Failed", "PublishingFailed")
+    assert hub.log == []
+
+
 # --------------------------------------------------------------------------- botfleet publish
 
 
