@@ -11,42 +11,38 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from botfleet import api
 from botfleet.artifacts import FAILED as PUBLISH_FAILED_STATUS
 from botfleet.artifacts import Publication
 from botfleet.reasons import RETRIED_PUBLISH_FAILURES, Reason
 from botfleet.timestamps import parse_time
 
 RETRY_AFTER_SECONDS = 60.0  # a failed publish downloads the model again: not every reconcile
+PUBLISHING, SUCCEEDED, FAILED = api.PHASES[3:]
 
 
-def publish_situation(current, publication: Publication | None, repo: str | None, model_folder: str):
-    """The request's Situation (:class:`botfleet_operator.status.Situation`) once publishing counts."""
-    from botfleet_operator.status import FAILED, PUBLISHING, SUCCEEDED, Situation
-
-    if repo is None or current.phase != SUCCEEDED:
-        return current
+def after_training(publication: Publication | None, repo: str, model_folder: str) -> tuple[str, str, str]:
+    """(phase, reason, message) of a request whose model is trained, with its card, and is
+    to be published to ``repo``."""
     if publication is None or publication.repo != repo:
-        return Situation(PUBLISHING, Reason.PUBLISH_PENDING, f"publishing {model_folder} to {repo}", trained=True)
+        return PUBLISHING, Reason.PUBLISH_PENDING, f"publishing {model_folder} to {repo}"
     if publication.published:
-        message = f"model at {model_folder}, published at {publication.url} (commit {publication.commit})"
-        return Situation(SUCCEEDED, Reason.SUCCEEDED, message, trained=True)
+        where = f"published at {publication.url} (commit {publication.commit})"
+        return SUCCEEDED, Reason.SUCCEEDED, f"model at {model_folder}, {where}"
     reason = publication.reason or Reason.PUBLISH_FAILED
     message = publication.error or "publishing failed"
     if reason in RETRIED_PUBLISH_FAILURES:
         message += f"; the model is safe at {model_folder} and the publish is retried"
-    return Situation(FAILED, reason, message, trained=True)
+    return FAILED, reason, message
 
 
-def published_condition(publication: Publication | None, repo: str, current, generation: int) -> dict:
-    from botfleet_operator.status import condition
-
+def published(publication: Publication | None, repo: str, message: str) -> tuple[bool, str, str]:
+    """The Published condition's (ok, reason, message); ``message`` says why it is not."""
     if publication is not None and publication.repo == repo and publication.published:
-        return condition(
-            "Published", True, Reason.PUBLISHED, f"{publication.url} at commit {publication.commit}", generation
-        )
+        return True, Reason.PUBLISHED, f"{publication.url} at commit {publication.commit}"
     if publication is not None and publication.repo == repo:
-        return condition("Published", False, publication.reason or Reason.PUBLISH_FAILED, current.message, generation)
-    return condition("Published", False, Reason.PUBLISH_PENDING, f"not published to {repo} yet", generation)
+        return False, publication.reason or Reason.PUBLISH_FAILED, message
+    return False, Reason.PUBLISH_PENDING, f"not published to {repo} yet"
 
 
 def publish_status(publication: Publication | None, repo: str) -> dict:

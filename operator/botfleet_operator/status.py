@@ -25,12 +25,7 @@ from botfleet_operator.observation import (
     JOB_SUSPENDED,
     JobObservation,
 )
-from botfleet_operator.publish_status import (
-    awaiting_publish_retry,
-    publish_situation,
-    publish_status,
-    published_condition,
-)
+from botfleet_operator.publish_status import after_training, awaiting_publish_retry, publish_status, published
 
 if TYPE_CHECKING:  # queue.py reads this module's phases
     from botfleet_operator.queue import QueueDecision
@@ -334,7 +329,8 @@ def compute_status(
     old = body.get("status") or {}
     same_generation = old.get("observedGeneration") == generation
     current = situation(job, files, layout, queue=queue, invalid=invalid, output_in_use=output_in_use)
-    current = publish_situation(current, files.publication, publish_repo, folder(layout.model))
+    if publish_repo and current.phase == SUCCEEDED:  # trained, with its card: the Hub decides
+        current = Situation(*after_training(files.publication, publish_repo, folder(layout.model)), trained=True)
 
     status: dict[str, Any] = {"observedGeneration": generation, "modelId": model_id, "handles": ",".join(handles)}
     if same_generation and old.get("startTime"):
@@ -353,7 +349,8 @@ def compute_status(
         status["completionTime"] = old["completionTime"] if finished_before else now
     new_conditions = conditions(current, files, layout, generation)
     if publish_repo:
-        new_conditions.append(published_condition(files.publication, publish_repo, current, generation))
+        ok, reason, message = published(files.publication, publish_repo, current.message)
+        new_conditions.append(condition("Published", ok, reason, message, generation))
         status["publish"] = publish_status(files.publication, publish_repo)
     status["conditions"] = merge_conditions(old.get("conditions"), new_conditions, now)
 
