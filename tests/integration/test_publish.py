@@ -280,6 +280,9 @@ def test_botfleet_publish_takes_a_request_or_a_model_folder(hub, tmp_path, monke
     commits = hub.repos["org/alice"].commits
     assert len(commits) == 3 and all(set(MODEL_FILES) <= set(c.files) for c in commits)
     assert "model='org/alice'" in commits[-1].files["README.md"].decode()
+    assert hub.repos["org/alice"].private is False
+    code, _, err = publish_cli(capsys, str(request_file), "--repo", "org/hidden", "--endpoint", hub.url, "--private")
+    assert code == 0 and hub.repos["org/hidden"].private is True, err
 
 
 def test_botfleet_publish_errors_are_one_line_without_the_token(hub, tmp_path, monkeypatch, capsys):
