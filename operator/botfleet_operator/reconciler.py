@@ -312,7 +312,7 @@ class Reconciler:
         old_job = old.get("job") or {}
         events: list[tuple[str, str, str]] = []
 
-        hub = hub_repo(spec)
+        hub = hub_repo(spec) if self.storage is not None else None  # without a store, nothing to publish from
 
         def status_of(job: JobObservation, files: JobFiles, **kw):
             return compute_status(
