@@ -209,6 +209,23 @@ def test_the_parrot_check_refuses_for_good_and_names_what_it_found(world, hub, m
     assert hub.log == []
 
 
+def test_a_hub_that_does_not_answer_is_hub_unreachable(world, hub, monkeypatch):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    publishing_request(world, hub)["spec"]["publish"]["huggingFace"]["endpoint"] = f"http://127.0.0.1:{port}"
+    world.reconcile("alice")
+    train_as_the_job(world, "alice")
+
+    failed = job_publishes(world, "alice", TOKEN, monkeypatch)
+
+    assert failed.reason == "HubUnreachable", failed
+    assert failed.error.startswith(f"the Hub at http://127.0.0.1:{port} did not answer (")
+    assert TOKEN not in failed.error
+
+
 def test_the_model_of_a_failed_run_is_never_published(world, hub):
     publishing_request(world, hub)
     world.reconcile("alice")
