@@ -60,6 +60,8 @@ S3_OR_FILE_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
 # One object (a source file): a key after the bucket, not ending in '/'.
 OBJECT_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]|file:///.*[^/])$"
 HTTP_URL = r"^https?://[^\s/]+(/.*)?$"
+# A Hub repository id: the Hub's own rule for namespaces and names (ORG/NAME).
+HUB_REPO = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?$"
 
 SOURCE_SCHEMA = _obj(
     "Where the posts come from: exactly one of the fields.",
@@ -235,6 +237,32 @@ SPEC_SCHEMA = _obj(
             },
             default={},
         ),
+        "publish": _obj(
+            "Where the finished bot is published, once its parrot check passes; absent means only the object store.",
+            {
+                "huggingFace": _obj(
+                    "A Hugging Face Hub model repository: created if needed; each training is one commit.",
+                    {
+                        "repo": _str("The repository, ORG/NAME.", pattern=HUB_REPO),
+                        "tokenSecretRef": _secret_ref("Secret holding a Hub token that may write to the repository."),
+                        "private": {
+                            "type": "boolean",
+                            "description": "Create the repository private (an existing one keeps its visibility).",
+                            "default": False,
+                        },
+                        "endpoint": _str(
+                            "The Hub's URL, for a self-hosted Hub.", pattern=HTTP_URL, default="https://huggingface.co"
+                        ),
+                    },
+                    required=["repo", "tokenSecretRef"],
+                ),
+                "allowParrot": {
+                    "type": "boolean",
+                    "description": "Publish even when the parrot check finds that the bot repeats its training posts.",
+                    "default": False,
+                },
+            },
+        ),
     },
     required=["handles", "output"],
 )
@@ -301,6 +329,14 @@ STATUS_SCHEMA = _obj(
                 )
             },
         ),
+        "publish": _obj(
+            "Where the bot is published (spec.publish).",
+            {
+                "repo": _str("The Hub repository, ORG/NAME."),
+                "url": _str("The repository's page."),
+                "commit": _str("The commit holding this generation's model."),
+            },
+        ),
         "job": _obj(
             "The training job.",
             {
@@ -323,7 +359,8 @@ STATUS_SCHEMA = _obj(
         ),
         "conditions": {
             "type": "array",
-            "description": "Standard conditions: Ready, DataReady, Trained; Serving where the installation serves.",
+            "description": "Standard conditions: Ready, DataReady, Trained; Serving where the installation serves;"
+            " Published when spec.publish asks.",
             "items": _obj(
                 "A condition.",
                 {
@@ -592,6 +629,20 @@ class ServingSpec:
 
 
 @dataclass(frozen=True)
+class HuggingFacePublish:
+    repo: str
+    token_secret_ref: SecretRef
+    private: bool = False
+    endpoint: str = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    hugging_face: HuggingFacePublish | None = None
+    allow_parrot: bool = False
+
+
+@dataclass(frozen=True)
 class BotSpec:
     handles: tuple[Handle, ...]
     output: OutputSpec
@@ -600,6 +651,7 @@ class BotSpec:
     resources: Resources = field(default_factory=Resources)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
+    publish: PublishSpec | None = None
 
     @property
     def model_id(self) -> str:
@@ -664,6 +716,25 @@ class WorkerDefaults:
                 part = dataclasses.replace(part, **{name: getattr(self, name)})
             sections[section] = part
         return dataclasses.replace(spec, **sections)
+
+
+def spec_document(spec: BotSpec) -> dict:
+    """A typed spec back as the document it was parsed from (defaults filled in)."""
+
+    def document(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+            return {_camel(name): document(item) for name, item in fields if item is not None}
+        if isinstance(value, tuple):
+            return [document(item) for item in value]
+        return value
+
+    return document(spec)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def normalize_handle(handle: str) -> str:
@@ -814,6 +885,7 @@ def crd() -> dict:
                             "description": "The model name the serving API knows the bot by",
                             "priority": 1,
                         },
+                        {"name": "Published", "type": "string", "jsonPath": ".status.publish.url", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -205,6 +205,7 @@ class TrainingRecord:
     started_at: str | None = None
     finished_at: str | None = None
     startup_seconds: dict = field(default_factory=dict)  # this attempt: train() call to first step
+    parrot: dict = field(default_factory=dict)  # botfleet.parrot.ParrotReport, added by the job after training
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainingRecord:
@@ -288,3 +289,33 @@ class Owner:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --------------------------------------------------------------------------- publish.json
+
+PUBLISHED, REFUSED = "published", "refused"  # and FAILED
+
+
+@dataclass(frozen=True)
+class Publication:
+    """``publish.json``: what the last publish to the Hub did (the job's, or the operator's
+    retry). Never holds the token. ``reason`` is a :class:`Reason` when it did not publish."""
+
+    status: str | None = None  # PUBLISHED, FAILED or REFUSED
+    repo: str | None = None
+    url: str | None = None  # the repository's page
+    commit: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    attempted_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Publication:
+        return cls(**{k: str(v) for k, v in _known_fields(cls, data).items() if v is not None})
+
+    @property
+    def published(self) -> bool:
+        return self.status == PUBLISHED
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}

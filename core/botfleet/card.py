@@ -13,11 +13,13 @@ left none), and it never imports the training stack.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from dataclasses import dataclass
 
 from botfleet.api import BotSpec, Handle
+from botfleet.parrot import ParrotReport
 
 HUGGINGTWEETS_URL = "https://github.com/borisdayma/huggingtweets"
 WANDB_ARTIFACTS_DOCS = "https://docs.wandb.com/artifacts"
@@ -50,6 +52,11 @@ class CardLinks:
     model_for_pipeline: str
     tracking_run_url: str | None = None
     tracking_artifacts_url: str | None = None
+    hub_url: str | None = None  # the Hub repository's page, for the card published there
+
+    @property
+    def on_hub(self) -> bool:
+        return bool(self.hub_url)
 
     @property
     def tracked(self) -> bool:
@@ -64,6 +71,20 @@ class CardLinks:
     @property
     def final_model_url(self) -> str:
         return run_artifacts_url(self.tracking_run_url) if self.tracked else self.model_uri
+
+
+def hub_card_links(links: CardLinks, repo: str, endpoint: str) -> CardLinks:
+    """The links of the card published as ``repo`` on the Hub at ``endpoint``: the
+    thumbnail and the model are the Hub's files, "How to use" loads ``repo``; the object
+    store's locations, which a Hub reader cannot open, are not linked."""
+    page = f"{endpoint.rstrip('/')}/{repo}"
+    return dataclasses.replace(
+        links,
+        thumbnail_url=f"{page}/resolve/main/predictions.png" if links.thumbnail_url else None,
+        model_uri=f"{page}/tree/main",
+        model_for_pipeline=repo,
+        hub_url=page,
+    )
 
 
 def run_artifacts_url(run_url: str) -> str:
@@ -111,6 +132,14 @@ def base_model_url(base_model: str) -> str:
     if "://" in base_model:
         return base_model
     return f"https://huggingface.co/{base_model}"
+
+
+def base_model_link(base_model: str, text: str, links: CardLinks) -> str:
+    """``text`` linked to the base model's page; unlinked on the Hub when the base model is an
+    object-store folder, which a Hub reader cannot open."""
+    if links.on_hub and "://" in base_model:
+        return text
+    return f"[{text}]({base_model_url(base_model)})"
 
 
 def base_model_name(base_model: str) -> str:
@@ -219,10 +248,12 @@ def data_table(spec: BotSpec, stats: dict) -> str:
     return "\n".join(lines)
 
 
-def trained_on(spec: BotSpec, stats: dict) -> str:
+def trained_on(spec: BotSpec, stats: dict, links: CardLinks) -> str:
     if len(spec.handles) == 1:
         handle = spec.handles[0]
         name = handle.handle.lstrip("@")
+        if links.on_hub and handle.source.kind == "dataset":  # a file in the object store
+            return f"The model was trained on @{name}'s tweets."
         return f"The model was trained on [@{name}'s tweets]({profile_url(handle)})."
     names = " & ".join(display_label(h, stats) for h in spec.handles)
     return f"The model was trained on tweets from {names}."
@@ -234,6 +265,8 @@ def explore_data(links: CardLinks) -> str:
             f"[Explore the data]({links.data_url}), which is tracked with "
             f"[W&B artifacts]({WANDB_ARTIFACTS_DOCS}) at every step of the pipeline."
         )
+    if links.on_hub:
+        return "The posts themselves are not published with the model: only their counts above."
     return (
         f"[Explore the data]({links.data_url}): the dataset this bot was trained on is kept in "
         f"the object store at `{links.dataset_uri}`."
@@ -241,7 +274,9 @@ def explore_data(links: CardLinks) -> str:
 
 
 def training_data(spec: BotSpec, stats: dict, links: CardLinks) -> str:
-    return "\n\n".join(["## Training data", trained_on(spec, stats), data_table(spec, stats), explore_data(links)])
+    return "\n\n".join(
+        ["## Training data", trained_on(spec, stats, links), data_table(spec, stats), explore_data(links)]
+    )
 
 
 def hyperparameters(spec: BotSpec, training: dict) -> list[tuple[str, str]]:
@@ -280,8 +315,14 @@ def metrics_list(training: dict) -> str:
             f" -> {number(training.get('valid_loss_after'))}",
             f"- Validation perplexity: {number(training.get('perplexity_before'))}"
             f" -> {number(training.get('perplexity_after'))}",
+            *parrot_line(training),
         ]
     )
+
+
+def parrot_line(training: dict) -> list[str]:
+    report = ParrotReport.from_dict(training.get("parrot"))
+    return [f"- Parrot check: {report.summary()}"] if report else []
 
 
 def where_recorded(links: CardLinks) -> str:
@@ -290,6 +331,12 @@ def where_recorded(links: CardLinks) -> str:
             f"Hyperparameters and metrics are recorded in the [W&B training run]({links.tracking_run_url}) "
             "for full transparency and reproducibility.\n\n"
             f"At the end of training, [the final model]({links.final_model_url}) is logged and versioned."
+        )
+    if links.on_hub:
+        return (
+            "Hyperparameters and metrics are listed above and in"
+            f" [training.json]({links.hub_url}/blob/main/training.json) (this bot has no W&B run to link).\n\n"
+            f"At the end of training, [the final model]({links.model_uri}) is published in this repository."
         )
     return (
         "Hyperparameters and metrics are listed above (this bot has no W&B run to link); "
@@ -303,7 +350,7 @@ def training_procedure(spec: BotSpec, training: dict, links: CardLinks) -> str:
     return "\n\n".join(
         [
             "## Training procedure",
-            f"The model is based on a pre-trained [{base_model_name(base)}]({base_model_url(base)}) "
+            f"The model is based on a pre-trained {base_model_link(base, base_model_name(base), links)} "
             f"which is fine-tuned on @{spec.model_id}'s tweets.",
             hyperparameter_table(spec, training),
             metrics_list(training),
@@ -336,12 +383,12 @@ def how_to_use(links: CardLinks) -> str:
     return "\n\n".join(parts)
 
 
-def limitations(spec: BotSpec, training: dict) -> str:
+def limitations(spec: BotSpec, training: dict, links: CardLinks) -> str:
     base = training.get("base_model") or spec.training.base_model
     if base == "gpt2":
         inherited = "[the same limitations and bias as GPT-2](https://huggingface.co/gpt2#limitations-and-bias)"
     else:
-        inherited = f"the same limitations and bias as its base model, [{base}]({base_model_url(base)})"
+        inherited = f"the same limitations and bias as its base model, {base_model_link(base, base, links)}"
     whose = "user's tweets" if len(spec.handles) == 1 else "users' tweets"
     return "\n\n".join(
         [
@@ -373,7 +420,7 @@ def render_card(spec: BotSpec, stats: dict, training: dict, links: CardLinks) ->
         training_data(spec, stats, links),
         training_procedure(spec, training, links),
         how_to_use(links),
-        limitations(spec, training),
+        limitations(spec, training, links),
         about(),
     ]
     return "\n\n".join(blocks) + "\n"

@@ -120,6 +120,14 @@ def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) 
             f"validation perplexity: {metrics['perplexity_before']:.1f} before,"
             f" {metrics['perplexity_after']:.1f} after fine-tuning"
         )
+    publication = result.get("publication")
+    if publication:
+        done = publication.get("status") == "published"
+        print(
+            f"hub: {publication['url']} (commit {publication['commit']})"
+            if done
+            else f"hub: not published: {publication.get('error')}"
+        )
     if result.get("tracking_files") and not result.get("tracking_run_url"):
         print(
             f"W&B offline runs: {result['tracking_files']} (copy the folder, then `wandb sync` its wandb/offline-run-*)"
@@ -156,6 +164,17 @@ def cmd_demo(args) -> int:
         if not storage.exists(demo.BASE_MODEL_URI + "/config.json"):
             job.publish_random_base_model(storage, demo.BASE_MODEL_PRESET, demo.BASE_MODEL_URI)
         return run_request(request, storage, args.out)
+
+
+def cmd_publish(args) -> int:
+    from botfleet.model_target import resolve_target, target_place
+    from botfleet.publish_cli import check_hub_arguments, publish_target
+
+    check_hub_arguments(args.repo, args.endpoint)
+    with storage_for(target_place(args.target).uri.startswith("s3://")) as storage:
+        target = resolve_target(args.target, storage)
+        print(publish_target(storage, target, args.repo, args.endpoint, args.private, args.allow_parrot))
+    return 0
 
 
 def cmd_store(args) -> int:
@@ -253,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
     demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
     demo.set_defaults(func=cmd_demo)
+
+    publish = commands.add_parser(
+        "publish", help="publish a bot's model to the Hugging Face Hub (token from $HF_TOKEN), in one commit"
+    )
+    publish.add_argument(
+        "target", metavar="TARGET", help="a BotRequest .yaml, an s3:// or file:// model folder, a folder"
+    )
+    publish.add_argument("--repo", required=True, metavar="ORG/NAME", help="the Hub repository (created if needed)")
+    publish.add_argument("--endpoint", metavar="URL", help="the Hub's URL, for a self-hosted Hub")
+    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument(
+        "--allow-parrot", action="store_true", help="publish even if the parrot check found the bot repeating its posts"
+    )
+    publish.set_defaults(func=cmd_publish)
 
     store = commands.add_parser("store", help="the embedded object store used when none is configured")
     store.add_argument(

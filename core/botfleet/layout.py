@@ -91,3 +91,14 @@ class Layout:
     @property
     def result(self) -> str:
         return f"{self.model_uri}/result.json"
+
+    # ---- the Hub: publish.json says what the last publish did (outside model/: not uploaded)
+
+    @property
+    def publication(self) -> str:
+        return f"{self.model_uri}/publish.json"
+
+    @property
+    def request(self) -> str:
+        """The spec the job ran (request.json): what republishing a model folder renders its card from."""
+        return f"{self.model_uri}/request.json"

@@ -23,12 +23,20 @@ class TargetPlace:
 
     uri: str  # a bot folder or a saved model's folder
     model_id: str | None = None  # known from a request; else the folder's name
+    request: api.BotRequest | None = None  # when the target is a request file
 
 
 @dataclass(frozen=True)
 class ModelTarget:
     model_id: str
     files_uri: str  # the saved model's folder: config.json, weights, tokenizer
+    request: api.BotRequest | None = None  # when the target is a request file
+
+    @property
+    def bot_uri(self) -> str:
+        """``<output>/<model-id>``: where the bot's other files are when the folder is in
+        botfleet's layout (its ``model/``)."""
+        return self.files_uri.rsplit("/", 1)[0]
 
 
 def target_place(target: str) -> TargetPlace:
@@ -36,8 +44,8 @@ def target_place(target: str) -> TargetPlace:
     if target.startswith(("s3://", "file://")):
         return TargetPlace(target.rstrip("/"))
     if os.path.isfile(target) and target.endswith(_REQUEST_SUFFIXES):
-        spec = api.load_request(target).spec
-        return TargetPlace(spec.model_uri, spec.model_id)
+        request = api.load_request(target)
+        return TargetPlace(request.spec.model_uri, request.spec.model_id, request)
     if os.path.isdir(target):
         return TargetPlace(file_uri(target))
     raise UserError(
@@ -52,7 +60,7 @@ def resolve_target(target: str, storage: Storage) -> ModelTarget:
     name = place.uri.rsplit("/", 1)[-1]
     if storage.exists(join(place.uri, "config.json")):  # a saved model's own folder
         parent = place.uri.rsplit("/", 2)[-2] if name == "model" else name
-        return ModelTarget(place.model_id or parent, place.uri)
+        return ModelTarget(place.model_id or parent, place.uri, place.request)
     bot = read_bot(storage, place.uri)
     model_id = place.model_id or name
     if bot is not None and not bot.finished:
@@ -61,4 +69,4 @@ def resolve_target(target: str, storage: Storage) -> ModelTarget:
     files = Layout(place.uri).model
     if not storage.exists(join(files, "config.json")):
         raise UserError(f"{target}: no saved model at {place.uri} (neither config.json nor model/config.json)")
-    return ModelTarget(model_id, files)
+    return ModelTarget(model_id, files, place.request)

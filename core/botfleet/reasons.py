@@ -37,6 +37,11 @@ class Reason(StrEnum):
     JOB_FINISHING = "JobFinishing", PHASE, "training is done; the job is saving and finishing"
     WRITING_CARD = "WritingCard", PHASE, "the job succeeded; the model card is being written"
     SUCCEEDED = "Succeeded", PHASE, "the model and its card are published"
+    PUBLISH_PENDING = (
+        "PublishPending",
+        PHASE,
+        "spec.publish: the trained model is being published to the Hub (the Published condition's until it is)",
+    )
 
     INVALID_SPEC = "InvalidSpec", FAILURE, "the spec breaks a rule the API server cannot check"
     NOT_ENOUGH_POSTS = "NotEnoughPosts", FAILURE, "a handle kept too little text to train on"
@@ -59,6 +64,18 @@ class Reason(StrEnum):
     SERVED = "Served", CONDITION, "Serving: the serving catalog lists the bot (status.serving says where)"
     SERVING_DISABLED = "ServingDisabled", CONDITION, "Serving: spec.serving.enabled is false"
     NOT_TRAINED = "NotTrained", CONDITION, "Serving: the bot is served once its current spec has succeeded"
+
+    PARROT_CHECK_FAILED = (
+        "ParrotCheckFailed",
+        FAILURE,
+        "the bot repeats its training posts verbatim too often to publish (see spec.publish.allowParrot)",
+    )
+    HUB_UNAUTHORIZED = "HubUnauthorized", FAILURE, "the Hub refused the token (401): wrong or expired; retried"
+    HUB_FORBIDDEN = "HubForbidden", FAILURE, "the token may not create or write the Hub repository (403); retried"
+    HUB_UNREACHABLE = "HubUnreachable", FAILURE, "the Hub did not answer, or answered a server error; retried"
+    PUBLISH_FAILED = "PublishFailed", FAILURE, "publishing to the Hub failed otherwise (e.g. no token); retried"
+
+    PUBLISHED = "Published", CONDITION, "Published: the model is on the Hugging Face Hub (status.publish)"
 
     JOB_CREATED = "JobCreated", EVENT, "the operator created the training job (the message gives its worker shape)"
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"
@@ -88,3 +105,10 @@ STAGE_FAILURES = {
     "training": Reason.TRAINING_FAILED,
     "publishing": Reason.PUBLISHING_FAILED,
 }
+
+# A failed publish that the operator tries again on every reconcile (the model is safe in
+# the object store; a fixed token, granted rights or a Hub that is back make it pass).
+# A parrot check that failed is not among them: only a new spec changes its verdict.
+RETRIED_PUBLISH_FAILURES = frozenset(
+    {Reason.HUB_UNAUTHORIZED, Reason.HUB_FORBIDDEN, Reason.HUB_UNREACHABLE, Reason.PUBLISH_FAILED}
+)

@@ -31,6 +31,7 @@ from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
 from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.posts import SourceError
+from botfleet_jobs.publish import publish_if_asked, record_parrot_check
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
 from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
@@ -111,6 +112,8 @@ def run_job(
     spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
     storage.delete(layout.result)  # a rerun starts without the last run's verdict
+    storage.delete(layout.publication)
+    storage.write_json(layout.request, api.spec_document(spec))  # what a later publish renders the card from
     stage = "data"
     tracker = None
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
@@ -129,14 +132,15 @@ def run_job(
                 display.close()
             stage = "publishing"
             model_dir = workdir / "model"
-            if tracker.enabled:  # it logs the model as an artifact
-                storage.download_dir(layout.model, model_dir)
+            storage.download_dir(layout.model, model_dir)  # the parrot check and the tracker read it
+            trained.training = record_parrot_check(spec, storage, model_dir)
             tracking = tracker.finish_training(model_dir, trained.samples)
             tracking_files = None
             if tracking.get("run_dir"):  # the local W&B files: offline runs are synced from these
                 storage.upload_dir(workdir / "tracking", layout.tracking)
                 tracking_files = folder(layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
+            publication = publish_if_asked(spec, storage, tracking.get("run_url"))
         except BaseException as error:
             try:
                 if tracker is not None:
@@ -154,6 +158,8 @@ def run_job(
         metrics=TrainingRecord.from_dict(trained.training).metrics(),
     ).to_dict()
     storage.write_json(layout.result, result)
+    if publication is not None:  # for `botfleet run` to print (publish.json has it)
+        result = {**result, "publication": publication.to_dict()}
     return result
 
 

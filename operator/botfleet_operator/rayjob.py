@@ -109,7 +109,7 @@ def request_json(body: dict, spec: JobSpec) -> str:
 
 
 def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
-    """Every Secret key a request names (source tokens, the W&B key), without duplicates."""
+    """Every Secret key a request names (source tokens, the W&B key, the Hub token), without duplicates."""
     refs: list[api.SecretRef] = []
     for handle in spec.handles:
         ref = getattr(handle.source.config, "bearer_token_secret_ref", None)
@@ -117,6 +117,8 @@ def referenced_secrets(spec: api.BotSpec) -> list[api.SecretRef]:
             refs.append(ref)
     if spec.tracking.wandb.api_key_secret_ref is not None:
         refs.append(spec.tracking.wandb.api_key_secret_ref)
+    if spec.publish is not None and spec.publish.hugging_face is not None:
+        refs.append(spec.publish.hugging_face.token_secret_ref)
     unique: list[api.SecretRef] = []
     for ref in refs:
         if ref not in unique:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from botfleet import api
-from botfleet.artifacts import Owner, Progress, Result, Stats, TrainingRecord, data_fingerprint
+from botfleet.artifacts import FAILED as FAILED_PUBLISH
+from botfleet.artifacts import Owner, Progress, Publication, Result, Stats, TrainingRecord, data_fingerprint
 from botfleet.card import CardLinks, render_card
+from botfleet.errors import one_line
 from botfleet.layout import Layout, folder
+from botfleet.publishing import hub_repo, publish_bot
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, Storage, StorageError
 from botfleet.timestamps import now_iso, parse_time
@@ -25,6 +29,7 @@ from botfleet_operator.executors import Executor
 from botfleet_operator.failures import ExecutorUnavailable, Failure, failure_status
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
+from botfleet_operator.publish_status import awaiting_publish_retry, wants_publish_retry
 from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
@@ -64,13 +69,20 @@ def operator_card(spec: api.BotSpec, files: JobFiles, layout: Layout) -> str:
 
 class Reconciler:
     def __init__(
-        self, settings: Settings, executor: Executor, storage: Storage | None, patch_status, request_uid
+        self,
+        settings: Settings,
+        executor: Executor,
+        storage: Storage | None,
+        patch_status,
+        request_uid,
+        read_secret=None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.storage = storage
         self.patch_status = patch_status  # (namespace, name, merge_patch) -> None
         self.request_uid = request_uid  # (namespace, name) -> the BotRequest's uid, None if there is none
+        self.read_secret = read_secret  # (namespace, name, key) -> str | None: the Hub token, to retry a publish
         self._lock = threading.Lock()
         self._folder_locks: dict[str, threading.Lock] = {}  # output folder -> its claims, one at a time
         self._claimed: set[tuple[str, str]] = set()  # (owner.json, uid) this process wrote or found
@@ -159,6 +171,7 @@ class Reconciler:
             model_present=model,
             card_present=card,
             card_uri=card_uri,
+            publication=self._read(layout.publication, Publication) if finished_ok else None,
         )
 
     def _stop_superseded(self, key: str, body: dict, job: str, generation: int, events: list) -> bool:
@@ -234,7 +247,7 @@ class Reconciler:
         """Remove the files of an earlier run that would be mistaken for this one's."""
         if self.storage is None:
             return
-        for uri in (layout.result, layout.progress):
+        for uri in (layout.result, layout.progress, layout.publication):
             try:
                 self.storage.delete(uri)
             except StorageError as exc:
@@ -302,6 +315,8 @@ class Reconciler:
         old_job = old.get("job") or {}
         events: list[tuple[str, str, str]] = []
 
+        hub = hub_repo(spec) if self.storage is not None else None  # without a store, nothing to publish from
+
         def status_of(job: JobObservation, files: JobFiles, **kw):
             return compute_status(
                 body,
@@ -311,6 +326,7 @@ class Reconciler:
                 job=job,
                 files=files,
                 workers=workers,
+                publish_repo=hub.repo if hub else None,
                 **kw,
             )
 
@@ -369,6 +385,9 @@ class Reconciler:
                 desired = status_of(job, files)
             except StorageError as exc:
                 events.append(("Warning", Reason.CARD_FAILED, f"cannot write the model card: {exc}"))
+        if hub is not None and self._publish_due(job, desired, files, hub):
+            files = dataclasses.replace(files, publication=self.publish_again(body, spec, layout, files))
+            desired = status_of(job, files)
         patch = self._apply(body, old, desired.status)
         phase = desired.status["phase"]
         if phase in TERMINAL:
@@ -391,6 +410,43 @@ class Reconciler:
             old = body.get("status") or {}
             generation = int(body["metadata"].get("generation") or 1)
             self._apply(body, old, failure_status(old, failure, generation, now_iso()))
+
+    # ----------------------------------------------------------------- publishing
+
+    def _publish_due(self, job: JobObservation, desired, files: JobFiles, hub) -> bool:
+        """A model this generation's job trained that it did not publish (or whose publish
+        failed a while ago); never the model of a failed run."""
+        status = desired.status
+        waiting = status["reason"] == Reason.PUBLISH_PENDING or awaiting_publish_retry(status)
+        if self.storage is None or not waiting or job.state != JOB_SUCCEEDED or not files.model_present:
+            return False
+        return wants_publish_retry(files.publication, hub.repo, datetime.datetime.now(datetime.UTC))
+
+    def publish_again(self, body: dict, spec: api.BotSpec, layout: Layout, files: JobFiles) -> Publication:
+        """Publish the trained model from the object store, as the job would have (no
+        training); publish.json records the outcome, never the token."""
+        hub = hub_repo(spec)
+        ref = spec.publish.hugging_face.token_secret_ref
+        namespace = body["metadata"]["namespace"]
+        try:
+            token = self.read_secret(namespace, ref.name, ref.key) if self.read_secret else None
+            missing = f"no Hub token: Secret {namespace}/{ref.name} has no key {ref.key!r}"
+        except Exception as exc:  # noqa: BLE001 - said in the status, tried again later
+            token, missing = None, f"cannot read the Hub token's Secret {namespace}/{ref.name}: {one_line(exc, 200)}"
+        if not token:
+            publication = Publication(
+                FAILED_PUBLISH, hub.repo, hub.url, reason=Reason.PUBLISH_FAILED, error=missing, attempted_at=now_iso()
+            )
+        else:
+            tracking = files.result.tracking_run_url if files.result else None
+            publication = publish_bot(
+                spec, self.storage, hub, token, allow_parrot=spec.publish.allow_parrot, tracking_run_url=tracking
+            )
+        try:
+            self.storage.write_json(layout.publication, publication.to_dict())
+        except StorageError as exc:  # the status still says what happened; tried again later
+            log.warning("cannot record the publish of %s: %s", folder(layout.model_uri), exc)
+        return publication
 
     # ----------------------------------------------------------------- deletion
 

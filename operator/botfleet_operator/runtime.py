@@ -94,7 +94,7 @@ class Runtime:
             s3_env = {k: v for k, v in (s3.to_env() if s3 else {}).items() if k != "BOTFLEET_S3_CA_FILE"}
             executor = RayExecutor(settings, kube.read_secret, s3_env, health)
         storage = Storage(s3) if s3 is not None else None
-        reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid)
+        reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid, kube.read_secret)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
         serving = None
         if settings.serving_catalog:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botfleet import api
-from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
+from botfleet.artifacts import Progress, Publication, Result, Stats, TrainingRecord
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.timestamps import now_iso
@@ -25,6 +25,7 @@ from botfleet_operator.observation import (
     JOB_SUSPENDED,
     JobObservation,
 )
+from botfleet_operator.publish_status import after_training, awaiting_publish_retry, publish_status, published
 
 if TYPE_CHECKING:  # queue.py reads this module's phases
     from botfleet_operator.queue import QueueDecision
@@ -44,6 +45,7 @@ class JobFiles:
     model_present: bool = False  # model/config.json
     card_present: bool = False  # model/README.md (or the card result.json names)
     card_uri: str | None = None  # the card result.json names, when not model/README.md
+    publication: Publication | None = None  # publish.json
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,7 @@ def compute_status(
     invalid: str | None = None,
     workers: str | None = None,
     output_in_use: str | None = None,
+    publish_repo: str | None = None,
 ) -> Desired:
     """The whole status of the request's current generation.
 
@@ -318,13 +321,16 @@ def compute_status(
     (None once one has). ``invalid`` is a spec problem the API server could not catch.
     ``output_in_use`` says which other BotRequest owns the output folder (no job started).
     ``workers`` is the worker shape the operator's defaults give the spec now; a job
-    already in status keeps the shape it was started with.
+    already in status keeps the shape it was started with. ``publish_repo`` is the Hub
+    repository the spec publishes to (None: it does not).
     """
     now = now or now_iso()
     generation = int(body.get("metadata", {}).get("generation") or 1)
     old = body.get("status") or {}
     same_generation = old.get("observedGeneration") == generation
     current = situation(job, files, layout, queue=queue, invalid=invalid, output_in_use=output_in_use)
+    if publish_repo and current.phase == SUCCEEDED:  # trained, with its card: the Hub decides
+        current = Situation(*after_training(files.publication, publish_repo, folder(layout.model)), trained=True)
 
     status: dict[str, Any] = {"observedGeneration": generation, "modelId": model_id, "handles": ",".join(handles)}
     if same_generation and old.get("startTime"):
@@ -341,7 +347,12 @@ def compute_status(
     if current.phase in TERMINAL:
         finished_before = same_generation and old.get("phase") == current.phase and old.get("completionTime")
         status["completionTime"] = old["completionTime"] if finished_before else now
-    status["conditions"] = merge_conditions(old.get("conditions"), conditions(current, files, layout, generation), now)
+    new_conditions = conditions(current, files, layout, generation)
+    if publish_repo:
+        ok, reason, message = published(files.publication, publish_repo, current.message)
+        new_conditions.append(condition("Published", ok, reason, message, generation))
+        status["publish"] = publish_status(files.publication, publish_repo)
+    status["conditions"] = merge_conditions(old.get("conditions"), new_conditions, now)
 
     events = []
     if not same_generation or old.get("phase") != current.phase or old.get("reason") != current.reason:
@@ -355,4 +366,5 @@ def is_terminal_for(body: dict) -> bool:
     """Whether the current generation already reached Succeeded or Failed."""
     status = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 1)
-    return status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+    finished = status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+    return finished and not awaiting_publish_retry(status)

@@ -24,6 +24,9 @@ GOOD = {
 }
 
 
+HUB = {"repo": "my-org/dril", "tokenSecretRef": {"name": "hf", "key": "token"}, "private": True}
+
+
 def changed(path: str, value) -> dict:
     """GOOD with the field at ``path`` (dots; list indexes as numbers) set to ``value``."""
     request = copy.deepcopy(GOOD)
@@ -49,6 +52,11 @@ CASES = {
     "epochs as text": changed("spec.training.epochs", "four"),
     "epochs as a float": changed("spec.training.epochs", 4.5),
     "bad uri scheme": changed("spec.output.uri", "ftp://bots/"),
+    "published to the Hub": changed("spec.publish", {"huggingFace": HUB}),
+    "Hub repo without an org": changed("spec.publish", {"huggingFace": {**HUB, "repo": "dril"}}),
+    "Hub private as text": changed("spec.publish", {"huggingFace": {**HUB, "private": "yes"}}),
+    "Hub token inline": changed("spec.publish", {"huggingFace": {**HUB, "token": "hf_x"}}),
+    "allowParrot as a number": changed("spec.publish", {"allowParrot": 1}),
 }
 
 

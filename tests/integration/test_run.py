@@ -11,6 +11,7 @@ import yaml
 
 from bench.synthetic import write_archive
 from botfleet import api
+from tests.fakes.hub_stand_in import HubStandIn
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +27,7 @@ def tiny_base_model(embedded_s3, tmp_path_factory):
 
 
 def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_path):
+    hub = HubStandIn({"hf-run-token": {"org"}}).start()  # the Hub's stand-in: the bot is published there
     archive = write_archive(tmp_path / "alice.zip", 300, seed=3)
     request = {
         "apiVersion": api.API_VERSION,
@@ -45,6 +47,9 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
             },
             "tracking": {"wandb": {"mode": "offline"}},
             "output": {"uri": storage.root},
+            "publish": {
+                "huggingFace": {"repo": "org/alice", "tokenSecretRef": {"name": "hf", "key": "t"}, "endpoint": hub.url}
+            },
         },
     }
     path = tmp_path / "alice.yaml"
@@ -55,8 +60,9 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, **embedded_s3.config.to_env()},
+        env={**os.environ, **embedded_s3.config.to_env(), "HF_TOKEN": "hf-run-token", "HF_HUB_OFFLINE": "0"},
     )
+    hub.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"model: {storage.root}/alice/model/" in done.stdout and "'My dream is' ->" in done.stdout
 
@@ -89,6 +95,13 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     assert card.data.widget[0]["text"] == "My dream is"
     assert "AI BOT" in card_text and "| Tweets kept |" in card_text and "wandb.ai" not in card_text
     assert storage.exists(f"{storage.root}/alice/model/predictions.png")
+    # The parrot check ran (training.json, the card); the bot went to the Hub in one commit.
+    parrot = storage.read_json(f"{storage.root}/alice/model/training.json")["parrot"]
+    assert parrot["samples"] == 32 and "- Parrot check: " in card_text
+    commit = hub.repos["org/alice"].commits[0]
+    assert f"hub: {hub.url}/org/alice (commit {commit.oid})" in done.stdout
+    assert commit.files["model.safetensors"] == storage.read_bytes(f"{storage.root}/alice/model/model.safetensors")
+    assert "hf-run-token" not in done.stdout + done.stderr
 
     # Exactly as the card's snippet says: the folder, copied as ./alice, loads by that name.
     snippet = card_text.split("```python\n", 1)[1].split("```", 1)[0]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from botfleet.artifacts import SUCCEEDED, Owner, Progress, Result, Stats, TrainingRecord
+from botfleet.artifacts import SUCCEEDED, Owner, Progress, Publication, Result, Stats, TrainingRecord
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, StorageError
 from botfleet_jobs.base_model import BaseModelError
@@ -76,6 +76,7 @@ TRAINING = {
     "started_at": "2025-01-01T00:00:00Z",
     "finished_at": "2025-01-01T00:02:00Z",
     "startup_seconds": {"model_load": 2.0},
+    "parrot": {"samples": 32, "copying": 1, "run_tokens": 8, "longest_run": 9, "threshold": 0.25, "share": 0.03125},
 }
 
 
@@ -96,6 +97,8 @@ def test_every_file_reads_back_as_written():
         "metrics": {"train_loss": 2.9},
     }
     assert Result.from_dict(succeeded).to_dict() == succeeded
+    published = {"status": "published", "repo": "org/alice", "url": "https://hub/org/alice", "commit": "c0ffee"}
+    assert Publication.from_dict(published).to_dict() == published
 
 
 def test_stats_give_the_counts_and_total_kept():

@@ -50,7 +50,8 @@ def test_a_request_names_its_bot(bots, tmp_path):
     path = tmp_path / "request.yaml"
     path.write_text(yaml.safe_dump(request))
     assert target_place(str(path)).model_id == "done"
-    assert resolve_target(str(path), storage) == ModelTarget("done", f"{out}/done/model")
+    target = resolve_target(str(path), storage)
+    assert (target.model_id, target.files_uri, target.request.name) == ("done", f"{out}/done/model", "done")
 
 
 def test_no_model_says_why(bots, tmp_path):

@@ -128,14 +128,13 @@ operator/botfleet_operator (kube.py, executors.py) and kopf's watches and events
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if eq .Values.executor.type "ray" }}
-# The ray executor reads the Secret keys a request names (Ray's job API has no Secret
-# references); get by name only: no list, no watch. The kuberay executor never reads
-# Secrets: it passes secretKeyRefs to the RayJob's pods.
+# Secret keys a request names, get by name only (no list, no watch): the ray executor
+# reads them all (Ray's job API has no Secret references; the kuberay executor passes
+# secretKeyRefs to the RayJob's pods), and both read the Hub token of spec.publish to
+# retry a failed publish without a job.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-{{- end }}
 {{- end -}}
 
 {{/* Serving (docs/serving.md). */}}
