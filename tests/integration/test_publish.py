@@ -323,5 +323,8 @@ def test_botfleet_publish_errors_are_one_line_without_the_token(hub, tmp_path, m
     lonely = tmp_path / "copied-model"
     lonely.mkdir()
     code, _, err = publish_cli(capsys, str(lonely), "--repo", "org/alice", "--endpoint", hub.url)
+    assert code == 2 and "no saved model at" in err
+    (lonely / "config.json").write_text("{}")  # a saved model, copied away from its bot folder
+    code, _, err = publish_cli(capsys, str(lonely), "--repo", "org/alice", "--endpoint", hub.url)
     assert code == 2 and "no request.json beside the model folder" in err
     assert hub.repos.get("org/alice") is None or not hub.repos["org/alice"].commits
