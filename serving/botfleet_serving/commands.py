@@ -12,6 +12,7 @@ import tempfile
 import threading
 
 from botfleet.errors import UserError
+from botfleet.fleet import FAILED
 from botfleet.model_target import ModelTarget
 from botfleet.storage import Storage
 from botfleet_serving.protocol import ApiError, CompletionRequest, Limits, parse_completion_request
@@ -61,7 +62,8 @@ def _checked(model_id: str, args) -> CompletionRequest:
     try:
         return parse_completion_request(body, _NO_LIMITS)
     except ApiError as error:
-        option = {"max_tokens": "--max-new-tokens", "top_p": "--top-p", "n": "-n"}.get(error.param, error.param)
+        option = {"max_tokens": "--max-new-tokens", "n": "-n", "prompt": "PROMPT"}.get(error.param, f"--{error.param}")
+        option = option.replace("_", "-")
         raise UserError(f"{option}: {error.message}") from error
 
 
@@ -84,10 +86,8 @@ def serve_locally(storage: Storage, output: str, host: str, port: int, app_args:
         bots = bots_under(storage, [output])
         print(f"serving {output} at {url}/v1 (OpenAI-compatible completions; Ctrl-C stops)")
         for bot in bots.values():
-            print(
-                f"  {terminal_safe(bot.model_id)}: {bot.state}"
-                + (f" ({terminal_safe(bot.reason)})" if bot.reason else "")
-            )
+            why = f" ({terminal_safe(bot.reason)})" if bot.state == FAILED else ""
+            print(f"  {terminal_safe(bot.model_id)}: {bot.state}{why}")
         if not bots:
             print("  no bot there yet: bots that finish are served as they appear")
         print(f"try: curl {url}/v1/completions -H 'Content-Type: application/json' -d {_example(bots)}")
