@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def _checked(model_id: str, args) -> CompletionRequest:
         raise UserError(f"{option}: {error.message}") from error
 
 
-def serve_locally(storage: Storage, output: str, host: str, port: int, app_args: dict | None = None) -> int:
+def serve_locally(storage: Storage, output: str, host: str, port: int) -> int:
     """The fleet under ``output`` on a local Ray until Ctrl-C; the store's settings travel
     to the replicas in their environment."""
     import ray
@@ -76,14 +77,14 @@ def serve_locally(storage: Storage, output: str, host: str, port: int, app_args:
     from botfleet_serving.app import build_app
     from botfleet_serving.catalog import bots_under
 
+    bots = bots_under(storage, [output])  # a bad URI or an unreachable store: said before Ray starts
     env = storage.config.to_env() if storage.config is not None else {}
     temp_dir = tempfile.mkdtemp(prefix="bfserve-", dir="/tmp")  # short: Ray's socket paths
     ray.init(include_dashboard=False, _temp_dir=temp_dir, runtime_env={"env_vars": env}, configure_logging=False)
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app({"output": output, **(app_args or {})}), name="botfleet", blocking=False)
+        serve.run(build_app({"output": output}), name="botfleet", blocking=False)
         url = f"http://{host}:{port}"
-        bots = bots_under(storage, [output])
         print(f"serving {output} at {url}/v1 (OpenAI-compatible completions; Ctrl-C stops)")
         for bot in bots.values():
             why = f" ({terminal_safe(bot.reason)})" if bot.state == FAILED else ""
@@ -96,6 +97,7 @@ def serve_locally(storage: Storage, output: str, host: str, port: int, app_args:
         print("stopping...", file=sys.stderr)
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 
 

@@ -104,6 +104,8 @@ def test_models_with_their_state(fleet, client):
         "busy": "training"
     }
     assert sorted(m.id for m in client.models.list()) == sorted(states)
+    assert client.models.retrieve("alice").state == "ready"
+    assert _error(requests.get(fleet.url + "/v1/models/nobody", timeout=60), 404)["param"] == "model"
 
 
 def test_the_openai_client_talks_to_a_bot(client):

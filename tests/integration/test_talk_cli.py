@@ -116,3 +116,8 @@ def test_serve_until_ctrl_c(local_bots):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_refuses_a_bad_output_before_starting(capsys):
+    assert cli.main(["serve", "--output", "bots/"]) == 2
+    assert "missing URI scheme" in capsys.readouterr().err
