@@ -80,7 +80,8 @@ class HandleStats:
 @dataclass(frozen=True)
 class Stats:
     """``data/stats.json``: written last by the data stage, so its presence means the dataset
-    is complete; ``fingerprint`` (:func:`data_fingerprint`) says which settings made it."""
+    is complete; ``fingerprint`` (:func:`data_fingerprint`) says which settings made it and
+    ``inputs`` from what (by handle: an object's version, or a hash of the posts fetched)."""
 
     model_id: str = ""
     handles: dict[str, HandleStats] = field(default_factory=dict)  # by the normalized handle
@@ -93,10 +94,13 @@ class Stats:
     fingerprint: str | None = None
     seconds: float | None = None
     botfleet_version: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> Stats:
         known = _known_fields(cls, data)
+        inputs = known.get("inputs") if isinstance(known.get("inputs"), Mapping) else {}
+        known["inputs"] = {str(h): str(v) for h, v in inputs.items()}
         handles = known.get("handles") if isinstance(known.get("handles"), Mapping) else {}
         known["handles"] = {str(h): HandleStats.from_dict(counts) for h, counts in handles.items()}
         known["warnings"] = tuple(known.get("warnings") or ())

@@ -426,6 +426,23 @@ class Storage:
         except NotFound:
             return False
 
+    def version(self, uri: str) -> str:
+        """What changes whenever the object's content does, without reading it: its ETag
+        (S3), its size and modification time (a local file)."""
+        loc = parse_uri(uri)
+        if loc.scheme == "file":
+            try:
+                info = os.stat(loc.path)
+            except FileNotFoundError:
+                raise NotFound(f"{uri}: not found") from None
+            except OSError as exc:
+                raise StorageError(f"{uri}: {exc.strerror}") from exc
+            return f"size {info.st_size} mtime {info.st_mtime_ns}"
+        loc = self._s3(uri, loc)
+        self._require_key(uri, loc)
+        found = self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
+        return f"etag {found.etag}" if found.etag else f"size {found.size} mtime {found.last_modified}"
+
     def list(self, prefix_uri: str) -> list[str]:
         """All objects under the folder ``prefix_uri``, recursively, as sorted full URIs."""
         loc = parse_uri(prefix_uri)

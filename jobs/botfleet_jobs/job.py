@@ -4,9 +4,9 @@
 
 This is what a KubeRay RayJob or a Ray job submission runs, and what `botfleet run` runs
 locally. Stages: the data stage (reused when a complete dataset for the same settings
-exists), training (resumes from the latest checkpoint), then the model card. Whatever
-happens, ``<model>/result.json`` ends up saying succeeded or failed and why, so the
-operator can report it; checkpoints are never deleted on failure.
+and inputs exists, or while its training is unfinished), training (resumes from the
+latest checkpoint), then the model card. Whatever happens, ``<model>/result.json`` ends
+up saying succeeded or failed and why, so the operator can report it; checkpoints are never deleted on failure.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def run_job(
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
         workdir = Path(tmp)
         try:
-            stats = prepare(spec, storage, show_progress=show_progress)
+            stats = prepare(spec, storage, resume=True, show_progress=show_progress)
             tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
             log_preprocess(tracker, storage, spec, stats, workdir)
             stage = "training"

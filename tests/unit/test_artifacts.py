@@ -33,6 +33,7 @@ STATS = {
     "fingerprint": "0123456789abcdef",
     "seconds": 1.25,
     "botfleet_version": "0.1.0",
+    "inputs": {"alice": "object etag 9b2cf535f27731c974343645a3985328"},
 }
 PROGRESS = {
     "status": "training",
