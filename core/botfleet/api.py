@@ -220,6 +220,13 @@ SPEC_SCHEMA = _obj(
                     enum=["Retain", "Delete"],
                     default="Retain",
                 ),
+                "keepVersions": _int(
+                    "Earlier versions (each successful training is one) kept under <model-id>/versions/;"
+                    " the latest is always <model-id>/model/.",
+                    minimum=0,
+                    maximum=100,
+                    default=3,
+                ),
             },
             required=["uri"],
         ),
@@ -302,6 +309,21 @@ STATUS_SCHEMA = _obj(
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
         ),
+        "history": {
+            "type": "array",
+            "description": "The latest versions of the model (each successful training is one), oldest first.",
+            "items": _obj(
+                "A version.",
+                {
+                    "version": _int("Its number, from 1."),
+                    "finishedAt": _str("When its training finished.", format="date-time"),
+                    "posts": _int("Posts kept for its training, all handles together."),
+                    "newPosts": _int("Posts its data had that the previous version's did not."),
+                    "perplexity": {"type": "number", "description": "Its validation perplexity."},
+                    "model": _str("Where it is: model/ for the latest, versions/vN/ for a kept earlier one."),
+                },
+            ),
+        },
         "conditions": {
             "type": "array",
             "description": "Standard conditions: Ready, DataReady, Trained.",
@@ -558,6 +580,7 @@ class TrackingSpec:
 class OutputSpec:
     uri: str
     delete_policy: str = "Retain"
+    keep_versions: int = 3
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,17 @@ class Layout:
     @property
     def result(self) -> str:
         return f"{self.model_uri}/result.json"
+
+    # ---- versions: each successful training is one; the latest is model/, earlier ones here
+
+    @property
+    def versions(self) -> str:
+        return f"{self.model_uri}/versions"
+
+    def version(self, number: int) -> str:
+        """An earlier version's copy of model/ (its training.json is copied last)."""
+        return f"{self.versions}/v{number}"
+
+    @property
+    def history(self) -> str:
+        return f"{self.model_uri}/history.json"

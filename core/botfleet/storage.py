@@ -443,6 +443,28 @@ class Storage:
         found = self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
         return f"etag {found.etag}" if found.etag else f"size {found.size} mtime {found.last_modified}"
 
+    def copy(self, src_uri: str, dst_uri: str) -> str:
+        """Copy one object to another place in the same store (server-side on S3; objects up
+        to 5 GiB, S3's limit for one copy); returns ``dst_uri``."""
+        src, dst = parse_uri(src_uri), parse_uri(dst_uri)
+        if src.scheme != dst.scheme:
+            raise StorageError(f"{src_uri}: cannot copy to {dst_uri} (another store)")
+        if src.scheme == "file":
+            try:
+                source = open(src.path, "rb")
+            except FileNotFoundError:
+                raise NotFound(f"{src_uri}: not found") from None
+            with source:
+                _atomic_write(dst_uri, dst.path, lambda f: shutil.copyfileobj(source, f, 1 << 20))
+            return dst_uri
+        from minio.commonconfig import CopySource
+
+        src, dst = self._s3(src_uri, src), self._s3(dst_uri, dst)
+        self._require_key(src_uri, src)
+        self._require_key(dst_uri, dst)
+        self._call(src_uri, src, self.client.copy_object, dst.bucket, dst.key, CopySource(src.bucket, src.key))
+        return dst_uri
+
     def list(self, prefix_uri: str) -> list[str]:
         """All objects under the folder ``prefix_uri``, recursively, as sorted full URIs."""
         loc = parse_uri(prefix_uri)

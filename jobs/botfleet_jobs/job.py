@@ -35,6 +35,7 @@ from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
 from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 from botfleet_jobs.train_errors import TrainingError
+from botfleet_jobs.versions import archive_latest, record_version
 
 
 class ProgressDisplay:
@@ -120,6 +121,7 @@ def run_job(
             tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
             log_preprocess(tracker, storage, spec, stats, workdir)
             stage = "training"
+            history = archive_latest(storage, layout)  # before the training replaces model/
             tracker.start_training(asdict(spec.training))
             display = ProgressDisplay(tracker, show_progress)
             try:
@@ -137,6 +139,7 @@ def run_job(
                 storage.upload_dir(workdir / "tracking", layout.tracking)
                 tracking_files = folder(layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
+            version = record_version(storage, layout, history, trained.training, stats, spec.output.keep_versions)
         except BaseException as error:
             try:
                 if tracker is not None:
@@ -152,6 +155,7 @@ def run_job(
         tracking_run_url=tracking.get("run_url"),
         tracking_files=tracking_files,
         metrics=TrainingRecord.from_dict(trained.training).metrics(),
+        version=version.version,
     ).to_dict()
     storage.write_json(layout.result, result)
     return result

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from botfleet import api
-from botfleet.artifacts import Owner, Progress, Result, Stats, TrainingRecord, data_fingerprint
+from botfleet.artifacts import History, Owner, Progress, Result, Stats, TrainingRecord, data_fingerprint
 from botfleet.card import CardLinks, render_card
 from botfleet.layout import Layout, folder
 from botfleet.reasons import Reason
@@ -158,6 +158,7 @@ class Reconciler:
             model_present=model,
             card_present=card,
             card_uri=card_uri,
+            history=self._read(layout.history, History),
         )
 
     def _stop_superseded(self, key: str, body: dict, job: str, generation: int, events: list) -> bool:

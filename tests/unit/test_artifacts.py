@@ -2,7 +2,7 @@
 
 import pytest
 
-from botfleet.artifacts import SUCCEEDED, Owner, Progress, Result, Stats, TrainingRecord
+from botfleet.artifacts import SUCCEEDED, History, Owner, Progress, Result, Stats, TrainingRecord
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, StorageError
 from botfleet_jobs.base_model import BaseModelError
@@ -95,8 +95,24 @@ def test_every_file_reads_back_as_written():
         "tracking_run_url": None,
         "tracking_files": None,
         "metrics": {"train_loss": 2.9},
+        "version": 2,
     }
     assert Result.from_dict(succeeded).to_dict() == succeeded
+    history = {
+        "versions": [
+            {
+                "version": 1,
+                "finished_at": "2025-01-01T00:02:00Z",
+                "posts": 85,
+                "new_posts": None,
+                "perplexity": 20.1,
+                "run_name": "alice-1234",
+                "archived": "s3://bots/alice/versions/v1/",
+            }
+        ]
+    }
+    assert History.from_dict(history).to_dict() == history
+    assert History.from_dict({"versions": [{"version": "x"}, "junk"]}).versions == ()
 
 
 def test_stats_give_the_counts_and_total_kept():
