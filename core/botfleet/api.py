@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import keyword
 import math
 import re
 import reprlib
@@ -34,6 +35,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # The label Kueue reads; passed through to the RayJob when a request carries it.
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# A new value asks for a refresh (like `kubectl rollout restart`'s restartedAt).
+REFRESH_ANNOTATION = "botfleet.dev/refresh-requested"
 
 
 def _str(description: str, **rules: Any) -> dict:
@@ -56,6 +59,7 @@ def _secret_ref(description: str) -> dict:
     )
 
 
+CRON_SCHEDULE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
 S3_OR_FILE_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
 # One object (a source file): a key after the bucket, not ending in '/'.
 OBJECT_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]|file:///.*[^/])$"
@@ -230,6 +234,24 @@ SPEC_SCHEMA = _obj(
             },
             required=["uri"],
         ),
+        "refresh": _obj(
+            "Training again on what is new: on `schedule`, on a new value of the"
+            f" {REFRESH_ANNOTATION} annotation, or with `botfleet refresh`.",
+            {
+                "from": _str(
+                    "base: each refresh trains from training.baseModel; previous: from the latest version.",
+                    enum=["base", "previous"],
+                    default="base",
+                ),
+                "schedule": _str(
+                    "When to refresh: cron (minute hour day month weekday) or @hourly, @daily, @weekly,"
+                    " @monthly; absent: only when asked.",
+                    pattern=CRON_SCHEDULE,
+                ),
+                "timeZone": _str("The IANA time zone the schedule is read in.", default="UTC", minLength=1),
+            },
+            default={},
+        ),
     },
     required=["handles", "output"],
 )
@@ -324,6 +346,17 @@ STATUS_SCHEMA = _obj(
                 },
             ),
         },
+        "refresh": _obj(
+            "Refreshes (spec.refresh): what the operator handled, so that it acts on each trigger once.",
+            {
+                "generation": _int("The generation the refreshes below are of.", format="int64"),
+                "count": _int("Refreshes of that generation started; the job of refresh N ends in -rN."),
+                "trigger": _str(f"The last {REFRESH_ANNOTATION} value handled."),
+                "scheduledAt": _str("The last scheduled time handled.", format="date-time"),
+                "lastResult": _str("What the last refresh found, e.g. '+12 new posts: version 3'."),
+                "error": _str("Why spec.refresh's schedule cannot be used."),
+            },
+        ),
         "conditions": {
             "type": "array",
             "description": "Standard conditions: Ready, DataReady, Trained.",
@@ -584,6 +617,13 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class RefreshSpec:
+    from_: str = "base"  # `from` in the schema (a Python keyword)
+    schedule: str | None = None
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class BotSpec:
     handles: tuple[Handle, ...]
     output: OutputSpec
@@ -591,6 +631,7 @@ class BotSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     resources: Resources = field(default_factory=Resources)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    refresh: RefreshSpec = field(default_factory=RefreshSpec)
 
     @property
     def model_id(self) -> str:
@@ -667,7 +708,8 @@ def model_id(handles) -> str:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    return snake + "_" if keyword.iskeyword(snake) else snake
 
 
 def _build(cls: type, value: Any) -> Any:

@@ -95,6 +95,7 @@ class Stats:
     seconds: float | None = None
     botfleet_version: str | None = None
     inputs: dict[str, str] = field(default_factory=dict)
+    new_posts: int | None = None  # a refresh's dataset: posts the one before it did not have
 
     @classmethod
     def from_dict(cls, data: Any) -> Stats:
@@ -242,6 +243,7 @@ class Result:
     tracking_files: str | None = None  # the local W&B files, uploaded for offline runs
     metrics: dict = field(default_factory=dict)  # METRICS
     version: int | None = None  # the version this training made (history.json)
+    new_posts: int | None = None  # a refresh: posts gathered that were not stored; 0: nothing trained
 
     @classmethod
     def failed(cls, stage: str, error: str, reason: Reason) -> Result:
@@ -274,6 +276,7 @@ class Result:
             "tracking_files": self.tracking_files,
             "metrics": dict(self.metrics),
             "version": self.version,
+            "new_posts": self.new_posts,
         }
 
 

@@ -85,7 +85,12 @@ def _fetch(handle: Handle, spec: BotSpec, storage: Storage, show_progress: bool)
 
 
 def write_dataset(
-    spec: BotSpec, storage: Storage, posts: dict[str, list[Post]], inputs: dict[str, str], started: float
+    spec: BotSpec,
+    storage: Storage,
+    posts: dict[str, list[Post]],
+    inputs: dict[str, str],
+    started: float,
+    new_posts: int | None = None,
 ) -> dict:
     """Filter ``posts`` (by handle name), write the dataset and return stats.json's content."""
     layout = Layout(spec.model_uri)
@@ -117,6 +122,7 @@ def write_dataset(
         seconds=round(time.monotonic() - started, 3),
         botfleet_version=__version__,
         inputs=inputs,
+        new_posts=new_posts,
     ).to_dict()
     storage.write_json(layout.stats, stats)
     return stats

@@ -51,7 +51,7 @@ def copy_folder(storage: Storage, source: str, target: str, *, last: str) -> Non
 
 
 def record_version(
-    storage: Storage, layout: Layout, history: History, training: dict, stats: dict, keep: int, new_posts=None
+    storage: Storage, layout: Layout, history: History, training: dict, stats: dict, keep: int
 ) -> Version:
     """Record the training that just succeeded as the latest version and prune the copies
     beyond the newest ``keep``; returns it. The same run again (a rerun that found its
@@ -67,7 +67,7 @@ def record_version(
             (latest.version if latest else 0) + 1,
             finished_at=record.finished_at,
             posts=Stats.from_dict(stats).kept,
-            new_posts=new_posts,
+            new_posts=Stats.from_dict(stats).new_posts,
             perplexity=record.perplexity_after,
             run_name=record.run_name,
         )

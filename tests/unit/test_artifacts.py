@@ -34,6 +34,7 @@ STATS = {
     "seconds": 1.25,
     "botfleet_version": "0.1.0",
     "inputs": {"alice": "object etag 9b2cf535f27731c974343645a3985328"},
+    "new_posts": 12,
 }
 PROGRESS = {
     "status": "training",
@@ -96,6 +97,7 @@ def test_every_file_reads_back_as_written():
         "tracking_files": None,
         "metrics": {"train_loss": 2.9},
         "version": 2,
+        "new_posts": 14,
     }
     assert Result.from_dict(succeeded).to_dict() == succeeded
     history = {
