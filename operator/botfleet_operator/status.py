@@ -25,6 +25,7 @@ from botfleet_operator.observation import (
     JOB_SUSPENDED,
     JobObservation,
 )
+from botfleet_operator.refresh import outcome, refresh_status
 
 if TYPE_CHECKING:  # queue.py reads this module's phases
     from botfleet_operator.queue import QueueDecision
@@ -368,7 +369,13 @@ def compute_status(
         status["history"] = history
     if job.exists or (queue is None and not invalid and not output_in_use):
         status["job"] = job_status(old, job, workers)
-    status.update(phase=current.phase, reason=current.reason, message=current.message)
+    refresh = refresh_status(old, files.result, current.phase in TERMINAL)
+    if refresh:
+        status["refresh"] = refresh
+    message = current.message
+    if current.phase == SUCCEEDED and files.result is not None and files.result.new_posts is not None:
+        message = f"{message} ({outcome(files.result)})"  # a refresh's job
+    status.update(phase=current.phase, reason=current.reason, message=message)
     if current.phase != PENDING or current.reason not in (Reason.QUEUED, Reason.OUTPUT_IN_USE):
         status.setdefault("startTime", now)
     if current.phase in TERMINAL:
