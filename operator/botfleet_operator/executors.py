@@ -195,7 +195,7 @@ class RayExecutor:
                 entrypoint=self.settings.job_entrypoint,
                 submission_id=name,
                 runtime_env={"env_vars": self._env(body, spec)},
-                metadata={META_REQUEST: f"{meta['namespace']}/{meta['name']}", META_GENERATION: str(run_tag(body))},
+                metadata={META_REQUEST: f"{meta['namespace']}/{meta['name']}", META_GENERATION: run_tag(body)},
             )
         except RuntimeError:
             # Refused: most likely it exists already (a concurrent or earlier submit).

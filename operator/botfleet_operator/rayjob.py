@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from botfleet import api
 from botfleet.secrets import secret_env_name
-from botfleet_operator.refresh import REFRESH_ENV, refresh_count
+from botfleet_operator.refresh import REFRESH_ENV, refresh_count, run_tag
 from botfleet_operator.settings import Settings
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
@@ -260,7 +260,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
         "metadata": {
-            "name": job_name(meta["name"], generation, meta.get("namespace", "")),
+            "name": job_name(meta["name"], run_tag(body), meta.get("namespace", "")),
             "namespace": meta.get("namespace", "default"),
             "labels": labels,
             "annotations": {"botfleet.dev/model-uri": spec.typed.model_uri},

@@ -70,6 +70,7 @@ def test_a_refresh_has_its_own_job_and_tells_the_job():
     assert KubeRayExecutor(settings, None).name(doc) == "alice-g1-r2"
     assert RayExecutor(settings, None, {}).name(doc).endswith("-g1-r2")
     env = render.render_rayjob(doc, render.resolve_spec(doc, settings), settings)
+    assert env["metadata"]["name"] == "alice-g1-r2"  # the name the executor observes
     assert f'"name": "{REFRESH_ENV}"' in str(env).replace("'", '"')
     assert REFRESH_ENV not in str(render.render_rayjob(trained(), render.resolve_spec(trained(), settings), settings))
     assert render.ray_job_env(doc, render.resolve_spec(doc, settings), {}, {})[REFRESH_ENV] == "1"
