@@ -66,3 +66,14 @@ def test_keep_zero_keeps_only_the_latest(storage):
     for n in (1, 2):
         one_version(storage, layout, n, keep=0)
     assert storage.list(layout.versions) == []
+
+
+def test_versions_in_a_local_folder(tmp_path):
+    from botfleet.storage import Storage, file_uri
+
+    storage, layout = Storage(), Layout(file_uri(tmp_path / "bots" / "alice"))
+    for n in (1, 2, 3):
+        one_version(storage, layout, n, keep=1)
+    assert [v.version for v in read_history(storage, layout).versions] == [1, 2, 3]
+    assert storage.read_text(f"{layout.version(2)}/model.safetensors") == "weights of training 2"
+    assert not (tmp_path / "bots" / "alice" / "versions" / "v1").exists()
