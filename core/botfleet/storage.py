@@ -444,8 +444,8 @@ class Storage:
         return f"etag {found.etag}" if found.etag else f"size {found.size} mtime {found.last_modified}"
 
     def copy(self, src_uri: str, dst_uri: str) -> str:
-        """Copy one object to another place in the same store (server-side on S3; objects up
-        to 5 GiB, S3's limit for one copy); returns ``dst_uri``."""
+        """Copy one object to another place in the same store (server-side on S3; minio copies
+        an object over S3's 5 GiB limit for one copy in parts); returns ``dst_uri``."""
         src, dst = parse_uri(src_uri), parse_uri(dst_uri)
         if src.scheme != dst.scheme:
             raise StorageError(f"{src_uri}: cannot copy to {dst_uri} (another store)")
