@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import keyword
 import math
 import re
 import reprlib
@@ -34,6 +35,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # The label Kueue reads; passed through to the RayJob when a request carries it.
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# A new value asks for a refresh (like `kubectl rollout restart`'s restartedAt).
+REFRESH_ANNOTATION = "botfleet.dev/refresh-requested"
 
 
 def _str(description: str, **rules: Any) -> dict:
@@ -56,6 +59,7 @@ def _secret_ref(description: str) -> dict:
     )
 
 
+CRON_SCHEDULE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
 S3_OR_FILE_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"
 # One object (a source file): a key after the bucket, not ending in '/'.
 OBJECT_URI = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]|file:///.*[^/])$"
@@ -222,6 +226,13 @@ SPEC_SCHEMA = _obj(
                     enum=["Retain", "Delete"],
                     default="Retain",
                 ),
+                "keepVersions": _int(
+                    "Earlier versions (each successful training is one) kept under <model-id>/versions/;"
+                    " the latest is always <model-id>/model/.",
+                    minimum=0,
+                    maximum=100,
+                    default=3,
+                ),
             },
             required=["uri"],
         ),
@@ -262,6 +273,24 @@ SPEC_SCHEMA = _obj(
                     "default": False,
                 },
             },
+        ),
+        "refresh": _obj(
+            "Training again on what is new: on `schedule`, on a new value of the"
+            f" {REFRESH_ANNOTATION} annotation, or with `botfleet refresh`.",
+            {
+                "from": _str(
+                    "base: each refresh trains from training.baseModel; previous: from the latest version.",
+                    enum=["base", "previous"],
+                    default="base",
+                ),
+                "schedule": _str(
+                    "When to refresh: cron (minute hour day month weekday) or @hourly, @daily, @weekly,"
+                    " @monthly; absent: only when asked.",
+                    pattern=CRON_SCHEDULE,
+                ),
+                "timeZone": _str("The IANA time zone the schedule is read in.", default="UTC", minLength=1),
+            },
+            default={},
         ),
     },
     required=["handles", "output"],
@@ -355,6 +384,32 @@ STATUS_SCHEMA = _obj(
             {
                 "model": _str("The model name clients ask for: <namespace>/<BotRequest name>."),
                 "endpoint": _str("The base URL of the OpenAI-compatible API (…/v1)."),
+            },
+        ),
+        "history": {
+            "type": "array",
+            "description": "The latest versions of the model (each successful training is one), oldest first.",
+            "items": _obj(
+                "A version.",
+                {
+                    "version": _int("Its number, from 1."),
+                    "finishedAt": _str("When its training finished.", format="date-time"),
+                    "posts": _int("Posts kept for its training, all handles together."),
+                    "newPosts": _int("Posts its data had that the previous version's did not."),
+                    "perplexity": {"type": "number", "description": "Its validation perplexity."},
+                    "model": _str("Where it is: model/ for the latest, versions/vN/ for a kept earlier one."),
+                },
+            ),
+        },
+        "refresh": _obj(
+            "Refreshes (spec.refresh): what the operator handled, so that it acts on each trigger once.",
+            {
+                "generation": _int("The generation the refreshes below are of.", format="int64"),
+                "count": _int("Refreshes of that generation started; the job of refresh N ends in -rN."),
+                "trigger": _str(f"The last {REFRESH_ANNOTATION} value handled."),
+                "scheduledAt": _str("The last scheduled time handled.", format="date-time"),
+                "lastResult": _str("What the last refresh found, e.g. '+12 new posts: version 3'."),
+                "error": _str("Why spec.refresh's schedule cannot be used."),
             },
         ),
         "conditions": {
@@ -621,6 +676,14 @@ class TrackingSpec:
 class OutputSpec:
     uri: str
     delete_policy: str = "Retain"
+    keep_versions: int = 3
+
+
+@dataclass(frozen=True)
+class RefreshSpec:
+    from_: str = "base"  # `from` in the schema (a Python keyword)
+    schedule: str | None = None
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -652,6 +715,7 @@ class BotSpec:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
     publish: PublishSpec | None = None
+    refresh: RefreshSpec = field(default_factory=RefreshSpec)
 
     @property
     def model_id(self) -> str:
@@ -747,7 +811,8 @@ def model_id(handles) -> str:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    return snake + "_" if keyword.iskeyword(snake) else snake
 
 
 def _build(cls: type, value: Any) -> Any:

@@ -2,10 +2,10 @@
 
 Under ``<output>/<model-id>/`` (:class:`botfleet.layout.Layout` names the paths):
 ``data/stats.json`` (:class:`Stats`), ``progress.json`` (:class:`Progress`),
-``model/training.json`` (:class:`TrainingRecord`), ``result.json`` (:class:`Result`) and
-``owner.json`` (:class:`Owner`). Each type's ``to_dict()`` is the file's JSON; its
-``from_dict()`` reads what any botfleet version wrote: a missing key is None (or empty),
-an unknown one is ignored.
+``model/training.json`` (:class:`TrainingRecord`), ``result.json`` (:class:`Result`),
+``owner.json`` (:class:`Owner`) and ``history.json`` (:class:`History`). Each type's
+``to_dict()`` is the file's JSON; its ``from_dict()`` reads what any botfleet version
+wrote: a missing key is None (or empty), an unknown one is ignored.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ class HandleStats:
 @dataclass(frozen=True)
 class Stats:
     """``data/stats.json``: written last by the data stage, so its presence means the dataset
-    is complete; ``fingerprint`` (:func:`data_fingerprint`) says which settings made it."""
+    is complete; ``fingerprint`` (:func:`data_fingerprint`) says which settings made it and
+    ``inputs`` from what (by handle: an object's version, or a hash of the posts fetched)."""
 
     model_id: str = ""
     handles: dict[str, HandleStats] = field(default_factory=dict)  # by the normalized handle
@@ -93,10 +94,14 @@ class Stats:
     fingerprint: str | None = None
     seconds: float | None = None
     botfleet_version: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    new_posts: int | None = None  # a refresh's dataset: posts the one before it did not have
 
     @classmethod
     def from_dict(cls, data: Any) -> Stats:
         known = _known_fields(cls, data)
+        inputs = known.get("inputs") if isinstance(known.get("inputs"), Mapping) else {}
+        known["inputs"] = {str(h): str(v) for h, v in inputs.items()}
         handles = known.get("handles") if isinstance(known.get("handles"), Mapping) else {}
         known["handles"] = {str(h): HandleStats.from_dict(counts) for h, counts in handles.items()}
         known["warnings"] = tuple(known.get("warnings") or ())
@@ -238,6 +243,8 @@ class Result:
     tracking_run_url: str | None = None
     tracking_files: str | None = None  # the local W&B files, uploaded for offline runs
     metrics: dict = field(default_factory=dict)  # METRICS
+    version: int | None = None  # the version this training made (history.json)
+    new_posts: int | None = None  # a refresh: posts gathered that were not stored; 0: nothing trained
 
     @classmethod
     def failed(cls, stage: str, error: str, reason: Reason) -> Result:
@@ -269,6 +276,8 @@ class Result:
             "tracking_run_url": self.tracking_run_url,
             "tracking_files": self.tracking_files,
             "metrics": dict(self.metrics),
+            "version": self.version,
+            "new_posts": self.new_posts,
         }
 
 
@@ -319,3 +328,49 @@ class Publication:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# --------------------------------------------------------------------------- history.json
+
+
+@dataclass(frozen=True)
+class Version:
+    """One successful training. ``archived``: where its copy of model/ is kept under
+    versions/ (None for the latest, which is model/ itself, and for a pruned one)."""
+
+    version: int = 0
+    finished_at: str | None = None
+    posts: int | None = None  # kept posts it was trained on
+    new_posts: int | None = None  # posts its data had that the previous version's did not
+    perplexity: float | None = None  # validation perplexity after fine-tuning
+    run_name: str | None = None  # the training run: the same run again is no new version
+    archived: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Version:
+        known = _known_fields(cls, data)
+        known["version"] = _number(known.get("version"), int) or 0
+        for name, kind in (("posts", int), ("new_posts", int), ("perplexity", float)):
+            known[name] = _number(known.get(name), kind)
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class History:
+    """``history.json``: every version of the bot, oldest first; the job appends one after
+    each successful training."""
+
+    versions: tuple[Version, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> History:
+        versions = _known_fields(cls, data).get("versions")
+        items = versions if isinstance(versions, list) else []
+        return cls(tuple(v for v in map(Version.from_dict, items) if v.version > 0))
+
+    def to_dict(self) -> dict:
+        return {"versions": [asdict(v) for v in self.versions]}
+
+    @property
+    def latest(self) -> Version | None:
+        return self.versions[-1] if self.versions else None

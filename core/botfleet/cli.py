@@ -107,10 +107,15 @@ def _job_module():
     return job
 
 
-def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None) -> int:
+def run_request(request: api.BotRequest, storage: Storage, out_dir: str | None, refresh: bool = False) -> int:
     job = _job_module()
     spec = request.spec
-    result = job.run_job(request, storage, show_progress=True)
+    result = job.run_job(request, storage, show_progress=True, refresh=refresh)
+    if refresh and result.get("new_posts") == 0:
+        print(f"nothing new since version {result.get('version')}: nothing trained; model: {result['model']}")
+        return 0
+    if result.get("new_posts"):
+        print(f"\n+{result['new_posts']} new posts: version {result.get('version')}")
     local = Path(out_dir or "botfleet-output") / spec.model_id
     storage.download_dir(result["model"], local)
     metrics = result["metrics"]
@@ -145,6 +150,12 @@ def cmd_run(args) -> int:
     request = api.load_request(args.request)
     with open_storage(request.spec) as storage:
         return run_request(request, storage, args.out)
+
+
+def cmd_refresh(args) -> int:
+    request = api.load_request(args.request)
+    with open_storage(request.spec) as storage:
+        return run_request(request, storage, args.out, refresh=True)
 
 
 def cmd_demo(args) -> int:
@@ -268,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("request", metavar="REQUEST.yaml")
     run.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")
     run.set_defaults(func=cmd_run)
+
+    refresh = commands.add_parser(
+        "refresh", help="train a new version on the posts that are new since the last one (nothing new: no training)"
+    )
+    refresh.add_argument("request", metavar="REQUEST.yaml")
+    refresh.add_argument("--out", metavar="DIR", help="where to copy the new model (default ./botfleet-output)")
+    refresh.set_defaults(func=cmd_refresh)
 
     demo = commands.add_parser("demo", help="make the example bot end to end (embedded object store, local Ray)")
     demo.add_argument("--out", metavar="DIR", help="where to copy the finished model (default ./botfleet-output)")

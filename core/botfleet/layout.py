@@ -102,3 +102,17 @@ class Layout:
     def request(self) -> str:
         """The spec the job ran (request.json): what republishing a model folder renders its card from."""
         return f"{self.model_uri}/request.json"
+
+    # ---- versions: each successful training is one; the latest is model/, earlier ones here
+
+    @property
+    def versions(self) -> str:
+        return f"{self.model_uri}/versions"
+
+    def version(self, number: int) -> str:
+        """An earlier version's copy of model/ (its training.json is copied last)."""
+        return f"{self.versions}/v{number}"
+
+    @property
+    def history(self) -> str:
+        return f"{self.model_uri}/history.json"

@@ -42,6 +42,7 @@ class Reason(StrEnum):
         PHASE,
         "spec.publish: the trained model is being published to the Hub (the Published condition's until it is)",
     )
+    REFRESHING = "Refreshing", PHASE, "a refresh (schedule or annotation) runs the job again on what is new"
 
     INVALID_SPEC = "InvalidSpec", FAILURE, "the spec breaks a rule the API server cannot check"
     NOT_ENOUGH_POSTS = "NotEnoughPosts", FAILURE, "a handle kept too little text to train on"

@@ -426,6 +426,45 @@ class Storage:
         except NotFound:
             return False
 
+    def version(self, uri: str) -> str:
+        """What changes whenever the object's content does, without reading it: its ETag
+        (S3), its size and modification time (a local file)."""
+        loc = parse_uri(uri)
+        if loc.scheme == "file":
+            try:
+                info = os.stat(loc.path)
+            except FileNotFoundError:
+                raise NotFound(f"{uri}: not found") from None
+            except OSError as exc:
+                raise StorageError(f"{uri}: {exc.strerror}") from exc
+            return f"size {info.st_size} mtime {info.st_mtime_ns}"
+        loc = self._s3(uri, loc)
+        self._require_key(uri, loc)
+        found = self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
+        return f"etag {found.etag}" if found.etag else f"size {found.size} mtime {found.last_modified}"
+
+    def copy(self, src_uri: str, dst_uri: str) -> str:
+        """Copy one object to another place in the same store (server-side on S3; minio copies
+        an object over S3's 5 GiB limit for one copy in parts); returns ``dst_uri``."""
+        src, dst = parse_uri(src_uri), parse_uri(dst_uri)
+        if src.scheme != dst.scheme:
+            raise StorageError(f"{src_uri}: cannot copy to {dst_uri} (another store)")
+        if src.scheme == "file":
+            try:
+                source = open(src.path, "rb")
+            except FileNotFoundError:
+                raise NotFound(f"{src_uri}: not found") from None
+            with source:
+                _atomic_write(dst_uri, dst.path, lambda f: shutil.copyfileobj(source, f, 1 << 20))
+            return dst_uri
+        from minio.commonconfig import CopySource
+
+        src, dst = self._s3(src_uri, src), self._s3(dst_uri, dst)
+        self._require_key(src_uri, src)
+        self._require_key(dst_uri, dst)
+        self._call(src_uri, src, self.client.copy_object, dst.bucket, dst.key, CopySource(src.bucket, src.key))
+        return dst_uri
+
     def list(self, prefix_uri: str) -> list[str]:
         """All objects under the folder ``prefix_uri``, recursively, as sorted full URIs."""
         loc = parse_uri(prefix_uri)

@@ -4,8 +4,9 @@ Files under ``<output>/<model-id>/data/`` (:class:`botfleet.layout.Layout`):
 ``raw/<handle>.jsonl`` (every post fetched), ``train.txt``, ``valid.txt`` and
 ``stats.json``. ``stats.json`` is removed first and written last, so a crash never
 leaves a dataset that looks complete; it also carries a fingerprint of the request's data
-settings, so a rerun of the same request (a resumed job, a restarted operator) reuses the
-dataset instead of fetching different posts.
+settings and the identity of its inputs (:mod:`botfleet_jobs.data_inputs`). A new run
+reuses the dataset only when both are unchanged; a resumed run (its training unfinished)
+reuses it whatever the inputs are now, so it trains on the posts its checkpoints saw.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import time
 from tqdm import tqdm
 
 from botfleet import __version__
-from botfleet.api import BotSpec
+from botfleet.api import BotSpec, Handle
 from botfleet.artifacts import HandleStats, Stats, data_fingerprint
 from botfleet.card import DATA_ROWS
 from botfleet.layout import Layout
 from botfleet.storage import Storage, StorageError
+from botfleet_jobs.data_inputs import object_versions, posts_identity, training_unfinished
 from botfleet_jobs.dataset import TRAIN_FRACTION, build_dataset
 from botfleet_jobs.filters import filter_posts
 from botfleet_jobs.posts import Post
@@ -43,31 +45,63 @@ def _jsonl(posts: list[Post]) -> bytes:
     return "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in posts).encode()
 
 
-def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progress: bool = True) -> dict:
+def prepare(
+    spec: BotSpec, storage: Storage, *, reuse: bool = True, resume: bool = False, show_progress: bool = True
+) -> dict:
     """Run the data stage and return stats.json's content.
 
+    ``reuse``: keep a complete dataset of these settings whose inputs are unchanged;
+    ``resume`` (the job): keep it, whatever the inputs, while its training is unfinished.
     Raises SourceError, NotEnoughText or StorageError with a one-line message.
     """
-    if reuse and (stats := read_complete_stats(storage, spec)):
-        return stats
+    layout = Layout(spec.model_uri)
+    existing = read_complete_stats(storage, spec) if reuse else None
+    if existing and resume and training_unfinished(storage, layout):
+        return existing
+    known = Stats.from_dict(existing).inputs if existing else None
+    versions = object_versions(spec, storage)  # before any download: a change during it shows next time
+    if known is not None and len(versions) == len(spec.handles) and versions == known:
+        return existing  # every input is an object, and none changed: nothing to read
+    if existing is None and storage.exists(layout.stats):
+        storage.delete(layout.stats)  # another settings' dataset: it stops looking complete at once
+    started = time.monotonic()
+    posts = {handle.name: _fetch(handle, spec, storage, show_progress) for handle in spec.handles}
+    inputs = {name: versions.get(name) or posts_identity(fetched) for name, fetched in posts.items()}
+    if known is not None and inputs == known:
+        return existing
+    return write_dataset(spec, storage, posts, inputs, started)
+
+
+def _fetch(handle: Handle, spec: BotSpec, storage: Storage, show_progress: bool) -> list[Post]:
+    with tqdm(
+        total=spec.data.max_posts,
+        desc=f"@{handle.name}",
+        unit="posts",
+        file=sys.stderr,
+        disable=not show_progress,
+        leave=True,
+    ) as bar:
+        return fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
+
+
+def write_dataset(
+    spec: BotSpec,
+    storage: Storage,
+    posts: dict[str, list[Post]],
+    inputs: dict[str, str],
+    started: float,
+    new_posts: int | None = None,
+) -> dict:
+    """Filter ``posts`` (by handle name), write the dataset and return stats.json's content."""
     layout = Layout(spec.model_uri)
     if storage.exists(layout.stats):
         storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
-    started = time.monotonic()
     kept_by_handle: dict[str, list[str]] = {}
     handles: dict[str, HandleStats] = {}
     for handle in spec.handles:
-        with tqdm(
-            total=spec.data.max_posts,
-            desc=f"@{handle.name}",
-            unit="posts",
-            file=sys.stderr,
-            disable=not show_progress,
-            leave=True,
-        ) as bar:
-            posts = fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
-        storage.write_bytes(layout.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
-        result = filter_posts(posts)
+        fetched = posts[handle.name]
+        storage.write_bytes(layout.raw(handle.name), _jsonl(fetched), content_type="application/x-ndjson")
+        result = filter_posts(fetched)
         kept_by_handle[handle.name] = list(result.kept)
         handles[handle.name] = HandleStats(
             **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
@@ -87,6 +121,8 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
         fingerprint=data_fingerprint(spec),
         seconds=round(time.monotonic() - started, 3),
         botfleet_version=__version__,
+        inputs=inputs,
+        new_posts=new_posts,
     ).to_dict()
     storage.write_json(layout.stats, stats)
     return stats

@@ -4,9 +4,9 @@
 
 This is what a KubeRay RayJob or a Ray job submission runs, and what `botfleet run` runs
 locally. Stages: the data stage (reused when a complete dataset for the same settings
-exists), training (resumes from the latest checkpoint), then the model card. Whatever
-happens, ``<model>/result.json`` ends up saying succeeded or failed and why, so the
-operator can report it; checkpoints are never deleted on failure.
+and inputs exists, or while its training is unfinished), training (resumes from the
+latest checkpoint), then the model card. Whatever happens, ``<model>/result.json`` ends
+up saying succeeded or failed and why, so the operator can report it; checkpoints are never deleted on failure.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
-from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.publish import publish_if_asked, record_parrot_check
+from botfleet_jobs.refresh import gather_data, record_nothing_new, starting_point
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
 from botfleet_jobs.train_driver import TrainOptions, local_worker_defaults, train
 from botfleet_jobs.train_errors import TrainingError
+from botfleet_jobs.versions import archive_latest, record_version
 
 
 class ProgressDisplay:
@@ -105,9 +106,15 @@ def failure_reason(error: BaseException, stage: str) -> Reason:
 
 
 def run_job(
-    request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True
+    request: api.BotRequest,
+    storage: Storage,
+    *,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+    refresh: bool = False,
 ) -> dict:
-    """Run every stage; return result.json's content (raises after recording a failure)."""
+    """Run every stage; return result.json's content (raises after recording a failure).
+    ``refresh``: gather only what is new (:mod:`botfleet_jobs.refresh`); nothing new, no training."""
     # Once, here: training, tracking and the card all get the worker shape that ran.
     spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
@@ -119,10 +126,15 @@ def run_job(
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
         workdir = Path(tmp)
         try:
-            stats = prepare(spec, storage, show_progress=show_progress)
+            gathered = gather_data(spec, storage, refresh=refresh, show_progress=show_progress)
+            stats = gathered.stats
+            if refresh and gathered.new_posts == 0 and storage.exists(layout.training):
+                return record_nothing_new(storage, layout)
             tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
             log_preprocess(tracker, storage, spec, stats, workdir)
             stage = "training"
+            history = archive_latest(storage, layout)  # before the training replaces model/
+            spec = starting_point(spec, layout, history) if refresh else spec
             tracker.start_training(asdict(spec.training))
             display = ProgressDisplay(tracker, show_progress)
             try:
@@ -140,6 +152,8 @@ def run_job(
                 storage.upload_dir(workdir / "tracking", layout.tracking)
                 tracking_files = folder(layout.tracking)
             card = publish_card(spec, storage, stats, trained.training, trained.samples, tracking, workdir)
+            version = record_version(storage, layout, history, trained.training, stats, spec.output.keep_versions)
+            new_posts = gathered.new_posts if refresh else None
             publication = publish_if_asked(spec, storage, tracking.get("run_url"))
         except BaseException as error:
             try:
@@ -156,6 +170,8 @@ def run_job(
         tracking_run_url=tracking.get("run_url"),
         tracking_files=tracking_files,
         metrics=TrainingRecord.from_dict(trained.training).metrics(),
+        version=version.version,
+        new_posts=new_posts,
     ).to_dict()
     storage.write_json(layout.result, result)
     if publication is not None:  # for `botfleet run` to print (publish.json has it)
@@ -183,7 +199,13 @@ def main() -> int:
         return 2
     storage = Storage(S3Config.from_env(), outage_wait_s=JOB_OUTAGE_WAIT_S)
     try:
-        result = run_job(request, storage, ray_address=os.environ.get("RAY_ADDRESS"), show_progress=sys.stderr.isatty())
+        result = run_job(
+            request,
+            storage,
+            ray_address=os.environ.get("RAY_ADDRESS"),
+            show_progress=sys.stderr.isatty(),
+            refresh=os.environ.get("BOTFLEET_REFRESH") == "1",  # set by the operator for a refresh's job
+        )
     except Exception as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 1

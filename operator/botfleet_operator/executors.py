@@ -1,6 +1,6 @@
 """The two ways a training runs, behind one interface.
 
-``name(body)`` the job's deterministic name for the request's current generation;
+``name(body)`` the job's deterministic name for the request's current generation (and refresh);
 ``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body, spec)`` make
 it exist for the request's :class:`JobSpec` (idempotent: an existing job is adopted, never
 duplicated); ``delete(body, name)`` stop and remove it. All calls block (the runtime runs
@@ -18,6 +18,7 @@ from botfleet_operator.health import ExecutorHealth
 from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 from botfleet_operator.ray_access import RayAccess, RayToken, auth_headers
 from botfleet_operator.rayjob import JobSpec
+from botfleet_operator.refresh import run_tag
 from botfleet_operator.settings import Settings
 
 log = logging.getLogger("botfleet_operator")
@@ -41,10 +42,6 @@ class Executor(Protocol):
     def delete(self, body: dict, name: str) -> bool:
         """Stop and remove the job; True once it is gone (nothing of it runs any more)."""
         ...
-
-
-def _generation(body: dict) -> int:
-    return int(body["metadata"].get("generation") or 1)
 
 
 def orphaned_jobs(active: dict[str, dict], wanted: set[str], namespaces: tuple[str, ...]) -> list[str]:
@@ -77,7 +74,7 @@ class KubeRayExecutor:
 
     def name(self, body: dict) -> str:
         meta = body["metadata"]
-        return render.job_name(meta["name"], _generation(body), meta.get("namespace", ""))
+        return render.job_name(meta["name"], run_tag(body), meta.get("namespace", ""))
 
     def _get(self, namespace: str, name: str) -> dict | None:
         from kubernetes.client.exceptions import ApiException
@@ -181,9 +178,7 @@ class RayExecutor:
 
     def name(self, body: dict) -> str:
         meta = body["metadata"]
-        return render.submission_id(
-            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body)
-        )
+        return render.submission_id(meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), run_tag(body))
 
     def _info(self, name: str):
         try:
@@ -231,7 +226,7 @@ class RayExecutor:
                     runtime_env={"env_vars": env},
                     metadata={
                         META_REQUEST: f"{meta['namespace']}/{meta['name']}",
-                        META_GENERATION: str(_generation(body)),
+                        META_GENERATION: run_tag(body),
                     },
                 )
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botfleet import api
 from botfleet.secrets import secret_env_name
+from botfleet_operator.refresh import REFRESH_ENV, refresh_count, run_tag
 from botfleet_operator.settings import Settings
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
@@ -145,6 +146,8 @@ def container_env(body: dict, spec: JobSpec, settings: Settings) -> list[dict]:
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
         {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
     ]
+    if refresh_count(body):
+        env.append({"name": REFRESH_ENV, "value": "1"})
     if settings.s3_endpoint:
         env += [
             {"name": "BOTFLEET_S3_ENDPOINT", "value": settings.s3_endpoint},
@@ -274,7 +277,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
         "metadata": {
-            "name": job_name(meta["name"], generation, meta.get("namespace", "")),
+            "name": job_name(meta["name"], run_tag(body), meta.get("namespace", "")),
             "namespace": meta.get("namespace", "default"),
             "labels": labels,
             "annotations": {"botfleet.dev/model-uri": spec.typed.model_uri},
@@ -327,6 +330,8 @@ def ray_job_env(body: dict, spec: JobSpec, s3_env: dict[str, str], secret_values
     operator read from the referenced Secrets: Ray's job API has no Secret references.
     """
     env = {"BOTFLEET_REQUEST": request_json(body, spec), "RAY_USAGE_STATS_ENABLED": "0"}
+    if refresh_count(body):
+        env[REFRESH_ENV] = "1"
     env.update(s3_env)
     env.update(secret_values)
     return env

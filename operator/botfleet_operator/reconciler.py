@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from botfleet import api
 from botfleet.artifacts import FAILED as FAILED_PUBLISH
-from botfleet.artifacts import Owner, Progress, Publication, Result, Stats, TrainingRecord, data_fingerprint
+from botfleet.artifacts import History, Owner, Progress, Publication, Result, Stats, TrainingRecord, data_fingerprint
 from botfleet.card import CardLinks, render_card
 from botfleet.errors import one_line
 from botfleet.layout import Layout, folder
@@ -32,8 +32,9 @@ from botfleet_operator.patch import merge_patch
 from botfleet_operator.publish_status import awaiting_publish_retry, wants_publish_retry
 from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
+from botfleet_operator.refresh import ScheduleError, refresh_due
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import FAILED, TERMINAL, JobFiles, compute_status, is_terminal_for
+from botfleet_operator.status import FAILED, PENDING, TERMINAL, JobFiles, compute_status, is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 
@@ -172,6 +173,7 @@ class Reconciler:
             card_present=card,
             card_uri=card_uri,
             publication=self._read(layout.publication, Publication) if finished_ok else None,
+            history=self._read(layout.history, History),
         )
 
     def _stop_superseded(self, key: str, body: dict, job: str, generation: int, events: list) -> bool:
@@ -253,6 +255,30 @@ class Reconciler:
             except StorageError as exc:
                 log.warning("cannot remove %s before a new run: %s", uri, exc)
 
+    def _start_refresh(self, body: dict, events: list) -> dict:
+        """A refresh that is due (:mod:`~botfleet_operator.refresh`) starts here: its status
+        first (what was handled, Pending, the finished run's job and times cleared), so that a
+        restarted operator neither loses nor repeats it; the usual path then starts its job."""
+        old = body.get("status") or {}
+        try:
+            due = refresh_due(body)
+        except ScheduleError as exc:
+            if (old.get("refresh") or {}).get("error") != str(exc):
+                self._apply(body, old, {**old, "refresh": {**(old.get("refresh") or {}), "error": str(exc)}})
+                events.append(("Warning", Reason.INVALID_SPEC, str(exc)))
+            return body
+        if due is None:
+            if "error" in (old.get("refresh") or {}):  # the schedule was fixed
+                state = {k: v for k, v in old["refresh"].items() if k != "error"}
+                self._apply(body, old, {**old, "refresh": state})
+                return {**body, "status": {**old, "refresh": state}}
+            return body
+        new = {k: v for k, v in old.items() if k not in ("job", "startTime", "completionTime", "refresh")}
+        new.update(refresh=due.state, phase=PENDING, reason=Reason.REFRESHING, message=due.message)
+        self._apply(body, old, new)
+        events.append(("Normal", Reason.REFRESHING, due.message))
+        return {**body, "status": new}
+
     # ----------------------------------------------------------------- reconcile
 
     def reconcile(self, body: dict, entries: list[QueueEntry]) -> Outcome:
@@ -285,12 +311,14 @@ class Reconciler:
         meta = body["metadata"]
         key = request_key(body)
         generation = int(meta.get("generation") or 1)
-        old = body.get("status") or {}
         if meta.get("deletionTimestamp"):
             return Outcome()
+        refresh_events: list[tuple[str, str, str]] = []
+        body = self._start_refresh(body, refresh_events)
+        old = body.get("status") or {}
         if is_terminal_for(body):
             self.release(key)
-            return Outcome(phase=old.get("phase"))
+            return Outcome(events=refresh_events, phase=old.get("phase"))
 
         try:
             job_spec = resolve_spec(body, self.settings)  # the one parse of this reconcile
@@ -313,7 +341,7 @@ class Reconciler:
         kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
         workers = worker_shape(spec, with_memory=kuberay)
         old_job = old.get("job") or {}
-        events: list[tuple[str, str, str]] = []
+        events: list[tuple[str, str, str]] = refresh_events
 
         hub = hub_repo(spec) if self.storage is not None else None  # without a store, nothing to publish from
 

@@ -23,6 +23,7 @@ from botfleet_operator.health import ExecutorHealth
 from botfleet_operator.kube import Kube
 from botfleet_operator.queue import queue_entry, request_key
 from botfleet_operator.reconciler import Reconciler
+from botfleet_operator.refresh import wants_refresh
 from botfleet_operator.serving import ServingSync
 from botfleet_operator.settings import Settings
 from botfleet_operator.status import is_terminal_for
@@ -36,7 +37,10 @@ def job_of(body: dict) -> str | None:
 
 
 def unfinished(body: dict) -> bool:
-    return not is_terminal_for(body) and not body.get("metadata", {}).get("deletionTimestamp")
+    """Whether the request has work to do: its current generation, or a refresh."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return not is_terminal_for(body) or wants_refresh(body)
 
 
 def object_store(settings: Settings) -> S3Config | None:
@@ -138,7 +142,8 @@ class Runtime:
         key = request_key(body)
         self.bodies[key] = body
         status = body.get("status") or {}
-        if unfinished(body) and (not status or status.get("observedGeneration") != body["metadata"].get("generation")):
+        changed = not status or status.get("observedGeneration") != body["metadata"].get("generation")
+        if unfinished(body) and (changed or wants_refresh(body)):
             self.schedule(key)
 
     async def gone(self, body: dict, logger: logging.Logger | logging.LoggerAdapter) -> None:

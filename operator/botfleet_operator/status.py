@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botfleet import api
-from botfleet.artifacts import Progress, Publication, Result, Stats, TrainingRecord
+from botfleet.artifacts import History, Progress, Publication, Result, Stats, TrainingRecord
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.timestamps import now_iso
@@ -26,6 +26,7 @@ from botfleet_operator.observation import (
     JobObservation,
 )
 from botfleet_operator.publish_status import after_training, awaiting_publish_retry, publish_status, published
+from botfleet_operator.refresh import outcome, refresh_status
 
 if TYPE_CHECKING:  # queue.py reads this module's phases
     from botfleet_operator.queue import QueueDecision
@@ -46,6 +47,7 @@ class JobFiles:
     card_present: bool = False  # model/README.md (or the card result.json names)
     card_uri: str | None = None  # the card result.json names, when not model/README.md
     publication: Publication | None = None  # publish.json
+    history: History | None = None  # history.json: the model's versions
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,39 @@ def metrics_status(metrics: Mapping[str, Any]) -> dict | None:
         ("perplexity_after", "perplexityAfter"),
         ("train_loss", "trainLoss"),
     ):
-        value = metrics.get(src)
-        if isinstance(value, (int, float)) and value == value and value not in (float("inf"), float("-inf")):
-            out[dst] = float(value)
+        value = _finite(metrics.get(src))
+        if value is not None:
+            out[dst] = value
     return out or None
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (JSON has no NaN or infinity)."""
+    if isinstance(value, (int, float)) and value == value and value not in (float("inf"), float("-inf")):
+        return float(value)
+    return None
+
+
+HISTORY_SHOWN = 10  # the newest versions in status.history; history.json has them all
+
+
+def history_status(history: History | None, layout: Layout) -> list[dict] | None:
+    """``status.history``: the newest versions, oldest first, and where each one is."""
+    if history is None or not history.versions:
+        return None
+    shown = []
+    for v in history.versions[-HISTORY_SHOWN:]:
+        where = folder(layout.model) if v is history.latest else v.archived
+        entry = {
+            "version": v.version,
+            "finishedAt": v.finished_at,
+            "posts": v.posts,
+            "newPosts": v.new_posts,
+            "perplexity": _finite(v.perplexity),
+            "model": where,
+        }
+        shown.append({k: value for k, value in entry.items() if value is not None})
+    return shown
 
 
 # --------------------------------------------------------------------------- the situation
@@ -339,9 +370,18 @@ def compute_status(
     if counts is not None:
         status.update(counts=counts, keptPosts=kept)
     status.update(outputs_status(files, layout, job, current))
+    history = history_status(files.history, layout)
+    if history:
+        status["history"] = history
     if job.exists or (queue is None and not invalid and not output_in_use):
         status["job"] = job_status(old, job, workers)
-    status.update(phase=current.phase, reason=current.reason, message=current.message)
+    refresh = refresh_status(old, files.result, current.phase in TERMINAL)
+    if refresh:
+        status["refresh"] = refresh
+    message = current.message
+    if current.phase == SUCCEEDED and files.result is not None and files.result.new_posts is not None:
+        message = f"{message} ({outcome(files.result)})"  # a refresh's job
+    status.update(phase=current.phase, reason=current.reason, message=message)
     if current.phase != PENDING or current.reason not in (Reason.QUEUED, Reason.OUTPUT_IN_USE):
         status.setdefault("startTime", now)
     if current.phase in TERMINAL:

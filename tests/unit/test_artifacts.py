@@ -2,7 +2,7 @@
 
 import pytest
 
-from botfleet.artifacts import SUCCEEDED, Owner, Progress, Publication, Result, Stats, TrainingRecord
+from botfleet.artifacts import SUCCEEDED, History, Owner, Progress, Publication, Result, Stats, TrainingRecord
 from botfleet.reasons import Reason
 from botfleet.storage import NotFound, StorageError
 from botfleet_jobs.base_model import BaseModelError
@@ -33,6 +33,8 @@ STATS = {
     "fingerprint": "0123456789abcdef",
     "seconds": 1.25,
     "botfleet_version": "0.1.0",
+    "inputs": {"alice": "object etag 9b2cf535f27731c974343645a3985328"},
+    "new_posts": 12,
 }
 PROGRESS = {
     "status": "training",
@@ -95,10 +97,27 @@ def test_every_file_reads_back_as_written():
         "tracking_run_url": None,
         "tracking_files": None,
         "metrics": {"train_loss": 2.9},
+        "version": 2,
+        "new_posts": 14,
     }
     assert Result.from_dict(succeeded).to_dict() == succeeded
     published = {"status": "published", "repo": "org/alice", "url": "https://hub/org/alice", "commit": "c0ffee"}
     assert Publication.from_dict(published).to_dict() == published
+    history = {
+        "versions": [
+            {
+                "version": 1,
+                "finished_at": "2025-01-01T00:02:00Z",
+                "posts": 85,
+                "new_posts": None,
+                "perplexity": 20.1,
+                "run_name": "alice-1234",
+                "archived": "s3://bots/alice/versions/v1/",
+            }
+        ]
+    }
+    assert History.from_dict(history).to_dict() == history
+    assert History.from_dict({"versions": [{"version": "x"}, "junk"]}).versions == ()
 
 
 def test_stats_give_the_counts_and_total_kept():

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from botfleet import api
-from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
+from botfleet.artifacts import History, Progress, Result, Stats, TrainingRecord
 from botfleet.layout import Layout
 from botfleet.secrets import secret_env_name
 from botfleet.storage import S3Config
@@ -779,3 +779,31 @@ def test_metrics_and_card_from_result_json():
     )
     s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
     assert s["metrics"] == {"validLossAfter": 2.5} and s["artifacts"]["card"] == "s3://bots/alice/card.md"
+
+
+def test_status_shows_the_history_of_versions():
+    history = History.from_dict(
+        {
+            "versions": [
+                {"version": n, "finished_at": f"2026-01-{n:02d}T00:00:00Z", "posts": 100 + n, "perplexity": 30.0 - n}
+                for n in range(1, 13)
+            ]
+            + [{"version": 13, "posts": 120, "new_posts": 7, "perplexity": float("nan")}]
+        }
+    )
+    history = History(
+        (
+            *history.versions[:-2],
+            dataclasses.replace(history.versions[-2], archived="s3://x/v12/"),
+            history.versions[-1],
+        )
+    )
+    files = dataclasses.replace(job_files(stats=STATS, model_present=True, card_present=True), history=history)
+    s = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), files).status
+    shown = s["history"]
+    assert [v["version"] for v in shown] == list(range(4, 14))  # the newest ten, oldest first
+    assert shown[-1] == {"version": 13, "posts": 120, "newPosts": 7, "model": "s3://bots/alice/model/"}
+    assert shown[-2]["model"] == "s3://x/v12/" and "model" not in shown[0]  # pruned: no copy left
+    assert shown[0]["perplexity"] == 26.0 and shown[0]["finishedAt"] == "2026-01-04T00:00:00Z"
+    assert api.validate(s, api.STATUS_SCHEMA, "status") == []
+    assert "history" not in compute(body(), running(), job_files(stats=STATS)).status

@@ -8,7 +8,7 @@ handle and the source in front, so every failure reads like
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from botfleet import api
@@ -33,8 +33,11 @@ def describe(handle: api.Handle) -> str:
     return f"@{handle.handle.strip().lstrip('@')} ({source.kind} {where})".replace(" )", ")")
 
 
-def fetch_posts(handle: api.Handle, max_posts: int, storage: Any, progress: Progress | None = None) -> list[Post]:
-    """The newest ``max_posts`` posts of ``handle`` from its source, newest first.
+def fetch_posts(
+    handle: api.Handle, max_posts: int, storage: Any, progress: Progress | None = None, known: Container[str] = ()
+) -> list[Post]:
+    """The newest ``max_posts`` posts of ``handle`` from its source, newest first; from a
+    social API only those newer than the first post whose id is in ``known`` (a refresh).
 
     ``storage`` is a :class:`botfleet.storage.Storage` (the sources use ``download_file``);
     only the archive and dataset sources use it. ``progress(n)`` is called with the number
@@ -45,9 +48,9 @@ def fetch_posts(handle: api.Handle, max_posts: int, storage: Any, progress: Prog
     fetchers = {
         "archive": lambda: archive.fetch(handle.source.archive, max_posts, storage, progress),
         "dataset": lambda: dataset.fetch(handle.source.dataset, max_posts, storage, progress),
-        "mastodon": lambda: mastodon.fetch(handle.source.mastodon, _account(handle), max_posts, progress),
-        "bluesky": lambda: bluesky.fetch(handle.source.bluesky, _account(handle), max_posts, progress),
-        "twitter": lambda: twitter.fetch(handle.source.twitter, _account(handle), max_posts, progress),
+        "mastodon": lambda: mastodon.fetch(handle.source.mastodon, _account(handle), max_posts, progress, known),
+        "bluesky": lambda: bluesky.fetch(handle.source.bluesky, _account(handle), max_posts, progress, known),
+        "twitter": lambda: twitter.fetch(handle.source.twitter, _account(handle), max_posts, progress, known),
     }
     kind = handle.source.kind
     if not kind:

@@ -13,7 +13,7 @@ place, so the reference's URL rules see the links a tweet would have had.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from botfleet_jobs.posts import Post, SourceError
@@ -64,7 +64,13 @@ def _post(item: dict) -> Post:
     )
 
 
-def fetch(config: Any, actor: str, max_posts: int, progress: Callable[[int], Any] | None = None) -> list[Post]:
+def fetch(
+    config: Any,
+    actor: str,
+    max_posts: int,
+    progress: Callable[[int], Any] | None = None,
+    known: Container[str] = frozenset(),
+) -> list[Post]:
     url = f"{config.service.rstrip('/')}/xrpc/app.bsky.feed.getAuthorFeed"
     with HttpClient() as client:
 
@@ -88,4 +94,4 @@ def fetch(config: Any, actor: str, max_posts: int, progress: Callable[[int], Any
             next_cursor = answer.get("cursor")
             return items, next_cursor if isinstance(next_cursor, str) and next_cursor else None
 
-        return paginate(page, max_posts, progress, empty_pages=EMPTY_PAGES)
+        return paginate(page, max_posts, progress, empty_pages=EMPTY_PAGES, known=known)

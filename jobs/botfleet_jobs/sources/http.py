@@ -21,7 +21,7 @@ import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -224,8 +224,12 @@ def paginate(
     progress: Callable[[int], Any] | None = None,
     empty_retries: int = 0,
     empty_pages: int = 0,
+    known: Container[str] = frozenset(),
 ) -> list:
     """Collect items page by page, newest first, up to ``max_items``.
+
+    ``known``: ids already stored (a refresh); paging stops at the first item whose ``id``
+    is one of them, which is left out with everything after it.
 
     ``fetch_page(state)`` gets None for the first page and afterwards the ``next`` value the
     previous call returned (a URL, a cursor, a token); it returns ``(items, next)``, with
@@ -248,6 +252,9 @@ def paginate(
             retries_left -= 1
             continue
         page = page[: max_items - len(items)]
+        seen_before = next((i for i, item in enumerate(page) if getattr(item, "id", None) in known), None)
+        if seen_before is not None:
+            page, next_state = page[:seen_before], None  # the rest is stored already
         items.extend(page)
         if progress and page:
             progress(len(page))

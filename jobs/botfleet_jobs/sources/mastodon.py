@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from botfleet_jobs.posts import Post, SourceError
@@ -60,7 +60,13 @@ def _post(status: dict) -> Post:
     )
 
 
-def fetch(config: Any, account: str, max_posts: int, progress: Callable[[int], Any] | None = None) -> list[Post]:
+def fetch(
+    config: Any,
+    account: str,
+    max_posts: int,
+    progress: Callable[[int], Any] | None = None,
+    known: Container[str] = frozenset(),
+) -> list[Post]:
     base = config.instance.rstrip("/")
     with HttpClient() as client:
         try:
@@ -88,4 +94,4 @@ def fetch(config: Any, account: str, max_posts: int, progress: Callable[[int], A
                 following = urllib.parse.urljoin(response.url, following)
             return [_post(s) for s in statuses if isinstance(s, dict)], following
 
-        return paginate(page, max_posts, progress)
+        return paginate(page, max_posts, progress, known=known)

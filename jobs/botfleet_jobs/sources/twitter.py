@@ -11,7 +11,7 @@ first timeline page is asked for again (up to 5 times) before taking it as "no t
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from botfleet.secrets import resolve_secret
@@ -52,7 +52,13 @@ def _errors(answer: Any) -> list[dict]:
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def fetch(config: Any, username: str, max_posts: int, progress: Callable[[int], Any] | None = None) -> list[Post]:
+def fetch(
+    config: Any,
+    username: str,
+    max_posts: int,
+    progress: Callable[[int], Any] | None = None,
+    known: Container[str] = frozenset(),
+) -> list[Post]:
     token = resolve_secret(config.bearer_token_secret_ref)
     base = config.api_base.rstrip("/")
     with HttpClient({"Authorization": f"Bearer {token}"}) as client:
@@ -93,4 +99,4 @@ def fetch(config: Any, username: str, max_posts: int, progress: Callable[[int], 
             items = [_post(t) for t in tweets or [] if isinstance(t, dict)]
             return items, next_token if isinstance(next_token, str) and next_token else None
 
-        return paginate(page, min(max_posts, API_CAP), progress, empty_retries=EMPTY_PAGE_RETRIES)
+        return paginate(page, min(max_posts, API_CAP), progress, empty_retries=EMPTY_PAGE_RETRIES, known=known)
