@@ -286,6 +286,7 @@ STATUS_SCHEMA = _obj(
                     ("model", "The model folder (Hugging Face format)."),
                     ("card", "The model card."),
                     ("trackingRun", "The W&B run, when there is one."),
+                    ("log", "The job's full log (logs/job-<time>.log), kept after the Ray cluster is gone."),
                 )
             },
         ),

@@ -237,10 +237,11 @@ class Result:
     tracking_run_url: str | None = None
     tracking_files: str | None = None  # the local W&B files, uploaded for offline runs
     metrics: dict = field(default_factory=dict)  # METRICS
+    log: str | None = None  # the job's full log (logs/job-<time>.log)
 
     @classmethod
-    def failed(cls, stage: str, error: str, reason: Reason) -> Result:
-        return cls(FAILED, stage=stage, error=error, reason=reason)
+    def failed(cls, stage: str, error: str, reason: Reason, log: str | None = None) -> Result:
+        return cls(FAILED, stage=stage, error=error, reason=reason, log=log)
 
     @classmethod
     def from_dict(cls, data: Any) -> Result:
@@ -260,15 +261,17 @@ class Result:
 
     def to_dict(self) -> dict:
         if self.status == FAILED:
-            return {"status": FAILED, "stage": self.stage, "error": self.error, "reason": self.reason}
-        return {
-            "status": self.status,
-            "model": self.model,
-            "card": self.card,
-            "tracking_run_url": self.tracking_run_url,
-            "tracking_files": self.tracking_files,
-            "metrics": dict(self.metrics),
-        }
+            verdict = {"status": FAILED, "stage": self.stage, "error": self.error, "reason": self.reason}
+        else:
+            verdict = {
+                "status": self.status,
+                "model": self.model,
+                "card": self.card,
+                "tracking_run_url": self.tracking_run_url,
+                "tracking_files": self.tracking_files,
+                "metrics": dict(self.metrics),
+            }
+        return verdict | ({"log": self.log} if self.log else {})
 
 
 # --------------------------------------------------------------------------- owner.json

@@ -17,19 +17,22 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
 from botfleet import api
 from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
 from botfleet.card import CardLinks, render_card
-from botfleet.errors import one_line
+from botfleet.errors import one_line, with_notes
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
+from botfleet.timestamps import now_iso
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
-from botfleet_jobs.data_stage import prepare
+from botfleet_jobs.data_stage import format_table, prepare
 from botfleet_jobs.dataset import NotEnoughText
+from botfleet_jobs.job_log import JobLog
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
@@ -44,9 +47,9 @@ class ProgressDisplay:
     local display shows exactly what `kubectl get` shows.
     """
 
-    def __init__(self, tracker: Tracker, show: bool):
+    def __init__(self, tracker: Tracker, show: bool, console: TextIO = sys.stderr):
         self.tracker = tracker
-        self.bar = tqdm(total=None, desc="training", unit="step", file=sys.stderr, disable=not show)
+        self.bar = tqdm(total=None, desc="training", unit="step", file=console, disable=not show)
 
     def __call__(self, progress: dict) -> None:
         step = int(progress.get("step") or 0)
@@ -106,22 +109,43 @@ def failure_reason(error: BaseException, stage: str) -> Reason:
 def run_job(
     request: api.BotRequest, storage: Storage, *, ray_address: str | None = None, show_progress: bool = True
 ) -> dict:
-    """Run every stage; return result.json's content (raises after recording a failure)."""
+    """Run every stage; return result.json's content (raises after recording a failure).
+
+    Everything the job and Ray write goes to its full log (``logs/job-<time>.log``, see
+    :class:`JobLog`); stderr gets botfleet's own lines: the data counts, the training bar
+    (with ``show_progress``) and, on failure, the error (its note says where the log is)."""
     # Once, here: training, tracking and the card all get the worker shape that ran.
     spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
     storage.delete(layout.result)  # a rerun starts without the last run's verdict
+    log_uri = layout.job_log(now_iso())
+    try:
+        with JobLog(storage, log_uri) as job_log:
+            print(f"botfleet job {spec.model_id}: full log at {log_uri}", file=job_log.console)
+            return run_stages(spec, storage, ray_address, job_log.console, show_progress, log_uri)
+    except BaseException as error:
+        error.add_note(f"full log: {log_uri}")
+        raise
+
+
+def run_stages(
+    spec: api.BotSpec, storage: Storage, ray_address: str | None, console: TextIO, show_progress: bool, log_uri: str
+) -> dict:
+    layout = Layout(spec.model_uri)
     stage = "data"
     tracker = None
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
         workdir = Path(tmp)
         try:
-            stats = prepare(spec, storage, show_progress=show_progress)
+            print(f"data: gathering the posts of {', '.join('@' + h.name for h in spec.handles)}", file=console)
+            stats = prepare(spec, storage, show_progress=False)  # its bars would clutter the log
+            print(format_table(stats), end="", file=console)
+            print(f"dataset: {folder(layout.data)}", file=console)
             tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
             log_preprocess(tracker, storage, spec, stats, workdir)
             stage = "training"
             tracker.start_training(asdict(spec.training))
-            display = ProgressDisplay(tracker, show_progress)
+            display = ProgressDisplay(tracker, show_progress, console)
             try:
                 options = TrainOptions(ray_address=ray_address, max_failures=spec.training.max_failures)
                 trained = train(spec, storage.config, options, on_progress=display)
@@ -142,7 +166,7 @@ def run_job(
                 if tracker is not None:
                     tracker.fail()
             finally:  # a tracker that fails too must not hide the job's own error
-                failed = Result.failed(stage, one_line(error), failure_reason(error, stage))
+                failed = Result.failed(stage, one_line(error), failure_reason(error, stage), log=log_uri)
                 storage.write_json(layout.result, failed.to_dict())
             raise
     result = Result(
@@ -152,6 +176,7 @@ def run_job(
         tracking_run_url=tracking.get("run_url"),
         tracking_files=tracking_files,
         metrics=TrainingRecord.from_dict(trained.training).metrics(),
+        log=log_uri,
     ).to_dict()
     storage.write_json(layout.result, result)
     return result
@@ -179,7 +204,7 @@ def main() -> int:
     try:
         result = run_job(request, storage, ray_address=os.environ.get("RAY_ADDRESS"), show_progress=sys.stderr.isatty())
     except Exception as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {with_notes(error)}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0

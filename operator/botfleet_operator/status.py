@@ -137,7 +137,8 @@ def failure_reason(files: JobFiles, job: JobObservation) -> tuple[str, str]:
     error = (result.error or "").strip() if result else ""
     if error:
         reason = result.reason or STAGE_FAILURES.get(result.stage)
-        return reason or (Reason.DATA_FAILED if files.stats is None else Reason.TRAINING_FAILED), error
+        where = f" (full log: {result.log})" if result.log else ""
+        return reason or (Reason.DATA_FAILED if files.stats is None else Reason.TRAINING_FAILED), error + where
     reason = job.reason or Reason.JOB_FAILED
     message = job.message or f"the training job failed ({job.deployment_status or job.job_status or 'no detail'})"
     return reason, message
@@ -231,6 +232,8 @@ def outputs_status(files: JobFiles, layout: Layout, job: JobObservation, current
         artifacts["card"] = files.card_uri or layout.card
     if files.result is not None and files.result.tracking_run_url:
         artifacts["trackingRun"] = str(files.result.tracking_run_url)
+    if files.result is not None and files.result.log:
+        artifacts["log"] = files.result.log
     if artifacts:
         out["artifacts"] = artifacts
     return out
