@@ -303,6 +303,15 @@ STATUS_SCHEMA = _obj(
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
         ),
+        "retry": _obj(
+            "Retries of a failed request (a new value of annotation botfleet.dev/retry-requested starts one).",
+            {
+                "handled": _str(
+                    "The annotation's value the operator has seen (a value seen before a failure asks nothing)."
+                ),
+                "attempts": _int("Retries started; each runs a job of its own (named ...-r<attempts>)."),
+            },
+        ),
         "conditions": {
             "type": "array",
             "description": "Standard conditions: Ready, DataReady, Trained.",

@@ -37,6 +37,11 @@ class Reason(StrEnum):
     JOB_FINISHING = "JobFinishing", PHASE, "training is done; the job is saving and finishing"
     WRITING_CARD = "WritingCard", PHASE, "the job succeeded; the model card is being written"
     SUCCEEDED = "Succeeded", PHASE, "the model and its card are published"
+    RETRY_REQUESTED = (
+        "RetryRequested",
+        PHASE,
+        "a retry of the failed request was asked for (annotation botfleet.dev/retry-requested)",
+    )
 
     INVALID_SPEC = "InvalidSpec", FAILURE, "the spec breaks a rule the API server cannot check"
     NOT_ENOUGH_POSTS = "NotEnoughPosts", FAILURE, "a handle kept too little text to train on"

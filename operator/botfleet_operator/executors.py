@@ -13,6 +13,7 @@ import logging
 from typing import Protocol
 
 from botfleet_operator import rayjob as render
+from botfleet_operator.lifecycle import attempt
 from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
@@ -73,8 +74,7 @@ class KubeRayExecutor:
         self.api = custom_api  # kubernetes.client.CustomObjectsApi
 
     def name(self, body: dict) -> str:
-        meta = body["metadata"]
-        return render.job_name(meta["name"], _generation(body), meta.get("namespace", ""))
+        return render.rayjob_name(body)
 
     def _get(self, namespace: str, name: str) -> dict | None:
         from kubernetes.client.exceptions import ApiException
@@ -155,7 +155,7 @@ class RayExecutor:
     def name(self, body: dict) -> str:
         meta = body["metadata"]
         return render.submission_id(
-            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body)
+            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body), attempt(body)
         )
 
     def _info(self, name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from botfleet.reasons import Reason
-from botfleet_operator.status import TERMINAL
+from botfleet_operator.status import TERMINAL, is_terminal_for
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def queue_entry(body: dict) -> QueueEntry:
     generation = int(meta.get("generation") or 1)
     phase = status.get("phase")
     has_job = bool((status.get("job") or {}).get("name"))
-    done = phase in TERMINAL and status.get("observedGeneration") == generation
+    done = is_terminal_for(body)
     active = has_job and phase not in TERMINAL and not meta.get("deletionTimestamp")
     # A request whose output folder is another's waits for that, not for a slot.
     blocked = status.get("reason") == Reason.OUTPUT_IN_USE and status.get("observedGeneration") == generation

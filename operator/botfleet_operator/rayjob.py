@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botfleet import api
 from botfleet.secrets import secret_env_name
+from botfleet_operator.lifecycle import attempt
 from botfleet_operator.settings import Settings
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
@@ -34,13 +35,14 @@ def _hash(*parts: str, length: int = 8) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
-def job_name(name: str, generation: int, namespace: str = "") -> str:
-    """The deterministic RayJob name of a request's generation: ``<name>-g<generation>``.
+def job_name(name: str, generation: int, namespace: str = "", attempt: int = 0) -> str:
+    """The deterministic RayJob name of a request's generation: ``<name>-g<generation>``,
+    and ``-r<attempt>`` for a retry (:mod:`botfleet_operator.lifecycle`).
 
     Too long for KubeRay (47 characters) is cut and made unique with a hash; a name that
     does not start with a letter (DNS-1035) gets a ``bot-`` prefix.
     """
-    suffix = f"-g{generation}"
+    suffix = f"-g{generation}" + (f"-r{attempt}" if attempt else "")
     base = name if re.match(r"^[a-z]", name) else f"bot-{name}"
     full = base + suffix
     if len(full) <= MAX_RAYJOB_NAME:
@@ -50,17 +52,23 @@ def job_name(name: str, generation: int, namespace: str = "") -> str:
     return base[:keep].rstrip("-") + tag + suffix
 
 
-def submission_id(namespace: str, name: str, uid: str, generation: int) -> str:
+def submission_id(namespace: str, name: str, uid: str, generation: int, attempt: int = 0) -> str:
     """The deterministic Ray job submission id (the ``ray`` executor's idempotency key).
 
     It carries the object's uid, so a BotRequest deleted and made again with the same name
-    never meets its predecessor's job.
+    never meets its predecessor's job; and the attempt, as :func:`job_name` does.
     """
     base = f"botfleet-{namespace}-{name}"
-    tail = f"-{uid[:8]}-g{generation}"
+    tail = f"-{uid[:8]}-g{generation}" + (f"-r{attempt}" if attempt else "")
     if len(base) + len(tail) > MAX_SUBMISSION_ID:
         base = base[: MAX_SUBMISSION_ID - len(tail) - 9] + "-" + _hash(namespace, name)
     return base + tail
+
+
+def rayjob_name(body: dict) -> str:
+    """The RayJob of the request's current generation and attempt."""
+    meta = body["metadata"]
+    return job_name(meta["name"], int(meta.get("generation") or 1), meta.get("namespace", ""), attempt(body))
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
         "metadata": {
-            "name": job_name(meta["name"], generation, meta.get("namespace", "")),
+            "name": rayjob_name(body),
             "namespace": meta.get("namespace", "default"),
             "labels": labels,
             "annotations": {"botfleet.dev/model-uri": spec.typed.model_uri},

@@ -22,12 +22,13 @@ from botfleet.storage import NotFound, Storage, StorageError
 from botfleet.timestamps import parse_time
 from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
+from botfleet_operator.lifecycle import attempt, requested_retry, retry_message
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
 from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import FAILED, TERMINAL, JobFiles, compute_status, is_terminal_for
+from botfleet_operator.status import FAILED, PENDING, TERMINAL, JobFiles, compute_status, is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
 
@@ -265,6 +266,25 @@ class Reconciler:
         patch = self._apply(body, old, desired.status)
         return Outcome(patch, events + desired.events, desired.status["phase"])
 
+    def _start_retry(self, body: dict, value: str, events: list) -> dict:
+        """A failed request back to Pending for its next attempt; ``body`` with that status.
+
+        The new attempt has a job of its own (the failed one is no longer the request's), and
+        starts as any run does: a training slot first, then the job, from the newest checkpoint."""
+        old = body.get("status") or {}
+        attempts = attempt(body) + 1
+        message = retry_message(value, attempts)
+        new = {k: v for k, v in old.items() if k not in ("job", "completionTime")}
+        new.update(
+            phase=PENDING,
+            reason=Reason.RETRY_REQUESTED,
+            message=message,
+            retry={"handled": value, "attempts": attempts},
+        )
+        self._apply(body, old, new)
+        events.append(("Normal", Reason.RETRY_REQUESTED, message))
+        return {**body, "status": new}
+
     def _converge(self, body: dict, entries: list[QueueEntry]) -> Outcome:
         meta = body["metadata"]
         key = request_key(body)
@@ -272,6 +292,10 @@ class Reconciler:
         old = body.get("status") or {}
         if meta.get("deletionTimestamp"):
             return Outcome()
+        events: list[tuple[str, str, str]] = []
+        if (retry := requested_retry(body)) is not None:
+            body = self._start_retry(body, retry, events)
+            old = body["status"]
         if is_terminal_for(body):
             self.release(key)
             return Outcome(phase=old.get("phase"))
@@ -297,7 +321,6 @@ class Reconciler:
         kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
         workers = worker_shape(spec, with_memory=kuberay)
         old_job = old.get("job") or {}
-        events: list[tuple[str, str, str]] = []
 
         def status_of(job: JobObservation, files: JobFiles, **kw):
             return compute_status(

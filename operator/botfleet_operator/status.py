@@ -17,6 +17,7 @@ from botfleet.artifacts import Progress, Result, Stats, TrainingRecord
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.timestamps import now_iso
+from botfleet_operator.lifecycle import requested_retry, retry_status
 from botfleet_operator.observation import (
     JOB_RETRYING,
     JOB_RUNNING,
@@ -344,6 +345,9 @@ def compute_status(
     if current.phase in TERMINAL:
         finished_before = same_generation and old.get("phase") == current.phase and old.get("completionTime")
         status["completionTime"] = old["completionTime"] if finished_before else now
+    retry = retry_status(body)
+    if retry:
+        status["retry"] = retry
     status["conditions"] = merge_conditions(old.get("conditions"), conditions(current, files, layout, generation), now)
 
     events = []
@@ -355,7 +359,9 @@ def compute_status(
 
 
 def is_terminal_for(body: dict) -> bool:
-    """Whether the current generation already reached Succeeded or Failed."""
+    """Whether the current generation already reached Succeeded or Failed (and no retry of
+    the failure is asked for)."""
     status = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 1)
-    return status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+    done = status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+    return done and requested_retry(body) is None

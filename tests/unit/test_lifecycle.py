@@ -1,10 +1,14 @@
-"""A request's lifecycle beyond one run, as the pure status logic sees it: the job's full
-log named in the status."""
+"""A request's lifecycle beyond one run, as the pure logic sees it: the job's full log named
+in the status, retries asked for by an annotation."""
 
 from __future__ import annotations
 
-from botfleet_operator import observation
-from tests.unit.test_operator import body, compute, job_files, running
+from botfleet_operator import lifecycle, observation
+from botfleet_operator import queue as q
+from botfleet_operator import rayjob as render
+from botfleet_operator import status as st
+from botfleet_operator.settings import Settings
+from tests.unit.test_operator import body, compute, job_files, rayjob_for, running
 
 LOG = "s3://bots/alice/logs/job-20261202T150000Z.log"
 
@@ -17,3 +21,46 @@ def test_a_failure_says_where_the_full_log_is():
     trained = job_files(result={"status": "succeeded", "log": LOG}, model_present=True, card_present=True)
     done = compute(body(), running(observation.JOB_SUCCEEDED, job_status="SUCCEEDED"), trained).status
     assert done["phase"] == "Succeeded" and done["artifacts"]["log"] == LOG
+
+
+# --------------------------------------------------------------------------- retry
+
+FAILED = {"phase": "Failed", "observedGeneration": 1, "job": {"name": "alice-g1"}}
+
+
+def with_retry_annotation(doc: dict, value: str) -> dict:
+    doc["metadata"]["annotations"] = {lifecycle.RETRY_ANNOTATION: value}
+    return doc
+
+
+def test_a_new_annotation_value_asks_to_retry_a_failed_request_once():
+    assert lifecycle.requested_retry(body(status=FAILED)) is None  # no annotation
+    asked = with_retry_annotation(body(status=FAILED), "2026-12-02T15:00:00Z")
+    assert lifecycle.requested_retry(asked) == "2026-12-02T15:00:00Z"
+    assert not st.is_terminal_for(asked)  # the level loop reconciles it
+    assert q.queue_entry(asked).waiting  # and it needs a training slot again
+    handled = with_retry_annotation(
+        body(status={**FAILED, "retry": {"handled": "2026-12-02T15:00:00Z"}}), "2026-12-02T15:00:00Z"
+    )
+    assert lifecycle.requested_retry(handled) is None and st.is_terminal_for(handled)
+    # Only a failure of the current generation is retried; a running or succeeded one is not.
+    assert lifecycle.requested_retry(with_retry_annotation(body(generation=2, status=FAILED), "x")) is None
+    for phase in ("Training", "Succeeded"):
+        assert lifecycle.requested_retry(with_retry_annotation(body(status={**FAILED, "phase": phase}), "x")) is None
+
+
+def test_the_status_records_the_annotation_seen_so_an_earlier_value_asks_nothing():
+    doc = with_retry_annotation(body(status={"retry": {"attempts": 2, "handled": "a"}}), "b")
+    status = compute(doc, running()).status
+    assert status["retry"] == {"handled": "b", "attempts": 2}
+    assert "retry" not in compute(body(), running()).status
+
+
+def test_each_attempt_has_a_job_of_its_own():
+    first = body(status=FAILED)
+    retried = body(status={**FAILED, "retry": {"attempts": 2}})
+    assert render.rayjob_name(first) == "alice-g1" and render.rayjob_name(retried) == "alice-g1-r2"
+    settings = Settings()
+    assert rayjob_for(retried, settings)["metadata"]["name"] == "alice-g1-r2"
+    assert render.submission_id("ns", "alice", "0123456789abcdef", 1, 2) == "botfleet-ns-alice-01234567-g1-r2"
+    assert len(render.job_name("a" * 63, 12, "ns", 99)) <= render.MAX_RAYJOB_NAME
