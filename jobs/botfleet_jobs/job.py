@@ -44,25 +44,45 @@ class ProgressDisplay:
     """Receives progress.json as the trainer's poller reads it: a progress bar and the tracker.
 
     Workers write that file (the one channel that also reaches the operator), so the
-    local display shows exactly what `kubectl get` shows.
+    local display shows exactly what `kubectl get` shows: the step, the loss and the
+    trainer's own ETA (not tqdm's, which would count Ray's start-up as training).
     """
+
+    BAR = "training: {percentage:3.0f}%|{bar:24}| {n_fmt}/{total_fmt} steps{postfix}"
 
     def __init__(self, tracker: Tracker, show: bool, console: TextIO = sys.stderr):
         self.tracker = tracker
-        self.bar = tqdm(total=None, desc="training", unit="step", file=console, disable=not show)
+        self.show = show
+        self.console = console
+        self.bar = None  # made once the trainer knows its total steps
+        if show:
+            print("training: starting Ray and the workers", file=console)
 
     def __call__(self, progress: dict) -> None:
         step = int(progress.get("step") or 0)
-        self.bar.total = progress.get("total_steps")
-        self.bar.n = step
-        self.bar.set_postfix(loss=progress.get("loss"), eta=f"{progress.get('eta_seconds') or 0:.0f}s", refresh=False)
-        self.bar.refresh()
+        if self.show and progress.get("total_steps"):
+            if self.bar is None:
+                self.bar = tqdm(total=progress["total_steps"], file=self.console, bar_format=self.BAR)
+            self.bar.n = step
+            self.bar.set_postfix_str(progress_postfix(progress), refresh=False)
+            self.bar.refresh()
         self.tracker.log_metrics(
             step, {k: progress[k] for k in ("loss", "tokens_per_second", "epoch") if progress.get(k) is not None}
         )
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_postfix(progress: dict) -> str:
+    """ "loss 3.21, ETA 4:05" from progress.json (what it does not know yet is left out)."""
+    parts = []
+    if isinstance(progress.get("loss"), (int, float)):
+        parts.append(f"loss {progress['loss']:.3g}")
+    if isinstance(progress.get("eta_seconds"), (int, float)):
+        parts.append(f"ETA {tqdm.format_interval(progress['eta_seconds'])}")
+    return ", ".join(parts)
 
 
 def publish_random_base_model(storage: Storage, preset: str, uri: str) -> str:

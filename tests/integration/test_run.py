@@ -63,7 +63,7 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     # worker lines: those are in the full log, which outlives the run.
     terminal = done.stdout + done.stderr
     assert "Tweets kept" in terminal and "dataset: " in terminal
-    assert "training: 100%" in terminal and "loss=" in terminal and "eta=" in terminal
+    assert "training: 100%|" in terminal and "steps, loss " in terminal and ", ETA " in terminal
     assert "pid=" not in terminal and "RayTrainWorker" not in terminal, terminal[-3000:]
     full_log = storage.read_text(result_log := storage.read_json(f"{storage.root}/alice/result.json")["log"])
     assert result_log.startswith(f"{storage.root}/alice/logs/job-") and f"full log at {result_log}" in terminal
