@@ -223,11 +223,34 @@ SPEC_SCHEMA = _obj(
             },
             required=["uri"],
         ),
+        "suspend": {
+            "type": "boolean",
+            "description": "true stops the job (its training slot is freed; a queued request leaves the queue);"
+            " false again resumes training from its newest checkpoint.",
+            "default": False,
+        },
+        # No defaults for the limits: absent means the installation's (Helm job.*).
+        "backoffLimit": _int(
+            "Times a failed job is run again (from its newest checkpoint); absent means the installation's default.",
+            minimum=0,
+            maximum=100,
+        ),
+        "activeDeadlineSeconds": _int(
+            "Seconds the job may take in all before it fails (DeadlineExceeded); absent means the installation's"
+            " default.",
+            minimum=1,
+        ),
+        "preRunningDeadlineSeconds": _int(
+            "Seconds the job may wait for its resources (its Ray cluster's pods, queue quota, free CPUs and GPUs)"
+            " before it fails (PreRunningDeadlineExceeded, saying what it waited for); absent means the"
+            " installation's default.",
+            minimum=1,
+        ),
     },
     required=["handles", "output"],
 )
 
-PHASES = ["Pending", "PreparingData", "Training", "Publishing", "Succeeded", "Failed"]
+PHASES = ["Pending", "PreparingData", "Training", "Publishing", "Succeeded", "Failed", "Suspended"]
 
 _COUNTS = _obj(
     "Posts counted by the data stage, as in the model card.",
@@ -303,6 +326,13 @@ STATUS_SCHEMA = _obj(
                 "jobDeploymentStatus": _str("KubeRay deployment status, for the kuberay executor."),
             },
         ),
+        "run": _obj(
+            "The run the job belongs to: a change of spec.suspend alone keeps it (and its job).",
+            {
+                "generation": _int("The generation the run started at.", format="int64"),
+                "spec": _str("A digest of the spec without spec.suspend."),
+            },
+        ),
         "retry": _obj(
             "Retries of a failed request (a new value of annotation botfleet.dev/retry-requested starts one).",
             {
@@ -310,6 +340,7 @@ STATUS_SCHEMA = _obj(
                     "The annotation's value the operator has seen (a value seen before a failure asks nothing)."
                 ),
                 "attempts": _int("Retries started; each runs a job of its own (named ...-r<attempts>)."),
+                "backoff": _int("Of those, the ones spec.backoffLimit started after a failure (ray executor)."),
             },
         ),
         "conditions": {
@@ -364,8 +395,15 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
     """
     errors: list[str] = []
     kind = schema.get("type")
-    python_types = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float)}
-    if kind and (not isinstance(value, python_types[kind]) or isinstance(value, bool)):
+    python_types = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+    }
+    if kind and (not isinstance(value, python_types[kind]) or (isinstance(value, bool) != (kind == "boolean"))):
         return [f"{path}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {type(value).__name__}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {shown(value)}"]
@@ -578,6 +616,10 @@ class BotSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     resources: Resources = field(default_factory=Resources)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    suspend: bool = False
+    backoff_limit: int | None = None
+    active_deadline_seconds: int | None = None
+    pre_running_deadline_seconds: int | None = None
 
     @property
     def model_id(self) -> str:
@@ -838,6 +880,8 @@ def _rules(schema: dict) -> str:
 
 def _rows(schema: dict, path: str, required: bool):
     default = schema.get("default")
+    if isinstance(default, bool):  # as YAML and JSON write it
+        default = str(default).lower()
     shown_default = "" if default in (None, {}) else f"`{default}`"
     yield (
         f"| `{path}` | {schema['type']} | {'yes' if required else ''} | {shown_default}"

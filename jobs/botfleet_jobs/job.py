@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import asdict
@@ -113,7 +114,17 @@ def publish_card(
 
 
 # Failures whose exception says what went wrong; any other failure is its stage's.
+class JobStopped(BaseException):
+    """The job was told to stop (SIGTERM: a suspend, a deletion, its pod going away). Not an
+    Exception, so that no stage's error handling mistakes it for that stage's failure."""
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    raise JobStopped(f"the job was stopped ({signal.Signals(signum).name}) before it finished")
+
+
 FAILURE_REASONS = (
+    (JobStopped, Reason.JOB_STOPPED),
     (NotEnoughText, Reason.NOT_ENOUGH_POSTS),
     (SourceError, Reason.SOURCE_FAILED),
     (BaseModelError, Reason.TRAINING_FAILED),
@@ -221,11 +232,14 @@ def main() -> int:
         print(f"error: BOTFLEET_REQUEST: {one_line(error)}", file=sys.stderr)
         return 2
     storage = Storage(S3Config.from_env(), outage_wait_s=JOB_OUTAGE_WAIT_S)
+    # Stopped, the job still records why and copies its full log (Ray waits a few seconds
+    # before it kills a stopped job's driver).
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         result = run_job(request, storage, ray_address=os.environ.get("RAY_ADDRESS"), show_progress=sys.stderr.isatty())
-    except Exception as error:
+    except (Exception, JobStopped) as error:
         print(f"error: {with_notes(error)}", file=sys.stderr)
-        return 1
+        return 143 if isinstance(error, JobStopped) else 1
     print(json.dumps(result))
     return 0
 

@@ -1,10 +1,12 @@
 """The two ways a training runs, behind one interface.
 
-``name(body)`` the job's deterministic name for the request's current generation;
+``name(body)`` the job's deterministic name for the request's current run and attempt;
 ``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body, spec)`` make
 it exist for the request's :class:`JobSpec` (idempotent: an existing job is adopted, never
-duplicated); ``delete(body, name)`` stop and remove it. All calls block (the runtime runs
-them in threads).
+duplicated); ``delete(body, name)`` stop and remove it; ``suspend(body, name)`` stop it for
+spec.suspend and ``resume(body, name)`` undo that, where the job itself can go on
+(``resumes_in_place``; otherwise the resumed run is a new job). All calls block (the
+runtime runs them in threads).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from typing import Protocol
 
 from botfleet_operator import rayjob as render
-from botfleet_operator.lifecycle import attempt
+from botfleet_operator.lifecycle import attempt, run_generation
 from botfleet_operator.observation import JobObservation, observe_ray_job, observe_rayjob
 from botfleet_operator.rayjob import JobSpec
 from botfleet_operator.settings import Settings
@@ -25,6 +27,8 @@ RAY_GROUP, RAY_VERSION, RAYJOBS = "ray.io", "v1", "rayjobs"
 # The metadata of a job botfleet submits to Ray (the ``ray`` executor).
 META_REQUEST, META_GENERATION = "botfleet.dev/request", "botfleet.dev/generation"
 RAY_ACTIVE = ("PENDING", "RUNNING")
+# On a RayJob botfleet suspended (spec.suspend), not Kueue: only those does botfleet resume.
+SUSPENDED_BY = "botfleet.dev/suspended-by"
 
 
 class Executor(Protocol):
@@ -38,6 +42,16 @@ class Executor(Protocol):
 
     def delete(self, body: dict, name: str) -> bool:
         """Stop and remove the job; True once it is gone (nothing of it runs any more)."""
+        ...
+
+    resumes_in_place: bool
+
+    def suspend(self, body: dict, name: str) -> bool:
+        """Stop the job for spec.suspend; True once nothing of it runs any more."""
+        ...
+
+    def resume(self, body: dict, name: str) -> None:
+        """Let a job this executor suspended go on (a no-op for any other job)."""
         ...
 
 
@@ -132,6 +146,34 @@ class KubeRayExecutor:
             return True
         return self._get(namespace, name) is None
 
+    # KubeRay suspends a RayJob by deleting its Ray cluster and keeping the RayJob; resumed,
+    # it makes a new cluster and submits the job again, which resumes from its checkpoint.
+    resumes_in_place = True
+
+    def _patch(self, namespace: str, name: str, patch: dict) -> None:
+        self.api.patch_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, name, patch, _content_type="application/merge-patch+json"
+        )
+
+    def suspend(self, body: dict, name: str) -> bool:
+        namespace = body["metadata"]["namespace"]
+        rayjob = self._get(namespace, name)
+        if rayjob is None:
+            return True
+        if not (rayjob.get("spec") or {}).get("suspend"):
+            marked = {"metadata": {"annotations": {SUSPENDED_BY: "spec.suspend"}}, "spec": {"suspend": True}}
+            self._patch(namespace, name, marked)
+            return False
+        return (rayjob.get("status") or {}).get("jobDeploymentStatus") == "Suspended"
+
+    def resume(self, body: dict, name: str) -> None:
+        namespace = body["metadata"]["namespace"]
+        rayjob = self._get(namespace, name)
+        if rayjob is not None and (rayjob["metadata"].get("annotations") or {}).get(SUSPENDED_BY):
+            self._patch(
+                namespace, name, {"metadata": {"annotations": {SUSPENDED_BY: None}}, "spec": {"suspend": False}}
+            )
+
 
 class RayExecutor:
     """A job submitted to an existing Ray cluster through Ray's job submission API."""
@@ -155,7 +197,7 @@ class RayExecutor:
     def name(self, body: dict) -> str:
         meta = body["metadata"]
         return render.submission_id(
-            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), _generation(body), attempt(body)
+            meta.get("namespace", "default"), meta["name"], meta.get("uid", ""), run_generation(body), attempt(body)
         )
 
     def _info(self, name: str):
@@ -216,6 +258,15 @@ class RayExecutor:
             self.stop(name)
             return False  # Ray stops it in the background: ask again
         return True
+
+    # A stopped Ray job cannot go on: the resumed run is a new submission (from the checkpoint).
+    resumes_in_place = False
+
+    def suspend(self, body: dict, name: str) -> bool:
+        return self.delete(body, name)
+
+    def resume(self, body: dict, name: str) -> None:
+        pass
 
     def stop(self, name: str) -> None:
         try:

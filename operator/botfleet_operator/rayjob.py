@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from botfleet import api
 from botfleet.secrets import secret_env_name
-from botfleet_operator.lifecycle import attempt
+from botfleet_operator.lifecycle import attempt, run_generation
+from botfleet_operator.limits import limits_for
 from botfleet_operator.settings import Settings
 
 # KubeRay appends 6 characters to a RayJob's name to name its RayCluster, whose name must
@@ -66,9 +67,9 @@ def submission_id(namespace: str, name: str, uid: str, generation: int, attempt:
 
 
 def rayjob_name(body: dict) -> str:
-    """The RayJob of the request's current generation and attempt."""
+    """The RayJob of the request's run and attempt (:mod:`botfleet_operator.lifecycle`)."""
     meta = body["metadata"]
-    return job_name(meta["name"], int(meta.get("generation") or 1), meta.get("namespace", ""), attempt(body))
+    return job_name(meta["name"], run_generation(body), meta.get("namespace", ""), attempt(body))
 
 
 @dataclass(frozen=True)
@@ -239,10 +240,11 @@ def _submitter_pod_spec(settings: Settings) -> dict:
 def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
-    generation = int(meta.get("generation", 1))
+    generation = run_generation(body)
     env = container_env(body, spec, settings)
     training, resources = spec.typed.training, spec.typed.resources
     labels = labels_for(body, generation)
+    limits = limits_for(spec.typed, settings)
     pod_labels = {k: v for k, v in labels.items() if k != api.QUEUE_LABEL}
     worker_gpus = training.gpus_per_worker
     head = _container(
@@ -276,8 +278,8 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
-            "backoffLimit": settings.backoff_limit,
-            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "backoffLimit": limits.backoff_limit,
+            "activeDeadlineSeconds": limits.active_deadline_seconds,
             "submitterPodTemplate": {"metadata": {"labels": pod_labels}, "spec": _submitter_pod_spec(settings)},
             "rayClusterSpec": {
                 "rayVersion": settings.ray_version,
