@@ -113,18 +113,27 @@ def publish_card(
     return layout.card
 
 
-# Failures whose exception says what went wrong; any other failure is its stage's.
 class JobStopped(BaseException):
     """The job was told to stop (SIGTERM: a suspend, a deletion, its pod going away). Not an
     Exception, so that no stage's error handling mistakes it for that stage's failure."""
 
 
+STOPPED = "the job was stopped (a signal) before it finished"
+
+
 def stop_on_sigterm(signum, frame) -> None:
-    raise JobStopped(f"the job was stopped ({signal.Signals(signum).name}) before it finished")
+    raise JobStopped(STOPPED)
 
 
+def was_stopped(error: BaseException) -> bool:
+    """Whether ``error`` is the job being stopped: by this module's SIGTERM handler, or as
+    Ray does it in a driver (ray.init installs a SIGTERM handler that calls sys.exit, and a
+    signal inside ray.get surfaces as a SystemExit whose code is not the signal's)."""
+    return isinstance(error, (JobStopped, SystemExit))
+
+
+# Failures whose exception says what went wrong; any other failure is its stage's.
 FAILURE_REASONS = (
-    (JobStopped, Reason.JOB_STOPPED),
     (NotEnoughText, Reason.NOT_ENOUGH_POSTS),
     (SourceError, Reason.SOURCE_FAILED),
     (BaseModelError, Reason.TRAINING_FAILED),
@@ -134,6 +143,8 @@ FAILURE_REASONS = (
 
 def failure_reason(error: BaseException, stage: str) -> Reason:
     """The reason result.json gives (and the status shows) for ``error``, raised in ``stage``."""
+    if was_stopped(error):
+        return Reason.JOB_STOPPED
     return next((reason for kind, reason in FAILURE_REASONS if isinstance(error, kind)), STAGE_FAILURES[stage])
 
 
@@ -197,7 +208,8 @@ def run_stages(
                 if tracker is not None:
                     tracker.fail()
             finally:  # a tracker that fails too must not hide the job's own error
-                failed = Result.failed(stage, one_line(error), failure_reason(error, stage), log=log_uri)
+                message = STOPPED if was_stopped(error) else one_line(error)
+                failed = Result.failed(stage, message, failure_reason(error, stage), log=log_uri)
                 storage.write_json(layout.result, failed.to_dict())
             raise
     result = Result(

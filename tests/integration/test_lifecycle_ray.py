@@ -47,7 +47,7 @@ def test_suspended_mid_training_a_run_resumes_from_its_checkpoint(
     assert JobSubmissionClient(ray_head).get_job_status(first_job) == JobStatus.STOPPED
     saved = registered_steps(storage, layout.checkpoints)
     stopped = wait_for(lambda: storage.exists(layout.result) and storage.read_json(layout.result), 30, 0.5, "result")
-    assert (stopped["status"], stopped["reason"]) == ("failed", "JobStopped")
+    assert (stopped["status"], stopped["reason"]) == ("failed", "JobStopped"), stopped
     assert "(RayTrainWorker pid=" in storage.read_text(stopped["log"])  # its full log outlives it
     assert status["progress"]["step"] < status["progress"]["totalSteps"]
 

@@ -5,6 +5,7 @@ botfleet's own lines. A real file:// store, real child processes."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -60,3 +61,16 @@ def test_an_errors_notes_follow_it_on_its_line():
     assert with_notes(error) == "base model s3://m/x: not found (details)"
     error.add_note("full log: s3://bots/x/logs/job-1.log")
     assert with_notes(error) == "base model s3://m/x: not found (details) (full log: s3://bots/x/logs/job-1.log)"
+
+
+def test_a_job_stopped_by_sigterm_says_so_whoever_handled_the_signal():
+    from botfleet_jobs.job import JobStopped, failure_reason, stop_on_sigterm
+
+    with pytest.raises(JobStopped) as stopped:
+        stop_on_sigterm(signal.SIGTERM, None)
+    assert failure_reason(stopped.value, "data") == "JobStopped"
+    # Ray's in a driver: ray.init's handler calls sys.exit(SIGTERM); inside ray.get a signal
+    # surfaces as SystemExit(1)
+    assert failure_reason(SystemExit(signal.SIGTERM), "training") == "JobStopped"
+    assert failure_reason(SystemExit(1), "training") == "JobStopped"
+    assert failure_reason(RuntimeError("worker died"), "training") == "TrainingFailed"
