@@ -292,11 +292,34 @@ SPEC_SCHEMA = _obj(
             },
             default={},
         ),
+        "suspend": {
+            "type": "boolean",
+            "description": "true stops the job (its training slot is freed; a queued request leaves the queue);"
+            " false again resumes training from its newest checkpoint.",
+            "default": False,
+        },
+        # No defaults for the limits: absent means the installation's (Helm job.*).
+        "backoffLimit": _int(
+            "Times a failed job is run again (from its newest checkpoint); absent means the installation's default.",
+            minimum=0,
+            maximum=100,
+        ),
+        "activeDeadlineSeconds": _int(
+            "Seconds the job may take in all before it fails (DeadlineExceeded); absent means the installation's"
+            " default.",
+            minimum=1,
+        ),
+        "preRunningDeadlineSeconds": _int(
+            "Seconds the job may wait for its resources (its Ray cluster's pods, queue quota, free CPUs and GPUs)"
+            " before it fails (PreRunningDeadlineExceeded, saying what it waited for); absent means the"
+            " installation's default.",
+            minimum=1,
+        ),
     },
     required=["handles", "output"],
 )
 
-PHASES = ["Pending", "PreparingData", "Training", "Publishing", "Succeeded", "Failed"]
+PHASES = ["Pending", "PreparingData", "Training", "Publishing", "Succeeded", "Failed", "Suspended"]
 
 _COUNTS = _obj(
     "Posts counted by the data stage, as in the model card.",
@@ -355,6 +378,7 @@ STATUS_SCHEMA = _obj(
                     ("model", "The model folder (Hugging Face format)."),
                     ("card", "The model card."),
                     ("trackingRun", "The W&B run, when there is one."),
+                    ("log", "The job's full log (logs/job-<time>.log), kept after the Ray cluster is gone."),
                 )
             },
         ),
@@ -404,12 +428,30 @@ STATUS_SCHEMA = _obj(
         "refresh": _obj(
             "Refreshes (spec.refresh): what the operator handled, so that it acts on each trigger once.",
             {
-                "generation": _int("The generation the refreshes below are of.", format="int64"),
-                "count": _int("Refreshes of that generation started; the job of refresh N ends in -rN."),
+                "generation": _int("The run generation the refreshes below are of.", format="int64"),
+                "count": _int("Refreshes of that run started; the job of refresh N ends in -rN."),
                 "trigger": _str(f"The last {REFRESH_ANNOTATION} value handled."),
                 "scheduledAt": _str("The last scheduled time handled.", format="date-time"),
                 "lastResult": _str("What the last refresh found, e.g. '+12 new posts: version 3'."),
                 "error": _str("Why spec.refresh's schedule cannot be used."),
+            },
+        ),
+        "run": _obj(
+            "The run the job belongs to: a change of spec.suspend, spec.serving or spec.refresh alone"
+            " keeps it (and its job).",
+            {
+                "generation": _int("The generation the run started at.", format="int64"),
+                "spec": _str("A digest of the spec without spec.suspend."),
+            },
+        ),
+        "retry": _obj(
+            "Retries of a failed request (a new value of annotation botfleet.dev/retry-requested starts one).",
+            {
+                "handled": _str(
+                    "The annotation's value the operator has seen (a value seen before a failure asks nothing)."
+                ),
+                "attempts": _int("Retries started; each runs a job of its own (named ...-r<attempts>)."),
+                "backoff": _int("Of those, the ones spec.backoffLimit started after a failure (ray executor)."),
             },
         ),
         "conditions": {
@@ -473,7 +515,7 @@ def validate(value: Any, schema: dict, path: str) -> list[str]:
         "number": (int, float),
         "boolean": bool,
     }
-    if kind and (not isinstance(value, python_types[kind]) or (isinstance(value, bool) and kind != "boolean")):
+    if kind and (not isinstance(value, python_types[kind]) or (isinstance(value, bool) != (kind == "boolean"))):
         return [f"{path}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {type(value).__name__}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{path}: must be one of {', '.join(map(repr, schema['enum']))}, got {shown(value)}"]
@@ -716,6 +758,10 @@ class BotSpec:
     serving: ServingSpec = field(default_factory=ServingSpec)
     publish: PublishSpec | None = None
     refresh: RefreshSpec = field(default_factory=RefreshSpec)
+    suspend: bool = False
+    backoff_limit: int | None = None
+    active_deadline_seconds: int | None = None
+    pre_running_deadline_seconds: int | None = None
 
     @property
     def model_id(self) -> str:
@@ -1004,6 +1050,8 @@ def _rules(schema: dict) -> str:
 
 def _rows(schema: dict, path: str, required: bool):
     default = schema.get("default")
+    if isinstance(default, bool):  # as YAML and JSON write it
+        default = str(default).lower()
     shown_default = "" if default in (None, {}) else f"`{default}`"
     yield (
         f"| `{path}` | {schema['type']} | {'yes' if required else ''} | {shown_default}"

@@ -245,10 +245,11 @@ class Result:
     metrics: dict = field(default_factory=dict)  # METRICS
     version: int | None = None  # the version this training made (history.json)
     new_posts: int | None = None  # a refresh: posts gathered that were not stored; 0: nothing trained
+    log: str | None = None  # the job's full log (logs/job-<time>.log)
 
     @classmethod
-    def failed(cls, stage: str, error: str, reason: Reason) -> Result:
-        return cls(FAILED, stage=stage, error=error, reason=reason)
+    def failed(cls, stage: str, error: str, reason: Reason, log: str | None = None) -> Result:
+        return cls(FAILED, stage=stage, error=error, reason=reason, log=log)
 
     @classmethod
     def from_dict(cls, data: Any) -> Result:
@@ -268,17 +269,19 @@ class Result:
 
     def to_dict(self) -> dict:
         if self.status == FAILED:
-            return {"status": FAILED, "stage": self.stage, "error": self.error, "reason": self.reason}
-        return {
-            "status": self.status,
-            "model": self.model,
-            "card": self.card,
-            "tracking_run_url": self.tracking_run_url,
-            "tracking_files": self.tracking_files,
-            "metrics": dict(self.metrics),
-            "version": self.version,
-            "new_posts": self.new_posts,
-        }
+            verdict = {"status": FAILED, "stage": self.stage, "error": self.error, "reason": self.reason}
+        else:
+            verdict = {
+                "status": self.status,
+                "model": self.model,
+                "card": self.card,
+                "tracking_run_url": self.tracking_run_url,
+                "tracking_files": self.tracking_files,
+                "metrics": dict(self.metrics),
+                "version": self.version,
+                "new_posts": self.new_posts,
+            }
+        return verdict | ({"log": self.log} if self.log else {})
 
 
 # --------------------------------------------------------------------------- owner.json

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from botfleet import __version__, api
-from botfleet.errors import MissingExtra, UserError, one_line
+from botfleet.errors import MissingExtra, UserError, with_notes
 from botfleet.storage import S3Config, Storage, parse_uri
 
 
@@ -361,13 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as error:  # the request or its inputs: one line, exit code 2
-        return fail(str(error), code=2)
+        return fail(with_notes(error), code=2)
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
     except Exception as error:  # a failed job (base model, out of memory, a crashed worker...)
         if os.environ.get("BOTFLEET_DEBUG"):
             raise
-        return fail(f"{one_line(error)} (BOTFLEET_DEBUG=1 shows the traceback)")
+        return fail(f"{with_notes(error)} (BOTFLEET_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

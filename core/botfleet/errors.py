@@ -24,3 +24,9 @@ def one_line(error: BaseException | str, limit: int = 600) -> str:
     if not text and isinstance(error, BaseException):
         text = type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def with_notes(error: BaseException) -> str:
+    """:func:`one_line` of ``error``, then its notes (``add_note``: e.g. where a job's full log is)."""
+    notes = "; ".join(" ".join(str(note).split()) for note in getattr(error, "__notes__", ()))
+    return f"{one_line(error)} ({notes})" if notes else one_line(error)

@@ -116,3 +116,14 @@ class Layout:
     @property
     def history(self) -> str:
         return f"{self.model_uri}/history.json"
+
+    # ---- the job's full log (Ray's worker lines included): one file per run, kept after failures
+
+    @property
+    def logs(self) -> str:
+        return f"{self.model_uri}/logs"
+
+    def job_log(self, started: str) -> str:
+        """The log of the run that started at ``started`` (RFC 3339): ``logs/job-<UTC time>.log``."""
+        stamp = "".join(c for c in started if c.isalnum())
+        return f"{self.logs}/job-{stamp}.log"

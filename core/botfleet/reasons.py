@@ -30,7 +30,7 @@ class Reason(StrEnum):
     LAUNCHING = "Launching", PHASE, "admitted: the training job is being created"
     SUSPENDED = "Suspended", PHASE, "the RayJob is suspended, e.g. waiting for quota in a Kueue queue"
     JOB_STARTING = "JobStarting", PHASE, "the job exists; its Ray cluster or driver is not running yet"
-    RETRYING = "Retrying", PHASE, "the job failed and KubeRay is running it again"
+    RETRYING = "Retrying", PHASE, "the job failed and runs again (spec.backoffLimit; KubeRay's, for kuberay)"
     PREPARING_DATA = "PreparingData", PHASE, "the data stage is gathering and filtering posts"
     TRAINING_STARTING = "TrainingStarting", PHASE, "the dataset is ready; training is starting"
     TRAINING = "Training", PHASE, "training runs (status.progress shows the step); also the Trained condition's"
@@ -43,6 +43,17 @@ class Reason(StrEnum):
         "spec.publish: the trained model is being published to the Hub (the Published condition's until it is)",
     )
     REFRESHING = "Refreshing", PHASE, "a refresh (schedule or annotation) runs the job again on what is new"
+    SUSPENDING = "Suspending", PHASE, "spec.suspend is true: the job is being stopped"
+    SUSPEND_REQUESTED = (
+        "SuspendRequested",
+        PHASE,
+        "spec.suspend is true: no job runs, no training slot is held; false resumes from the newest checkpoint",
+    )
+    RETRY_REQUESTED = (
+        "RetryRequested",
+        PHASE,
+        "a retry of the failed request was asked for (annotation botfleet.dev/retry-requested)",
+    )
 
     INVALID_SPEC = "InvalidSpec", FAILURE, "the spec breaks a rule the API server cannot check"
     NOT_ENOUGH_POSTS = "NotEnoughPosts", FAILURE, "a handle kept too little text to train on"
@@ -54,7 +65,12 @@ class Reason(StrEnum):
     JOB_FAILED = "JobFailed", FAILURE, "the job failed without saying why"
     JOB_STOPPED = "JobStopped", FAILURE, "the job was stopped before it finished"
     APP_FAILED = "AppFailed", FAILURE, "KubeRay: the job's program exited with an error"
-    DEADLINE_EXCEEDED = "DeadlineExceeded", FAILURE, "KubeRay: the RayJob ran past its activeDeadlineSeconds"
+    DEADLINE_EXCEEDED = "DeadlineExceeded", FAILURE, "the job ran past its activeDeadlineSeconds"
+    PRE_RUNNING_DEADLINE_EXCEEDED = (
+        "PreRunningDeadlineExceeded",
+        FAILURE,
+        "the job waited past its preRunningDeadlineSeconds for its resources (the message says for what)",
+    )
     VALIDATION_FAILED = "ValidationFailed", FAILURE, "KubeRay: the RayJob was rejected as invalid"
     SUBMISSION_FAILED = "SubmissionFailed", FAILURE, "KubeRay: the job could not be submitted to its Ray cluster"
 
@@ -77,6 +93,7 @@ class Reason(StrEnum):
     PUBLISH_FAILED = "PublishFailed", FAILURE, "publishing to the Hub failed otherwise (e.g. no token); retried"
 
     PUBLISHED = "Published", CONDITION, "Published: the model is on the Hugging Face Hub (status.publish)"
+    RESUMED = "Resumed", CONDITION, "Suspended: spec.suspend is false again; training resumes"
 
     JOB_CREATED = "JobCreated", EVENT, "the operator created the training job (the message gives its worker shape)"
     SUPERSEDED = "Superseded", EVENT, "the spec changed: the older generation's job was stopped"

@@ -13,22 +13,27 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
 from botfleet import api
 from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
 from botfleet.card import CardLinks, render_card
-from botfleet.errors import one_line
+from botfleet.errors import one_line, with_notes
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
+from botfleet.timestamps import now_iso
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
+from botfleet_jobs.data_stage import format_table
 from botfleet_jobs.dataset import NotEnoughText
+from botfleet_jobs.job_log import JobLog
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.publish import publish_if_asked, record_parrot_check
 from botfleet_jobs.refresh import gather_data, record_nothing_new, starting_point
@@ -43,25 +48,45 @@ class ProgressDisplay:
     """Receives progress.json as the trainer's poller reads it: a progress bar and the tracker.
 
     Workers write that file (the one channel that also reaches the operator), so the
-    local display shows exactly what `kubectl get` shows.
+    local display shows exactly what `kubectl get` shows: the step, the loss and the
+    trainer's own ETA (not tqdm's, which would count Ray's start-up as training).
     """
 
-    def __init__(self, tracker: Tracker, show: bool):
+    BAR = "training: {percentage:3.0f}%|{bar:24}| {n_fmt}/{total_fmt} steps{postfix}"
+
+    def __init__(self, tracker: Tracker, show: bool, console: TextIO = sys.stderr):
         self.tracker = tracker
-        self.bar = tqdm(total=None, desc="training", unit="step", file=sys.stderr, disable=not show)
+        self.show = show
+        self.console = console
+        self.bar = None  # made once the trainer knows its total steps
+        if show:
+            print("training: starting Ray and the workers", file=console)
 
     def __call__(self, progress: dict) -> None:
         step = int(progress.get("step") or 0)
-        self.bar.total = progress.get("total_steps")
-        self.bar.n = step
-        self.bar.set_postfix(loss=progress.get("loss"), eta=f"{progress.get('eta_seconds') or 0:.0f}s", refresh=False)
-        self.bar.refresh()
+        if self.show and progress.get("total_steps"):
+            if self.bar is None:
+                self.bar = tqdm(total=progress["total_steps"], file=self.console, bar_format=self.BAR)
+            self.bar.n = step
+            self.bar.set_postfix_str(progress_postfix(progress), refresh=False)
+            self.bar.refresh()
         self.tracker.log_metrics(
             step, {k: progress[k] for k in ("loss", "tokens_per_second", "epoch") if progress.get(k) is not None}
         )
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_postfix(progress: dict) -> str:
+    """ "loss 3.21, ETA 4:05" from progress.json (what it does not know yet is left out)."""
+    parts = []
+    if isinstance(progress.get("loss"), (int, float)):
+        parts.append(f"loss {progress['loss']:.3g}")
+    if isinstance(progress.get("eta_seconds"), (int, float)):
+        parts.append(f"ETA {tqdm.format_interval(progress['eta_seconds'])}")
+    return ", ".join(parts)
 
 
 def publish_random_base_model(storage: Storage, preset: str, uri: str) -> str:
@@ -91,6 +116,25 @@ def publish_card(
     return layout.card
 
 
+class JobStopped(BaseException):
+    """The job was told to stop (SIGTERM: a suspend, a deletion, its pod going away). Not an
+    Exception, so that no stage's error handling mistakes it for that stage's failure."""
+
+
+STOPPED = "the job was stopped (a signal) before it finished"
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    raise JobStopped(STOPPED)
+
+
+def was_stopped(error: BaseException) -> bool:
+    """Whether ``error`` is the job being stopped: by this module's SIGTERM handler, or as
+    Ray does it in a driver (ray.init installs a SIGTERM handler that calls sys.exit, and a
+    signal inside ray.get surfaces as a SystemExit whose code is not the signal's)."""
+    return isinstance(error, (JobStopped, SystemExit))
+
+
 # Failures whose exception says what went wrong; any other failure is its stage's.
 FAILURE_REASONS = (
     (NotEnoughText, Reason.NOT_ENOUGH_POSTS),
@@ -102,6 +146,8 @@ FAILURE_REASONS = (
 
 def failure_reason(error: BaseException, stage: str) -> Reason:
     """The reason result.json gives (and the status shows) for ``error``, raised in ``stage``."""
+    if was_stopped(error):
+        return Reason.JOB_STOPPED
     return next((reason for kind, reason in FAILURE_REASONS if isinstance(error, kind)), STAGE_FAILURES[stage])
 
 
@@ -114,20 +160,47 @@ def run_job(
     refresh: bool = False,
 ) -> dict:
     """Run every stage; return result.json's content (raises after recording a failure).
-    ``refresh``: gather only what is new (:mod:`botfleet_jobs.refresh`); nothing new, no training."""
+    ``refresh``: gather only what is new (:mod:`botfleet_jobs.refresh`); nothing new, no training.
+
+    Everything the job and Ray write goes to its full log (``logs/job-<time>.log``, see
+    :class:`JobLog`); stderr gets botfleet's own lines: the data counts, the training bar
+    (with ``show_progress``) and, on failure, the error (its note says where the log is)."""
     # Once, here: training, tracking and the card all get the worker shape that ran.
     spec = local_worker_defaults().resolve(request.spec)
     layout = Layout(spec.model_uri)
     storage.delete(layout.result)  # a rerun starts without the last run's verdict
     storage.delete(layout.publication)
     storage.write_json(layout.request, api.spec_document(spec))  # what a later publish renders the card from
+    log_uri = layout.job_log(now_iso())
+    try:
+        with JobLog(storage, log_uri) as job_log:
+            print(f"botfleet job {spec.model_id}: full log at {log_uri}", file=job_log.console)
+            return run_stages(spec, storage, ray_address, job_log.console, show_progress, log_uri, refresh)
+    except BaseException as error:
+        error.add_note(f"full log: {log_uri}")
+        raise
+
+
+def run_stages(
+    spec: api.BotSpec,
+    storage: Storage,
+    ray_address: str | None,
+    console: TextIO,
+    show_progress: bool,
+    log_uri: str,
+    refresh: bool,
+) -> dict:
+    layout = Layout(spec.model_uri)
     stage = "data"
     tracker = None
     with tempfile.TemporaryDirectory(prefix="botfleet-job-") as tmp:
         workdir = Path(tmp)
         try:
-            gathered = gather_data(spec, storage, refresh=refresh, show_progress=show_progress)
+            print(f"data: gathering the posts of {', '.join('@' + h.name for h in spec.handles)}", file=console)
+            gathered = gather_data(spec, storage, refresh=refresh, show_progress=False)  # bars would clutter the log
             stats = gathered.stats
+            print(format_table(stats), end="", file=console)
+            print(f"dataset: {folder(layout.data)}", file=console)
             if refresh and gathered.new_posts == 0 and storage.exists(layout.training):
                 return record_nothing_new(storage, layout)
             tracker = Tracker.from_env(spec.tracking.wandb, workdir / "tracking", spec.model_id)
@@ -136,7 +209,7 @@ def run_job(
             history = archive_latest(storage, layout)  # before the training replaces model/
             spec = starting_point(spec, layout, history) if refresh else spec
             tracker.start_training(asdict(spec.training))
-            display = ProgressDisplay(tracker, show_progress)
+            display = ProgressDisplay(tracker, show_progress, console)
             try:
                 options = TrainOptions(ray_address=ray_address, max_failures=spec.training.max_failures)
                 trained = train(spec, storage.config, options, on_progress=display)
@@ -160,7 +233,8 @@ def run_job(
                 if tracker is not None:
                     tracker.fail()
             finally:  # a tracker that fails too must not hide the job's own error
-                failed = Result.failed(stage, one_line(error), failure_reason(error, stage))
+                message = STOPPED if was_stopped(error) else one_line(error)
+                failed = Result.failed(stage, message, failure_reason(error, stage), log=log_uri)
                 storage.write_json(layout.result, failed.to_dict())
             raise
     result = Result(
@@ -172,6 +246,7 @@ def run_job(
         metrics=TrainingRecord.from_dict(trained.training).metrics(),
         version=version.version,
         new_posts=new_posts,
+        log=log_uri,
     ).to_dict()
     storage.write_json(layout.result, result)
     if publication is not None:  # for `botfleet run` to print (publish.json has it)
@@ -198,6 +273,9 @@ def main() -> int:
         print(f"error: BOTFLEET_REQUEST: {one_line(error)}", file=sys.stderr)
         return 2
     storage = Storage(S3Config.from_env(), outage_wait_s=JOB_OUTAGE_WAIT_S)
+    # Stopped, the job still records why and copies its full log (Ray waits a few seconds
+    # before it kills a stopped job's driver).
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         result = run_job(
             request,
@@ -206,9 +284,9 @@ def main() -> int:
             show_progress=sys.stderr.isatty(),
             refresh=os.environ.get("BOTFLEET_REFRESH") == "1",  # set by the operator for a refresh's job
         )
-    except Exception as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 1
+    except (Exception, JobStopped) as error:
+        print(f"error: {with_notes(error)}", file=sys.stderr)
+        return 143 if isinstance(error, JobStopped) else 1
     print(json.dumps(result))
     return 0
 

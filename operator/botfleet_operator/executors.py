@@ -1,10 +1,13 @@
 """The two ways a training runs, behind one interface.
 
-``name(body)`` the job's deterministic name for the request's current generation (and refresh);
+``name(body)`` the job's deterministic name for the request's current run (its generation,
+refresh and retry);
 ``observe(body, name)`` what exists (a :class:`JobObservation`); ``submit(body, spec)`` make
 it exist for the request's :class:`JobSpec` (idempotent: an existing job is adopted, never
-duplicated); ``delete(body, name)`` stop and remove it. All calls block (the runtime runs
-them in threads).
+duplicated); ``delete(body, name)`` stop and remove it; ``suspend(body, name)`` stop it for
+spec.suspend and ``resume(body, name)`` undo that, where the job itself can go on
+(``resumes_in_place``; otherwise the resumed run is a new job). All calls block (the
+runtime runs them in threads).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ RAY_GROUP, RAY_VERSION, RAYJOBS = "ray.io", "v1", "rayjobs"
 # The metadata of a job botfleet submits to Ray (the ``ray`` executor).
 META_REQUEST, META_GENERATION = "botfleet.dev/request", "botfleet.dev/generation"
 RAY_ACTIVE = ("PENDING", "RUNNING")
+# On a RayJob botfleet suspended (spec.suspend), not Kueue: only those does botfleet resume.
+SUSPENDED_BY = "botfleet.dev/suspended-by"
 
 
 class Executor(Protocol):
@@ -41,6 +46,16 @@ class Executor(Protocol):
 
     def delete(self, body: dict, name: str) -> bool:
         """Stop and remove the job; True once it is gone (nothing of it runs any more)."""
+        ...
+
+    resumes_in_place: bool
+
+    def suspend(self, body: dict, name: str) -> bool:
+        """Stop the job for spec.suspend; True once nothing of it runs any more."""
+        ...
+
+    def resume(self, body: dict, name: str) -> None:
+        """Let a job this executor suspended go on (a no-op for any other job)."""
         ...
 
 
@@ -73,8 +88,7 @@ class KubeRayExecutor:
         self.api = custom_api  # kubernetes.client.CustomObjectsApi
 
     def name(self, body: dict) -> str:
-        meta = body["metadata"]
-        return render.job_name(meta["name"], run_tag(body), meta.get("namespace", ""))
+        return render.rayjob_name(body)
 
     def _get(self, namespace: str, name: str) -> dict | None:
         from kubernetes.client.exceptions import ApiException
@@ -131,6 +145,34 @@ class KubeRayExecutor:
                 raise
             return True
         return self._get(namespace, name) is None
+
+    # KubeRay suspends a RayJob by deleting its Ray cluster and keeping the RayJob; resumed,
+    # it makes a new cluster and submits the job again, which resumes from its checkpoint.
+    resumes_in_place = True
+
+    def _patch(self, namespace: str, name: str, patch: dict) -> None:
+        self.api.patch_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAYJOBS, name, patch, _content_type="application/merge-patch+json"
+        )
+
+    def suspend(self, body: dict, name: str) -> bool:
+        namespace = body["metadata"]["namespace"]
+        rayjob = self._get(namespace, name)
+        if rayjob is None:
+            return True
+        if not (rayjob.get("spec") or {}).get("suspend"):
+            marked = {"metadata": {"annotations": {SUSPENDED_BY: "spec.suspend"}}, "spec": {"suspend": True}}
+            self._patch(namespace, name, marked)
+            return False
+        return (rayjob.get("status") or {}).get("jobDeploymentStatus") == "Suspended"
+
+    def resume(self, body: dict, name: str) -> None:
+        namespace = body["metadata"]["namespace"]
+        rayjob = self._get(namespace, name)
+        if rayjob is not None and (rayjob["metadata"].get("annotations") or {}).get(SUSPENDED_BY):
+            self._patch(
+                namespace, name, {"metadata": {"annotations": {SUSPENDED_BY: None}}, "spec": {"suspend": False}}
+            )
 
 
 class RayExecutor:
@@ -244,6 +286,15 @@ class RayExecutor:
             self.stop(name)
             return False  # Ray stops it in the background: ask again
         return True
+
+    # A stopped Ray job cannot go on: the resumed run is a new submission (from the checkpoint).
+    resumes_in_place = False
+
+    def suspend(self, body: dict, name: str) -> bool:
+        return self.delete(body, name)
+
+    def resume(self, body: dict, name: str) -> None:
+        pass
 
     def stop(self, name: str) -> None:
         try:

@@ -18,7 +18,7 @@ from botfleet.reasons import RETRIED_PUBLISH_FAILURES, Reason
 from botfleet.timestamps import parse_time
 
 RETRY_AFTER_SECONDS = 60.0  # a failed publish downloads the model again: not every reconcile
-PUBLISHING, SUCCEEDED, FAILED = api.PHASES[3:]
+PUBLISHING, SUCCEEDED, FAILED = api.PHASES[3:6]
 
 
 def after_training(publication: Publication | None, repo: str, model_folder: str) -> tuple[str, str, str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from botfleet.reasons import Reason
-from botfleet_operator.status import TERMINAL
+from botfleet_operator.lifecycle import suspend_requested
+from botfleet_operator.status import SUSPENDED, TERMINAL, is_terminal_for
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,12 @@ def queue_entry(body: dict) -> QueueEntry:
     generation = int(meta.get("generation") or 1)
     phase = status.get("phase")
     has_job = bool((status.get("job") or {}).get("name"))
-    done = phase in TERMINAL and status.get("observedGeneration") == generation
-    active = has_job and phase not in TERMINAL and not meta.get("deletionTimestamp")
+    done = is_terminal_for(body)
+    # Suspended (spec.suspend): its slot is free once its job has stopped, and it waits for none.
+    stopped = phase == SUSPENDED and status.get("reason") == Reason.SUSPEND_REQUESTED
+    active = has_job and phase not in TERMINAL and not stopped and not meta.get("deletionTimestamp")
     # A request whose output folder is another's waits for that, not for a slot.
     blocked = status.get("reason") == Reason.OUTPUT_IN_USE and status.get("observedGeneration") == generation
-    waiting = not active and not done and not blocked and not meta.get("deletionTimestamp")
+    held = suspend_requested(body)
+    waiting = not active and not done and not blocked and not held and not meta.get("deletionTimestamp")
     return QueueEntry(request_key(body), meta.get("creationTimestamp") or "", active, waiting)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from botfleet import api
 from botfleet.secrets import secret_env_name
+from botfleet_operator.lifecycle import run_generation
+from botfleet_operator.limits import limits_for
 from botfleet_operator.refresh import REFRESH_ENV, refresh_count, run_tag
 from botfleet_operator.settings import Settings
 
@@ -35,33 +37,41 @@ def _hash(*parts: str, length: int = 8) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
-def job_name(name: str, generation: int, namespace: str = "") -> str:
-    """The deterministic RayJob name of a request's generation: ``<name>-g<generation>``.
+def job_name(name: str, tag: str, namespace: str = "") -> str:
+    """The deterministic RayJob name of a request's run: ``<name>-g<tag>``, the tag being
+    :func:`botfleet_operator.refresh.run_tag` (its run generation, then ``-r<N>`` for a
+    refresh and ``-a<N>`` for a retry).
 
     Too long for KubeRay (47 characters) is cut and made unique with a hash; a name that
     does not start with a letter (DNS-1035) gets a ``bot-`` prefix.
     """
-    suffix = f"-g{generation}"
+    suffix = f"-g{tag}"
     base = name if re.match(r"^[a-z]", name) else f"bot-{name}"
     full = base + suffix
     if len(full) <= MAX_RAYJOB_NAME:
         return full
-    tag = "-" + _hash(namespace, name)
-    keep = MAX_RAYJOB_NAME - len(tag) - len(suffix)
-    return base[:keep].rstrip("-") + tag + suffix
+    digest = "-" + _hash(namespace, name)
+    keep = MAX_RAYJOB_NAME - len(digest) - len(suffix)
+    return base[:keep].rstrip("-") + digest + suffix
 
 
-def submission_id(namespace: str, name: str, uid: str, generation: int) -> str:
+def submission_id(namespace: str, name: str, uid: str, tag: str) -> str:
     """The deterministic Ray job submission id (the ``ray`` executor's idempotency key).
 
     It carries the object's uid, so a BotRequest deleted and made again with the same name
-    never meets its predecessor's job.
+    never meets its predecessor's job; and the run's tag, as :func:`job_name` does.
     """
     base = f"botfleet-{namespace}-{name}"
-    tail = f"-{uid[:8]}-g{generation}"
+    tail = f"-{uid[:8]}-g{tag}"
     if len(base) + len(tail) > MAX_SUBMISSION_ID:
         base = base[: MAX_SUBMISSION_ID - len(tail) - 9] + "-" + _hash(namespace, name)
     return base + tail
+
+
+def rayjob_name(body: dict) -> str:
+    """The RayJob of the request's current run (its generation, refresh and retry)."""
+    meta = body["metadata"]
+    return job_name(meta["name"], run_tag(body), meta.get("namespace", ""))
 
 
 @dataclass(frozen=True)
@@ -251,10 +261,11 @@ def cluster_auth(settings: Settings) -> dict:
 def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
     """The KubeRay ``RayJob`` (ray.io/v1) that trains the request's current generation."""
     meta = body["metadata"]
-    generation = int(meta.get("generation", 1))
+    generation = run_generation(body)
     env = container_env(body, spec, settings)
     training, resources = spec.typed.training, spec.typed.resources
     labels = labels_for(body, generation)
+    limits = limits_for(spec.typed, settings)
     pod_labels = {k: v for k, v in labels.items() if k != api.QUEUE_LABEL}
     worker_gpus = training.gpus_per_worker
     head = _container(
@@ -277,7 +288,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
         "metadata": {
-            "name": job_name(meta["name"], run_tag(body), meta.get("namespace", "")),
+            "name": rayjob_name(body),
             "namespace": meta.get("namespace", "default"),
             "labels": labels,
             "annotations": {"botfleet.dev/model-uri": spec.typed.model_uri},
@@ -288,8 +299,8 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
-            "backoffLimit": settings.backoff_limit,
-            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "backoffLimit": limits.backoff_limit,
+            "activeDeadlineSeconds": limits.active_deadline_seconds,
             "submitterPodTemplate": {"metadata": {"labels": pod_labels}, "spec": _submitter_pod_spec(settings)},
             "rayClusterSpec": {
                 "rayVersion": settings.ray_version,

@@ -27,6 +27,15 @@ from botfleet.timestamps import now_iso, parse_time
 from botfleet_operator import metrics
 from botfleet_operator.executors import Executor
 from botfleet_operator.failures import ExecutorUnavailable, Failure, failure_status
+from botfleet_operator.lifecycle import (
+    attempt,
+    backoff_retries,
+    requested_retry,
+    retry_message,
+    settled_suspended,
+    with_attempts,
+)
+from botfleet_operator.limits import limits_for, overdue
 from botfleet_operator.observation import JOB_FAILED, JOB_SUCCEEDED, JobObservation
 from botfleet_operator.patch import merge_patch
 from botfleet_operator.publish_status import awaiting_publish_retry, wants_publish_retry
@@ -34,7 +43,15 @@ from botfleet_operator.queue import QueueEntry, decide_admission, request_key
 from botfleet_operator.rayjob import resolve_spec, worker_shape
 from botfleet_operator.refresh import ScheduleError, refresh_due
 from botfleet_operator.settings import Settings
-from botfleet_operator.status import FAILED, PENDING, TERMINAL, JobFiles, compute_status, is_terminal_for
+from botfleet_operator.status import (
+    FAILED,
+    PENDING,
+    SUSPENDED,
+    TERMINAL,
+    JobFiles,
+    compute_status,
+    is_terminal_for,
+)
 
 log = logging.getLogger("botfleet_operator")
 
@@ -307,18 +324,98 @@ class Reconciler:
         patch = self._apply(body, old, desired.status)
         return Outcome(patch, events + desired.events, desired.status["phase"])
 
+    def _start_retry(self, body: dict, events: list, reason: Reason, message: str, **retry) -> dict:
+        """A failed request back to Pending for its next attempt; ``body`` with that status
+        (``retry``: what status.retry records besides the attempt).
+
+        The new attempt has a job of its own (the failed one is no longer the request's), and
+        starts as any run does: a training slot first, then the job, from the newest checkpoint."""
+        old = body.get("status") or {}
+        new = {k: v for k, v in old.items() if k not in ("job", "startTime", "completionTime")}
+        recorded = {**(old.get("retry") or {}), "attempts": attempt(body) + 1, **retry}
+        new.update(phase=PENDING, reason=reason, message=message, retry=recorded)
+        self._apply(body, old, new)
+        events.append(("Warning" if reason == Reason.RETRYING else "Normal", reason, message))
+        return {**body, "status": new}
+
+    def _retry_after_failure(self, body: dict, spec: api.BotSpec, job: JobObservation, failed: dict, events: list):
+        """A failed job run again while spec.backoffLimit allows (KubeRay retries a RayJob
+        itself); None when it does not, or when the same inputs would fail the same way."""
+        used, limit = backoff_retries(body), limits_for(spec, self.settings).backoff_limit
+        if self.executor.kind == "kuberay" or job.state != JOB_FAILED or used >= limit:
+            return None
+        if failed["reason"] in (Reason.NOT_ENOUGH_POSTS, Reason.SOURCE_FAILED):
+            return None
+        message = (
+            f"the job failed ({failed['message']}); running it again from the newest checkpoint"
+            f" (retry {used + 1} of {limit})"
+        )
+        self.release(request_key(body))
+        body = self._start_retry(body, events, Reason.RETRYING, message, backoff=used + 1)
+        return Outcome(None, events, PENDING)
+
+    def _suspend(self, key: str, body: dict, layout: Layout, spec: api.BotSpec, status_of, events: list):
+        """spec.suspend: stop the request's job and free its slot; the Suspended status once
+        nothing of it runs. None when its job finished first (its verdict stands)."""
+        old = body.get("status") or {}
+        job_name = (old.get("job") or {}).get("name")
+        job = self.executor.observe(body, job_name) if job_name else JobObservation(self.executor.kind, "")
+        # A job that ended while being suspended was stopped by the suspension, unless it succeeded.
+        if job.state == JOB_SUCCEEDED or (job.finished and old.get("reason") != Reason.SUSPENDING):
+            return None
+        stopped = not job.exists or self.executor.suspend(body, job.name)
+        of = body
+        if stopped:
+            self.release(key)
+            if job.exists and not self.executor.resumes_in_place:
+                # The stopped job cannot go on: the resumed run is the next attempt's job.
+                of = with_attempts(body, attempt(body) + 1)
+                job = JobObservation(self.executor.kind, self.executor.name(of))
+        files = self.read_files(layout, spec, job)
+        desired = status_of(job, files, of=of, suspended=stopped)
+        patch = self._apply(body, old, desired.status)
+        return Outcome(patch, events + desired.events, SUSPENDED)
+
+    def _overdue(self, body: dict, old: dict, spec: api.BotSpec, job: JobObservation, workers: str):
+        """(reason, message) of a deadline the job has passed, after asking the executor to
+        stop it; None while it is within its limits. KubeRay enforces a RayJob's active
+        deadline itself."""
+        labels = body["metadata"].get("labels") or {}
+        found = overdue(
+            job,
+            limits_for(spec, self.settings),
+            enforce_active=self.executor.kind != "kuberay",
+            started=old.get("startTime"),
+            now=datetime.datetime.now(datetime.UTC),
+            workers=workers,
+            queue=labels.get(api.QUEUE_LABEL),
+        )
+        if found is not None:
+            try:
+                self.executor.delete(body, job.name)
+            except Exception as exc:  # noqa: BLE001 - the verdict stands; the job goes with its request
+                log.warning("%s: cannot stop job %s past its deadline: %s", request_key(body), job.name, exc)
+        return found
+
     def _converge(self, body: dict, entries: list[QueueEntry]) -> Outcome:
         meta = body["metadata"]
         key = request_key(body)
         generation = int(meta.get("generation") or 1)
         if meta.get("deletionTimestamp"):
             return Outcome()
-        refresh_events: list[tuple[str, str, str]] = []
-        body = self._start_refresh(body, refresh_events)
+        events: list[tuple[str, str, str]] = []
+        body = self._start_refresh(body, events)
         old = body.get("status") or {}
+        if (retry := requested_retry(body)) is not None:
+            message = retry_message(retry, attempt(body) + 1)
+            body = self._start_retry(body, events, Reason.RETRY_REQUESTED, message, handled=retry)
+            old = body["status"]
         if is_terminal_for(body):
             self.release(key)
-            return Outcome(events=refresh_events, phase=old.get("phase"))
+            return Outcome(events=events, phase=old.get("phase"))
+        if settled_suspended(body):  # nothing runs, nothing to do until spec.suspend changes
+            self.release(key)
+            return Outcome(events=events, phase=SUSPENDED)
 
         try:
             job_spec = resolve_spec(body, self.settings)  # the one parse of this reconcile
@@ -341,13 +438,11 @@ class Reconciler:
         kuberay = self.executor.kind == "kuberay"  # a Ray cluster's job API takes no memory size
         workers = worker_shape(spec, with_memory=kuberay)
         old_job = old.get("job") or {}
-        events: list[tuple[str, str, str]] = refresh_events
-
         hub = hub_repo(spec) if self.storage is not None else None  # without a store, nothing to publish from
 
-        def status_of(job: JobObservation, files: JobFiles, **kw):
+        def status_of(job: JobObservation, files: JobFiles, of: dict | None = None, **kw):
             return compute_status(
-                body,
+                of or body,
                 model_id=spec.model_id,
                 handles=handles,
                 layout=layout,
@@ -358,13 +453,18 @@ class Reconciler:
                 **kw,
             )
 
+        if spec.suspend and (suspended := self._suspend(key, body, layout, spec, status_of, events)) is not None:
+            return suspended
+
         # A spec change while an older generation's job runs: that job is superseded, and
         # must be gone before this generation clears the folder it still writes to.
         if old_job.get("name") and old_job.get("name") != name and old.get("phase") not in TERMINAL:
             if not self._stop_superseded(key, body, old_job["name"], generation, events):
                 return Outcome(events=events, phase=old.get("phase"))
 
-        started_here = old_job.get("name") == name and old.get("observedGeneration") == generation
+        # The name is the run's and attempt's: the same name, the same admitted job (unless
+        # suspended since, which freed its slot).
+        started_here = old_job.get("name") == name and old.get("phase") != SUSPENDED
         if not started_here:
             # The folder first, then a training slot: a request that cannot write its output
             # must not hold (or wait in line for) a slot.
@@ -375,6 +475,7 @@ class Reconciler:
             if not decision.admit:
                 return self._wait(body, old, status_of(empty_job, JobFiles(), queue=decision), events)
             # Admitted: reserve the slot in status first (a restart then finds it), then start.
+            self.executor.resume(body, name)  # a job suspended in place goes on from here
             self.clear_previous_run(layout)
             desired = status_of(empty_job, JobFiles())
             self._apply(body, old, desired.status)
@@ -403,7 +504,11 @@ class Reconciler:
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
 
-        desired = status_of(job, files)
+        desired = status_of(job, files, overdue=self._overdue(body, old, spec, job, workers))
+        if desired.status["phase"] == FAILED:
+            retried = self._retry_after_failure(body, spec, job, desired.status, events)
+            if retried is not None:
+                return retried
         if desired.need_card and self.storage is not None:
             try:
                 card = operator_card(spec, files, layout)

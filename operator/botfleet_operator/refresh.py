@@ -25,6 +25,7 @@ from botfleet import api
 from botfleet.artifacts import Result
 from botfleet.errors import UserError
 from botfleet.timestamps import now_iso, parse_time
+from botfleet_operator.lifecycle import attempt, run_generation
 
 REFRESH_ENV = "BOTFLEET_REFRESH"  # the job's flag: gather only what is new
 
@@ -42,21 +43,20 @@ class RefreshDue:
 def _finished(body: dict) -> bool:
     status = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 1)
-    return status.get("phase") in api.PHASES[-2:] and status.get("observedGeneration") == generation
+    return status.get("phase") in (api.PHASES[4], api.PHASES[5]) and status.get("observedGeneration") == generation
 
 
 def refresh_count(body: dict) -> int:
-    """Which refresh of the current generation the request is on (0: its first training)."""
+    """Which refresh of the current run the request is on (0: its first training)."""
     state = (body.get("status") or {}).get("refresh") or {}
-    generation = int((body.get("metadata") or {}).get("generation") or 1)
-    return int(state.get("count") or 0) if state.get("generation") == generation else 0
+    return int(state.get("count") or 0) if state.get("generation") == run_generation(body) else 0
 
 
 def run_tag(body: dict) -> str:
-    """What names the current run's job: the generation, and the refresh if it is one."""
-    generation = int((body.get("metadata") or {}).get("generation") or 1)
-    count = refresh_count(body)
-    return f"{generation}-r{count}" if count else str(generation)
+    """What names the current run's job: the run's generation (:mod:`botfleet_operator.lifecycle`),
+    ``-r<N>`` for its Nth refresh and ``-a<N>`` for its Nth retry."""
+    count, retry = refresh_count(body), attempt(body)
+    return f"{run_generation(body)}" + (f"-r{count}" if count else "") + (f"-a{retry}" if retry else "")
 
 
 def last_fire_time(schedule: str, time_zone: str, now: datetime) -> datetime:
@@ -83,7 +83,7 @@ def refresh_due(body: dict, now: datetime | None = None) -> RefreshDue | None:
         return None
     now = now or datetime.now(UTC)
     state = {k: v for k, v in (status.get("refresh") or {}).items() if k in ("trigger", "scheduledAt")}
-    state.update(generation=int(body["metadata"].get("generation") or 1), count=refresh_count(body) + 1)
+    state.update(generation=run_generation(body), count=refresh_count(body) + 1)
     value = ((body.get("metadata") or {}).get("annotations") or {}).get(api.REFRESH_ANNOTATION)
     if value and value != (status.get("refresh") or {}).get("trigger"):
         return RefreshDue(f"refresh requested ({api.REFRESH_ANNOTATION}: {value})", {**state, "trigger": value})

@@ -85,6 +85,13 @@ class Settings:
     ttl_seconds_after_finished: int = field(default=300, metadata={"help": "RayJob ttlSecondsAfterFinished"})
     backoff_limit: int = field(default=1, metadata={"help": "RayJob backoffLimit (retries of a failed job)"})
     active_deadline_seconds: int = field(default=6 * 3600, metadata={"help": "RayJob activeDeadlineSeconds"})
+    pre_running_deadline_seconds: int = field(
+        default=1800,
+        metadata={
+            "help": "seconds a job may wait for its resources before it fails, for requests that give no"
+            " spec.preRunningDeadlineSeconds (0 = no limit)"
+        },
+    )
     default_workers: int = field(
         default=api.WorkerDefaults.workers,
         metadata={"help": "Ray Train workers of a request that gives no spec.training.workers"},
@@ -196,7 +203,7 @@ class Settings:
             raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.max_concurrent < 0:
             raise ValueError(f"max_concurrent: must be at least 0, got {self.max_concurrent}")
-        for name in ("ttl_seconds_after_finished", "backoff_limit"):
+        for name in ("ttl_seconds_after_finished", "backoff_limit", "pre_running_deadline_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be at least 0, got {getattr(self, name)}")
         if self.active_deadline_seconds < 1:

@@ -17,6 +17,7 @@ from botfleet.artifacts import History, Progress, Publication, Result, Stats, Tr
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
 from botfleet.timestamps import now_iso
+from botfleet_operator.lifecycle import requested_retry, retry_status, run_status
 from botfleet_operator.observation import (
     JOB_RETRYING,
     JOB_RUNNING,
@@ -31,7 +32,7 @@ from botfleet_operator.refresh import outcome, refresh_status
 if TYPE_CHECKING:  # queue.py reads this module's phases
     from botfleet_operator.queue import QueueDecision
 
-PENDING, PREPARING, TRAINING, PUBLISHING, SUCCEEDED, FAILED = api.PHASES
+PENDING, PREPARING, TRAINING, PUBLISHING, SUCCEEDED, FAILED, SUSPENDED = api.PHASES
 TERMINAL = (SUCCEEDED, FAILED)
 
 
@@ -170,7 +171,8 @@ def failure_reason(files: JobFiles, job: JobObservation) -> tuple[str, str]:
     error = (result.error or "").strip() if result else ""
     if error:
         reason = result.reason or STAGE_FAILURES.get(result.stage)
-        return reason or (Reason.DATA_FAILED if files.stats is None else Reason.TRAINING_FAILED), error
+        where = f" (full log: {result.log})" if result.log else ""
+        return reason or (Reason.DATA_FAILED if files.stats is None else Reason.TRAINING_FAILED), error + where
     reason = job.reason or Reason.JOB_FAILED
     message = job.message or f"the training job failed ({job.deployment_status or job.job_status or 'no detail'})"
     return reason, message
@@ -206,6 +208,22 @@ def _after_success(files: JobFiles, layout: Layout) -> Situation:
     return Situation(SUCCEEDED, Reason.SUCCEEDED, f"model published at {folder(layout.model)}", trained=True)
 
 
+def _suspended(job: JobObservation, files: JobFiles, stopped: bool) -> Situation:
+    """spec.suspend is true: the job stops (``stopped``: nothing of it runs any more)."""
+    if not stopped:
+        return Situation(SUSPENDED, Reason.SUSPENDING, f"suspending: stopping job {job.name} (spec.suspend is true)")
+    if not job.exists and files.progress is None:
+        message = "suspended before training started: out of the queue until spec.suspend is false"
+    else:
+        progress = progress_status(files.progress) or {}
+        at = f" at step {progress['step']} of {progress.get('totalSteps', '?')}" if "step" in progress else ""
+        message = (
+            f"suspended{at}: job {job.name} stopped, no training slot held;"
+            " spec.suspend: false resumes from the newest checkpoint"
+        )
+    return Situation(SUSPENDED, Reason.SUSPEND_REQUESTED, message)
+
+
 def situation(
     job: JobObservation,
     files: JobFiles,
@@ -214,10 +232,16 @@ def situation(
     queue: QueueDecision | None,
     invalid: str | None,
     output_in_use: str | None,
+    suspended: bool | None = None,
+    overdue: tuple[str, str] | None = None,
 ) -> Situation:
     """The phase, reason and message of the request's current generation."""
     if invalid:
         return Situation(FAILED, Reason.INVALID_SPEC, invalid)
+    if overdue:
+        return Situation(FAILED, *overdue)
+    if suspended is not None:
+        return _suspended(job, files, suspended)
     if not job.exists:
         return _before_the_job(job, queue, output_in_use)
     if job.state == JOB_SUSPENDED:
@@ -252,7 +276,7 @@ def outputs_status(files: JobFiles, layout: Layout, job: JobObservation, current
     progress = progress_status(files.progress, finished=current.trained and current.phase != FAILED)
     if progress and (current.phase not in (PENDING, PREPARING) or job.state == JOB_RETRYING):
         out["progress"] = progress
-    if current.phase in (TRAINING, PUBLISHING, SUCCEEDED) or (current.phase == FAILED and files.progress):
+    if current.phase in (TRAINING, PUBLISHING, SUCCEEDED) or (current.phase in (FAILED, SUSPENDED) and files.progress):
         artifacts["checkpoints"] = folder(layout.checkpoints)
     if current.trained and files.model_present:
         artifacts["model"] = folder(layout.model)
@@ -264,6 +288,8 @@ def outputs_status(files: JobFiles, layout: Layout, job: JobObservation, current
         artifacts["card"] = files.card_uri or layout.card
     if files.result is not None and files.result.tracking_run_url:
         artifacts["trackingRun"] = str(files.result.tracking_run_url)
+    if files.result is not None and files.result.log:
+        artifacts["log"] = files.result.log
     if artifacts:
         out["artifacts"] = artifacts
     return out
@@ -317,6 +343,15 @@ def conditions(current: Situation, files: JobFiles, layout: Layout, generation: 
     return [condition("Ready", current.phase == SUCCEEDED, current.reason, current.message, generation), data, trained]
 
 
+def suspended_condition(current: Situation, old: dict, generation: int) -> list[dict]:
+    """Suspended, once the request has been suspended: True while it is, then False."""
+    if current.phase == SUSPENDED:
+        return [condition("Suspended", True, current.reason, current.message, generation)]
+    if any(c.get("type") == "Suspended" for c in old.get("conditions") or ()):
+        return [condition("Suspended", False, Reason.RESUMED, "spec.suspend is false: training resumes", generation)]
+    return []
+
+
 def merge_conditions(old: list[dict] | None, new: list[dict], now: str) -> list[dict]:
     """Keep each condition's lastTransitionTime unless its status changed."""
     previous = {c.get("type"): c for c in (old or [])}
@@ -345,6 +380,8 @@ def compute_status(
     workers: str | None = None,
     output_in_use: str | None = None,
     publish_repo: str | None = None,
+    suspended: bool | None = None,
+    overdue: tuple[str, str] | None = None,
 ) -> Desired:
     """The whole status of the request's current generation.
 
@@ -353,13 +390,24 @@ def compute_status(
     ``output_in_use`` says which other BotRequest owns the output folder (no job started).
     ``workers`` is the worker shape the operator's defaults give the spec now; a job
     already in status keeps the shape it was started with. ``publish_repo`` is the Hub
-    repository the spec publishes to (None: it does not).
+    repository the spec publishes to (None: it does not). ``suspended`` is set while
+    spec.suspend is true: whether the job has stopped. ``overdue`` is the (reason, message)
+    of a deadline the job passed (:mod:`botfleet_operator.limits`): the operator stopped it.
     """
     now = now or now_iso()
     generation = int(body.get("metadata", {}).get("generation") or 1)
     old = body.get("status") or {}
     same_generation = old.get("observedGeneration") == generation
-    current = situation(job, files, layout, queue=queue, invalid=invalid, output_in_use=output_in_use)
+    current = situation(
+        job,
+        files,
+        layout,
+        queue=queue,
+        invalid=invalid,
+        output_in_use=output_in_use,
+        suspended=suspended,
+        overdue=overdue,
+    )
     if publish_repo and current.phase == SUCCEEDED:  # trained, with its card: the Hub decides
         current = Situation(*after_training(files.publication, publish_repo, folder(layout.model)), trained=True)
 
@@ -387,12 +435,16 @@ def compute_status(
     if current.phase in TERMINAL:
         finished_before = same_generation and old.get("phase") == current.phase and old.get("completionTime")
         status["completionTime"] = old["completionTime"] if finished_before else now
-    new_conditions = conditions(current, files, layout, generation)
+    retry = retry_status(body)
+    if retry:
+        status["retry"] = retry
+    status["run"] = run_status(body)
+    listed = conditions(current, files, layout, generation) + suspended_condition(current, old, generation)
     if publish_repo:
         ok, reason, message = published(files.publication, publish_repo, current.message)
-        new_conditions.append(condition("Published", ok, reason, message, generation))
+        listed.append(condition("Published", ok, reason, message, generation))
         status["publish"] = publish_status(files.publication, publish_repo)
-    status["conditions"] = merge_conditions(old.get("conditions"), new_conditions, now)
+    status["conditions"] = merge_conditions(old.get("conditions"), listed, now)
 
     events = []
     if not same_generation or old.get("phase") != current.phase or old.get("reason") != current.reason:
@@ -403,8 +455,9 @@ def compute_status(
 
 
 def is_terminal_for(body: dict) -> bool:
-    """Whether the current generation already reached Succeeded or Failed."""
+    """Whether the current generation already reached Succeeded or Failed (and no retry of
+    the failure is asked for)."""
     status = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 1)
-    finished = status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
-    return finished and not awaiting_publish_retry(status)
+    done = status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+    return done and not awaiting_publish_retry(status) and requested_retry(body) is None

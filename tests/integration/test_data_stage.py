@@ -194,3 +194,6 @@ def test_a_failed_job_writes_its_reason(storage, tmp_path, posts, error, reason)
         run_job(request, storage, show_progress=False)
     result = storage.read_json(Layout(request.spec.model_uri).result)
     assert (result["status"], result["stage"], result["reason"]) == ("failed", "data", reason)
+    # The full log outlives the job: it has the traceback, and result.json says where it is.
+    assert result["log"].startswith(Layout(request.spec.model_uri).logs + "/job-")
+    assert error.__name__ in storage.read_text(result["log"])

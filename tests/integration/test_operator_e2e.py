@@ -221,7 +221,7 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(
         )
 
     jobs = {
-        "alive": botfleet_job(f"{namespace}/alive", submission_id(namespace, "alive", alive["metadata"]["uid"], 1)),
+        "alive": botfleet_job(f"{namespace}/alive", submission_id(namespace, "alive", alive["metadata"]["uid"], "1")),
         "gone": botfleet_job(f"{namespace}/gone", f"botfleet-{namespace}-gone-0badc0de-g1"),
         "elsewhere": botfleet_job("elsewhere/bot"),  # a namespace this operator does not watch
         "not botfleet's": client.submit_job(entrypoint="sleep 600"),

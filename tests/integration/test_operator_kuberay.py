@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from botfleet import api
 from botfleet.artifacts import Result
 from botfleet.reasons import Reason
 from tests.fixtures.cluster import wait_for
@@ -191,23 +192,7 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
         and 'botfleet_jobs_started_total{executor="kuberay"} 1.0' in text
     )
     # kopf's bookkeeping never went into the status (it would be pruned): no undeclared keys.
-    assert set(status) <= {
-        "phase",
-        "reason",
-        "message",
-        "observedGeneration",
-        "modelId",
-        "handles",
-        "startTime",
-        "completionTime",
-        "keptPosts",
-        "counts",
-        "progress",
-        "metrics",
-        "artifacts",
-        "job",
-        "conditions",
-    }
+    assert set(status) <= set(api.STATUS_SCHEMA["properties"])
 
 
 def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kube, namespace, storage, operator):

@@ -51,6 +51,18 @@ class RayJobsStandIn:
         self.states.pop(name, None)
         return True
 
+    resumes_in_place = False  # as Ray: a stopped job cannot go on
+
+    def suspend(self, body: dict, name: str) -> bool:
+        """As Ray stops a job: asynchronously, leaving it STOPPED."""
+        if self.states.get(name) in ("PENDING", "RUNNING"):
+            self.states[name] = "STOPPED"
+            return False
+        return True
+
+    def resume(self, body: dict, name: str) -> None:
+        pass
+
 
 def merged(old: dict, patch: dict) -> dict:
     """A JSON merge patch applied (RFC 7386), as the API server stores a status patch."""
@@ -74,7 +86,7 @@ class World:
         self.executor = RayJobsStandIn()
         self.patches: list[tuple[str, dict]] = []  # (name, merge patch of its status), in order
         self.requests: dict[str, dict] = {}  # name -> body
-        settings = Settings(executor="ray")
+        settings = Settings(executor="ray", backoff_limit=0)  # a failure ends Failed, unless a test says otherwise
         self.reconciler = Reconciler(settings, self.executor, storage, self.patch_status, self.request_uid)
 
     def patch_status(self, namespace: str, name: str, patch: dict) -> None:

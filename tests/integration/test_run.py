@@ -65,6 +65,15 @@ def test_run_makes_a_bot_with_a_card(storage, embedded_s3, tiny_base_model, tmp_
     hub.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"model: {storage.root}/alice/model/" in done.stdout and "'My dream is' ->" in done.stdout
+    # The terminal shows botfleet's progress (counts, one bar with loss and ETA), not Ray's
+    # worker lines: those are in the full log, which outlives the run.
+    terminal = done.stdout + done.stderr
+    assert "Tweets kept" in terminal and "dataset: " in terminal
+    assert "training: 100%|" in terminal and "steps, loss " in terminal and ", ETA " in terminal
+    assert "pid=" not in terminal and "RayTrainWorker" not in terminal, terminal[-3000:]
+    full_log = storage.read_text(result_log := storage.read_json(f"{storage.root}/alice/result.json")["log"])
+    assert result_log.startswith(f"{storage.root}/alice/logs/job-") and f"full log at {result_log}" in terminal
+    assert "(RayTrainWorker pid=" in full_log
 
     result = storage.read_json(f"{storage.root}/alice/result.json")
     assert result["status"] == "succeeded"
@@ -147,5 +156,9 @@ def test_run_fails_cleanly_on_an_unknown_base_model(storage, embedded_s3, tmp_pa
     )
     assert done.returncode == 2  # the request's base model: the user's to fix
     assert "does-not-exist" in done.stderr.splitlines()[-1]
-    assert storage.read_json(f"{storage.root}/bob/result.json")["status"] == "failed"
+    result = storage.read_json(f"{storage.root}/bob/result.json")
+    assert result["status"] == "failed"
+    # The error line says where the full log is, and the log is there, with the traceback.
+    assert done.stderr.splitlines()[-1].endswith(f"(full log: {result['log']})")
+    assert "Traceback" in storage.read_text(result["log"]) and "Traceback" not in done.stderr
     assert storage.exists(f"{storage.root}/bob/data/stats.json")  # the finished data stage is kept

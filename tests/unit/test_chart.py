@@ -293,7 +293,7 @@ def test_rbac_is_least_privilege(value_set, tmp_path):
         "secrets": {"get"},  # the Hub token to retry a publish; the ray executor's job secrets
     }
     if executor == "kuberay":
-        expected["rayjobs.ray.io"] = {"get", "create", "delete"}
+        expected["rayjobs.ray.io"] = {"get", "create", "delete", "patch"}
         expected["botrequests/finalizers.botfleet.dev"] = {"update"}
     assert granted == expected
     namespaces = values.get("watchNamespaces")
@@ -315,6 +315,7 @@ def test_operator_uses_no_more_than_rbac_grants():
         "get_namespaced_custom_object",  # rayjobs get; botrequests get (an output folder's owner)
         "create_namespaced_custom_object",  # rayjobs create
         "delete_namespaced_custom_object",  # rayjobs delete
+        "patch_namespaced_custom_object",  # rayjobs patch (suspend, resume)
         "patch_namespaced_custom_object_status",  # botrequests/status patch
         "read_namespaced_secret",  # secrets get (the ray executor; a publish retry)
         "create_namespaced_event",  # events create

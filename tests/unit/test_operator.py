@@ -540,7 +540,7 @@ def test_every_status_field_is_declared_in_the_crd():
     files = job_files(
         stats=STATS,
         progress={"step": 1, "total_steps": 2},
-        result={"status": "succeeded", "tracking_run_url": "u"},
+        result={"status": "succeeded", "tracking_run_url": "u", "log": "s3://bots/alice/logs/job-1.log"},
         training={"train_loss": 1.0},
         model_present=True,
         card_present=True,

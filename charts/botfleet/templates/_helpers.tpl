@@ -119,10 +119,11 @@ operator/botfleet_operator (kube.py, executors.py) and kopf's watches and events
 - apiGroups: ["botfleet.dev"]
   resources: ["botrequests/finalizers"]
   verbs: ["update"]
-# One RayJob per request generation: created, read back, deleted when superseded.
+# One RayJob per request generation: created, read back, deleted when superseded,
+# patched to suspend and resume it (spec.suspend).
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "delete", "patch"]
 {{- end }}
 # Events on BotRequests (the operator's and kopf's), for `kubectl describe`: create only.
 - apiGroups: [""]
