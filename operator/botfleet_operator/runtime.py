@@ -113,7 +113,7 @@ class Runtime:
         self.bodies[key] = body
         status = body.get("status") or {}
         if unfinished(body) and (not status or status.get("observedGeneration") != body["metadata"].get("generation")):
-            self.schedule(key)
+            self.schedule(key, "watch")
 
     async def gone(self, body: dict, logger: logging.Logger | logging.LoggerAdapter) -> None:
         """A request was deleted: forget it, and stop its Ray job (with kuberay, the garbage
@@ -130,11 +130,13 @@ class Runtime:
 
     # ----------------------------------------------------------------- reconciles
 
-    def schedule(self, key: str) -> None:
-        """Reconcile ``key`` soon, unless a reconcile of it is already under way."""
+    def schedule(self, key: str, trigger: str) -> None:
+        """Reconcile ``key`` soon, unless a reconcile of it is already under way; ``trigger``
+        says who asks (the reconciles metric's label)."""
         if key in self._inflight:
             return
         self._inflight.add(key)
+        metrics.RECONCILES.labels(trigger).inc()
         task = asyncio.get_running_loop().create_task(self._reconcile(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -174,7 +176,7 @@ class Runtime:
             await asyncio.sleep(self.settings.reconcile_interval)
             for key, body in list(self.bodies.items()):
                 if unfinished(body):
-                    self.schedule(key)
+                    self.schedule(key, "level")
             if self.settings.executor == "ray" and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.orphan_sweep_interval
                 try:
