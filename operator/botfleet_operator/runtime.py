@@ -1,9 +1,9 @@
 """The operator's one runtime object: what the kopf handlers share, and when reconciles run.
 
 Level-based: the watch schedules a reconcile at once for a new request or a spec change,
-and one loop reconciles every unfinished request every ``reconcile_interval`` seconds. At
-most one reconcile of a request runs at a time; reconciles block (Kubernetes, S3, Ray) and
-run in a thread pool.
+and one loop reconciles every unfinished request ``reconcile_interval`` seconds after its
+last reconcile. At most one reconcile of a request runs at a time; reconciles block
+(Kubernetes, S3, Ray) and run in a thread pool.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from botfleet_operator.settings import Settings
 from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
+LEVEL_TICKS = 4  # level-loop ticks per reconcile_interval: a request waits at most 1/4 more
 
 
 def job_of(body: dict) -> str | None:
@@ -35,6 +36,16 @@ def job_of(body: dict) -> str | None:
 
 def unfinished(body: dict) -> bool:
     return not is_terminal_for(body) and not body.get("metadata", {}).get("deletionTimestamp")
+
+
+def due_for_level(bodies: dict[str, dict], reconciled_at: dict[str, float], now: float, interval: float) -> list[str]:
+    """The unfinished requests whose last reconcile ended ``interval`` seconds ago or more
+    (or never ran): one the watch just reconciled is not done again at the next tick."""
+    return [
+        key
+        for key, body in bodies.items()
+        if unfinished(body) and now - reconciled_at.get(key, float("-inf")) >= interval
+    ]
 
 
 def object_store(settings: Settings) -> S3Config | None:
@@ -68,6 +79,7 @@ class Runtime:
     bodies: dict[str, dict] = field(default_factory=dict)  # key -> the latest body the watch delivered
     index: object | None = None  # kopf's queue index (handlers.queue_index), once the watch has passed it
     _inflight: set[str] = field(default_factory=set)  # keys with a reconcile scheduled or running
+    _reconciled_at: dict[str, float] = field(default_factory=dict)  # key -> when its last reconcile ended
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopped_orphans: set[str] = field(default_factory=set)
     _level_loop: asyncio.Task | None = None
@@ -120,6 +132,7 @@ class Runtime:
         collector removes the RayJob with its owner). ``logger``: the request's (kopf's)."""
         key = request_key(body)
         self.bodies.pop(key, None)
+        self._reconciled_at.pop(key, None)
         self.reconciler.forget(key)
         job = job_of(body)
         if job and self.settings.executor == "ray":
@@ -165,18 +178,20 @@ class Runtime:
             if events:
                 await loop.run_in_executor(self.pool, self.kube.post_events, body, events)
         finally:
+            self._reconciled_at[key] = time.monotonic()
             self._inflight.discard(key)
 
     async def _run_level_loop(self) -> None:
-        """Every reconcile_interval, reconcile each unfinished request (one task for all,
-        not a kopf timer per object: timers would put a finalizer on every object); every
-        orphan_sweep_interval, with the ray executor, stop the jobs no request wants."""
+        """Reconcile each unfinished request reconcile_interval after its last reconcile
+        (one task for all, not a kopf timer per object: timers would put a finalizer on
+        every object); every orphan_sweep_interval, with the ray executor, stop the jobs no
+        request wants."""
         next_sweep = 0.0
+        interval = self.settings.reconcile_interval
         while True:
-            await asyncio.sleep(self.settings.reconcile_interval)
-            for key, body in list(self.bodies.items()):
-                if unfinished(body):
-                    self.schedule(key, "level")
+            await asyncio.sleep(interval / LEVEL_TICKS)
+            for key in due_for_level(dict(self.bodies), self._reconciled_at, time.monotonic(), interval):
+                self.schedule(key, "level")
             if self.settings.executor == "ray" and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.orphan_sweep_interval
                 try:
