@@ -23,6 +23,7 @@ from botfleet.artifacts import HandleStats, Stats, data_fingerprint
 from botfleet.card import DATA_ROWS
 from botfleet.layout import Layout
 from botfleet.storage import Storage, StorageError
+from botfleet_jobs.background_writes import BackgroundWrites
 from botfleet_jobs.dataset import TRAIN_FRACTION, build_dataset
 from botfleet_jobs.filters import filter_posts
 from botfleet_jobs.posts import Post
@@ -51,30 +52,32 @@ def prepare(spec: BotSpec, storage: Storage, *, reuse: bool = True, show_progres
     if reuse and (stats := read_complete_stats(storage, spec)):
         return stats
     layout = Layout(spec.model_uri)
-    if storage.exists(layout.stats):
-        storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
+    storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
     started = time.monotonic()
     kept_by_handle: dict[str, list[str]] = {}
     handles: dict[str, HandleStats] = {}
-    for handle in spec.handles:
-        with tqdm(
-            total=spec.data.max_posts,
-            desc=f"@{handle.name}",
-            unit="posts",
-            file=sys.stderr,
-            disable=not show_progress,
-            leave=True,
-        ) as bar:
-            posts = fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
-        storage.write_bytes(layout.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
-        result = filter_posts(posts)
-        kept_by_handle[handle.name] = list(result.kept)
-        handles[handle.name] = HandleStats(
-            **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
-        )
-    dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
-    storage.write_text(layout.train_txt, dataset.train)
-    storage.write_text(layout.valid_txt, dataset.valid)
+    # Each file is uploaded while the next handle is fetched and filtered; stats.json last,
+    # once every other file is written.
+    with BackgroundWrites(storage) as uploads:
+        for handle in spec.handles:
+            with tqdm(
+                total=spec.data.max_posts,
+                desc=f"@{handle.name}",
+                unit="posts",
+                file=sys.stderr,
+                disable=not show_progress,
+                leave=True,
+            ) as bar:
+                posts = fetch_posts(handle, spec.data.max_posts, storage, progress=bar.update)
+            uploads.write_bytes(layout.raw(handle.name), _jsonl(posts), content_type="application/x-ndjson")
+            result = filter_posts(posts)
+            kept_by_handle[handle.name] = list(result.kept)
+            handles[handle.name] = HandleStats(
+                **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
+            )
+        dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
+        uploads.write_text(layout.train_txt, dataset.train)
+        uploads.write_text(layout.valid_txt, dataset.valid)
     stats = Stats(
         model_id=spec.model_id,
         handles=handles,
