@@ -27,12 +27,15 @@ ROUNDS = int(os.environ.get("BOTFLEET_BENCH_OPERATOR_ROUNDS", "2"))
 THREADS = 16
 
 
-def _request(i: int) -> dict:
+def _request(i: int, namespace: str) -> dict:
+    # Each round writes under its own prefix: a later round's request with a name of an
+    # earlier round's would otherwise find the folder owned by it (OutputInUse) until that
+    # round's namespace is deleted, and wait for that instead of being measured.
     return {
         "metadata": {"name": f"bot-{i:04d}"},
         "spec": {
             "handles": [{"handle": f"user{i}", "source": {"bluesky": {}}}],
-            "output": {"uri": "s3://bench/bots"},
+            "output": {"uri": f"s3://bench/{namespace}"},
         },
     }
 
@@ -84,7 +87,7 @@ def _round_baseline(kube) -> dict:
     settings = Settings()
     bodies = []
     for i in range(REQUESTS):
-        body = {"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **_request(i)}
+        body = {"apiVersion": "botfleet.dev/v1alpha1", "kind": "BotRequest", **_request(i, namespace)}
         body["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), generation=1)
         bodies.append(render_rayjob(body, resolve_spec(body, settings), settings))
     start = time.perf_counter()
@@ -121,7 +124,7 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
         time.sleep(0.5)  # the watch is established
 
         def create(i: int) -> None:
-            kube.create_request(namespace, _request(i))
+            kube.create_request(namespace, _request(i, namespace))
             created[f"bot-{i:04d}-g1"] = time.perf_counter()
 
         start = time.perf_counter()
@@ -143,6 +146,10 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
         text = op.metrics()
         buckets = _histogram(text, "botfleet_reconcile_duration_seconds")
         count = re.search(r"^botfleet_reconcile_duration_seconds_count ([0-9.e+]+)$", text, re.M)
+        triggers = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^botfleet_reconciles_total{trigger="([^"]+)"} ([0-9.e+]+)$', text, re.M)
+        }
         stop.set()
         return {
             "seconds_all_created": created_seconds,
@@ -153,11 +160,21 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
             "reconcile_p50": _quantile(buckets, 0.5),
             "reconcile_p99": _quantile(buckets, 0.99),
             "reconciles": float(count.group(1)) if count else None,
+            "reconciles_by_trigger": triggers,
+            "events_by_reason": _event_reasons(kube, namespace),
             "peak_rss_mib": op.peak_rss_mib(),
         }
     finally:
         op.stop()
         _drop(kube, namespace)
+
+
+def _event_reasons(kube, namespace: str) -> dict[str, int]:
+    """How many Events of each reason the operator posted in the round's namespace."""
+    reasons: dict[str, int] = {}
+    for event in kube.core.list_namespaced_event(namespace).items:
+        reasons[event.reason] = reasons.get(event.reason, 0) + 1
+    return reasons
 
 
 def _namespace(kube) -> str:

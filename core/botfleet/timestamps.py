@@ -7,7 +7,8 @@ import datetime as _dt
 
 def now_iso(now: _dt.datetime | None = None) -> str:
     now = now or _dt.datetime.now(_dt.UTC)
-    return now.astimezone(_dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: the same text at a fraction of the cost (the data stage dates every post)
+    return now.astimezone(_dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_time(value: str | None) -> _dt.datetime | None:

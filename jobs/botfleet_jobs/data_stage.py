@@ -24,6 +24,7 @@ from botfleet.artifacts import HandleStats, Stats, data_fingerprint
 from botfleet.card import DATA_ROWS
 from botfleet.layout import Layout
 from botfleet.storage import Storage, StorageError
+from botfleet_jobs.background_writes import BackgroundWrites
 from botfleet_jobs.data_inputs import object_versions, posts_identity, training_unfinished
 from botfleet_jobs.dataset import TRAIN_FRACTION, build_dataset
 from botfleet_jobs.filters import filter_posts
@@ -98,17 +99,20 @@ def write_dataset(
         storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
     kept_by_handle: dict[str, list[str]] = {}
     handles: dict[str, HandleStats] = {}
-    for handle in spec.handles:
-        fetched = posts[handle.name]
-        storage.write_bytes(layout.raw(handle.name), _jsonl(fetched), content_type="application/x-ndjson")
-        result = filter_posts(fetched)
-        kept_by_handle[handle.name] = list(result.kept)
-        handles[handle.name] = HandleStats(
-            **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
-        )
-    dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
-    storage.write_text(layout.train_txt, dataset.train)
-    storage.write_text(layout.valid_txt, dataset.valid)
+    # Each file is uploaded while the next handle is filtered; stats.json last, once every
+    # other file is written.
+    with BackgroundWrites(storage) as uploads:
+        for handle in spec.handles:
+            fetched = posts[handle.name]
+            uploads.write_bytes(layout.raw(handle.name), _jsonl(fetched), content_type="application/x-ndjson")
+            result = filter_posts(fetched)
+            kept_by_handle[handle.name] = list(result.kept)
+            handles[handle.name] = HandleStats(
+                **result.counts(), characters=result.characters, display_name=handle.label, source=handle.source.kind
+            )
+        dataset = build_dataset(kept_by_handle, spec.training.epochs, spec.data.seed)
+        uploads.write_text(layout.train_txt, dataset.train)
+        uploads.write_text(layout.valid_txt, dataset.valid)
     stats = Stats(
         model_id=spec.model_id,
         handles=handles,

@@ -20,49 +20,45 @@ log = logging.getLogger("botfleet_jobs.train")
 STATE_FILE = "botfleet_state.json"  # in every checkpoint, next to DeepSpeed's files
 
 
-def resume(engine, fingerprint: str, rank: int) -> dict:
-    """Load the newest checkpoint Ray Train hands this worker, if any; return the run state
-    (``{"step": 0}`` for a fresh run)."""
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return {"step": 0}
-    with checkpoint.as_directory() as folder:
+def resume(engine, fingerprint: str, session) -> dict:
+    """Load the newest checkpoint the session (:mod:`~botfleet_jobs.train_session`) hands
+    this worker, if any; return the run state (``{"step": 0}`` for a fresh run)."""
+    with session.newest_checkpoint() as found:
+        if found is None:
+            return {"step": 0}
+        folder, origin = found
         with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as f:
             state = json.load(f)
         if state.get("fingerprint") != fingerprint:
             raise TrainingError(
-                f"checkpoint {checkpoint.path} was made with other settings or data"
+                f"checkpoint {origin} was made with other settings or data"
                 f" ({state.get('fingerprint')} != {fingerprint})"
             )
         load_path, _client = engine.load_checkpoint(folder, tag=state["tag"])
         if load_path is None:
-            raise TrainingError(f"checkpoint {checkpoint.path}: DeepSpeed could not load tag {state['tag']}")
-    log.info("rank %d resumed from step %d (%s)", rank, state["step"], checkpoint.path)
+            raise TrainingError(f"checkpoint {origin}: DeepSpeed could not load tag {state['tag']}")
+    log.info("rank %d resumed from step %d (%s)", session.rank, state["step"], origin)
     return state
 
 
-def save(engine, state: dict, metrics: dict, *, fingerprint: str, rank: int, workdir: str) -> None:
-    """Every rank saves its engine state, rank 0 the run state; Ray Train gets them as one
-    checkpoint of step ``state["step"]``, reported with ``metrics`` (None values left out)."""
-    import ray.train
-    from ray.train import Checkpoint
-
+def save(engine, state: dict, metrics: dict, *, fingerprint: str, session, workdir: str) -> None:
+    """Every rank saves its engine state, rank 0 the run state; the session (Ray Train)
+    gets them as one checkpoint of step ``state["step"]``, reported with ``metrics`` (None
+    values left out)."""
     step = state["step"]
     tag = f"step{step}"
-    folder = tempfile.mkdtemp(prefix=f"ckpt-r{rank}-", dir=workdir)
+    folder = tempfile.mkdtemp(prefix=f"ckpt-r{session.rank}-", dir=workdir)
     try:
         state = {**state, "tag": tag, "fingerprint": fingerprint, "saved_at": now_iso()}
         engine.save_checkpoint(folder, tag=tag, client_state={"botfleet": state})
-        if rank == 0:
+        if session.rank == 0:
             with open(os.path.join(folder, STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(state, f, indent=2)
         has_files = any(files for _d, _s, files in os.walk(folder))
-        ray.train.report(
+        session.report(
             {k: v for k, v in metrics.items() if v is not None},
-            checkpoint=Checkpoint.from_directory(folder) if has_files else None,
-            checkpoint_dir_name=f"step-{step:07d}",
+            folder if has_files else None,
+            f"step-{step:07d}",
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -36,14 +36,18 @@ class ProgressWriter:
         """Add ``fields`` to what the next write writes."""
         self.fields.update(fields)
 
+    def due(self) -> bool:
+        """Whether an unforced write would write now."""
+        return self.enabled and time.time() - self.last_write >= self.every_seconds
+
     def write(self, *, force: bool = False, **fields) -> bool:
         """Add ``fields``; write when forced or due. Returns whether it wrote."""
         if not self.enabled:
             return False
         self.fields.update(fields)
-        now = time.time()
-        if not force and now - self.last_write < self.every_seconds:
+        if not force and not self.due():
             return False
+        now = time.time()
         document = Progress(**{**self.fields, "updated_at": now_iso(), "started_at": self.started_at})
         try:
             self.storage.write_json(self.uri, document.to_dict())

@@ -29,9 +29,9 @@ from botfleet.timestamps import now_iso
 from . import train_checkpoint
 from .base_model import BaseModelError, load_base_model
 from .final_model import GENERATION_SETTINGS, sample_predictions, save_final_model
+from .train_device import DeviceBatches, StepLosses
 from .train_errors import TrainingError, is_out_of_memory, oom_error
 from .train_plan import (
-    IGNORE_INDEX,
     TrainPlan,
     cosine_factor,
     deepspeed_config,
@@ -44,6 +44,7 @@ from .train_plan import (
     tokenize,
 )
 from .train_progress import ProgressWriter
+from .train_session import RayTrainSession, Session
 
 log = logging.getLogger("botfleet_jobs.train")
 
@@ -85,7 +86,7 @@ def train_loop(loop_config: dict) -> None:
     setup_runtime(config)
     workdir = tempfile.mkdtemp(prefix="botfleet-train-")
     try:
-        Worker(config, workdir).run()
+        Worker(config, workdir, RayTrainSession()).run()
     except TrainingError:
         raise
     except Exception as error:
@@ -101,12 +102,10 @@ def train_loop(loop_config: dict) -> None:
 class Worker:
     """One worker's run: ``__init__`` sets everything up, :meth:`run` trains and saves."""
 
-    def __init__(self, config: WorkerConfig, workdir: str) -> None:
-        import ray.train
-
-        context = ray.train.get_context()
+    def __init__(self, config: WorkerConfig, workdir: str, session: Session) -> None:
         self.config = config
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.session = session
+        self.rank, self.world = session.rank, session.world
         self.storage = Storage(config.storage_config, outage_wait_s=JOB_OUTAGE_WAIT_S)
         self.layout = Layout(config.model_uri)
         self.workdir = workdir
@@ -143,7 +142,7 @@ class Worker:
         self.marks.append(("deepspeed_init", time.time()))
 
         # The run's state, saved with every checkpoint: step, losses, seconds trained.
-        self.state = train_checkpoint.resume(self.engine, config.fingerprint, self.rank)
+        self.state = train_checkpoint.resume(self.engine, config.fingerprint, session)
         self.start_step = self.state["step"]
         self.marks.append(("checkpoint_resume", time.time()))
 
@@ -169,48 +168,58 @@ class Worker:
 
     def train(self) -> None:
         """The optimizer steps left after the resumed one: per micro-batch forward, backward
-        and step; per optimizer step progress.json (when due) and checkpoints (the plan's)."""
+        and step; per optimizer step progress.json (when due) and checkpoints (the plan's).
+        Nothing here waits for the device except a progress write or a checkpoint."""
         import torch
 
         engine, plan, state = self.engine, self.plan, self.state
-        batches = plan.rank_batches(self.rank)
+        batches = DeviceBatches(
+            self.train_data.ids, self.train_data.lengths, plan.rank_batches(self.rank), engine.device
+        )
+        losses = StepLosses(engine.device, plan.gradient_accumulation, self.world)
         step = self.start_step
         torch.manual_seed(self.config.training.seed + step)  # dropout
         prior_seconds = state.get("train_seconds", 0.0)  # earlier attempts'
         run_start = time.time()
-        window: list[float] = []  # step losses since progress.json was last written
-        micro_losses: list[float] = []
         engine.train()
         self._progress("training", step, loss=None, force=True, run_start=run_start)
         for micro in range(step * plan.gradient_accumulation, plan.micro_steps):
-            ids, mask, labels = self._batch(batches[micro])
+            ids, mask, labels = batches[micro]
             loss = engine(input_ids=ids, attention_mask=mask, labels=labels).loss
             engine.backward(loss)
             engine.step()  # DeepSpeed steps the optimizer every gradient_accumulation micro-steps
-            micro_losses.append(float(loss.detach()))
+            losses.add(loss)
             if (micro + 1) % plan.gradient_accumulation:
                 continue
             step += 1
-            step_loss = self._mean_over_ranks(sum(micro_losses) / len(micro_losses))
-            micro_losses.clear()
-            window.append(step_loss)
-            state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + step_loss
-            state["train_loss_steps"] = state.get("train_loss_steps", 0) + 1
-            state["last_loss"] = step_loss
+            losses.end_step()
             checkpoint = plan.is_checkpoint_step(step)
-            if self._progress(
-                "training",
-                step,
-                loss=sum(window) / len(window),
-                learning_rate=engine.get_lr()[0],
-                force=checkpoint,
-                run_start=run_start,
-            ):
-                window.clear()
+            if checkpoint or self.progress.due():
+                self._progress(
+                    "training",
+                    step,
+                    loss=self._settle(losses),
+                    learning_rate=engine.get_lr()[0],
+                    force=True,
+                    run_start=run_start,
+                )
             if checkpoint:
                 state.update(step=step, train_seconds=prior_seconds + (time.time() - run_start))
                 self._checkpoint()
+        self._settle(losses)  # waits for the last step
         state.update(step=step, train_seconds=prior_seconds + (time.time() - run_start))
+
+    def _settle(self, losses: StepLosses) -> float | None:
+        """Read the step losses back into the run state; their mean since the last time."""
+        settled = losses.settle()
+        if settled is None:
+            return None
+        total, steps, last = settled
+        state = self.state
+        state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + total
+        state["train_loss_steps"] = state.get("train_loss_steps", 0) + steps
+        state["last_loss"] = last
+        return total / steps
 
     def finish(self) -> None:
         """Validation after, the final model (all ranks gather it), then rank 0 writes the
@@ -272,26 +281,6 @@ class Worker:
 
     # ------------------------------------------------------------------ the loop's parts
 
-    def _batch(self, indices):
-        import torch
-
-        ids = torch.from_numpy(self.train_data.ids[indices])
-        lengths = torch.from_numpy(self.train_data.lengths[indices])
-        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-        device = self.engine.device
-        return ids.to(device), mask.to(device), labels.to(device)
-
-    def _mean_over_ranks(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        import torch
-        import torch.distributed as dist
-
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.engine.device)
-        dist.all_reduce(tensor)
-        return float(tensor[0]) / self.world
-
     def evaluate(self) -> float | None:
         """Mean validation loss per predicted token, all ranks together (None: no data)."""
         import torch
@@ -327,7 +316,12 @@ class Worker:
             "valid_loss_before": self.state.get("valid_loss_before"),
         }
         train_checkpoint.save(
-            self.engine, self.state, metrics, fingerprint=self.config.fingerprint, rank=self.rank, workdir=self.workdir
+            self.engine,
+            self.state,
+            metrics,
+            fingerprint=self.config.fingerprint,
+            session=self.session,
+            workdir=self.workdir,
         )
         self.progress.write(last_checkpoint_step=step, force=True)
 

@@ -127,7 +127,7 @@ class KubeRayExecutor:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            created = self._get(namespace, name)  # already there: adopt it
+            return self.observe(body, name)  # already there: adopt it if it is this request's
         return observe_rayjob(name, created)
 
     def delete(self, body: dict, name: str) -> bool:

@@ -14,6 +14,11 @@ RECONCILE_SECONDS = Histogram(
     "Time one reconcile of one BotRequest took.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+RECONCILES = Counter(
+    "botfleet_reconciles_total",
+    "Reconciles started, by what asked for them: the watch (a new request or spec) or the level loop.",
+    ["trigger"],
+)
 RECONCILE_ERRORS = Counter("botfleet_reconcile_errors_total", "Reconciles that raised an error.", ["error"])
 JOBS_STARTED = Counter("botfleet_jobs_started_total", "Training jobs created.", ["executor"])
 JOB_SECONDS = Histogram(

@@ -465,7 +465,8 @@ class Reconciler:
         # The name is the run's and attempt's: the same name, the same admitted job (unless
         # suspended since, which freed its slot).
         started_here = old_job.get("name") == name and old.get("phase") != SUSPENDED
-        if not started_here:
+        admitted_now = not started_here
+        if admitted_now:
             # The folder first, then a training slot: a request that cannot write its output
             # must not hold (or wait in line for) a slot.
             in_use = self.claim_output(body, layout)
@@ -483,24 +484,27 @@ class Reconciler:
             old = desired.status
             body = {**body, "status": old}
 
-        job = self.executor.observe(body, name)
         files = None
-        if not job.exists and not job.message:
-            files = self.read_files(layout, spec, job)
-            result = files.result
-            if result is not None and result.finished:
-                # The job is gone (TTL, a restarted Ray cluster) but finished: its result stands.
-                if result.succeeded:
-                    job = dataclasses.replace(job, state=JOB_SUCCEEDED, reason=None)
+        if admitted_now:
+            # No job of this generation was started here and the last run's result and
+            # progress are gone: nothing to observe or read first (submit adopts a job that
+            # exists), and a job created just now has written nothing yet.
+            job = self._submit(body, job_spec, name, workers, events)
+            files = JobFiles()
+        else:
+            job = self.executor.observe(body, name)
+            if not job.exists and not job.message:
+                files = self.read_files(layout, spec, job)
+                result = files.result
+                if result is not None and result.finished:
+                    # The job is gone (TTL, a restarted Ray cluster) but finished: its result stands.
+                    if result.succeeded:
+                        job = dataclasses.replace(job, state=JOB_SUCCEEDED, reason=None)
+                    else:
+                        job = dataclasses.replace(job, state=JOB_FAILED, reason=Reason.JOB_FAILED)
                 else:
-                    job = dataclasses.replace(job, state=JOB_FAILED, reason=Reason.JOB_FAILED)
-            else:
-                job = self.executor.submit(body, job_spec)
-                metrics.JOBS_STARTED.labels(self.executor.kind).inc()
-                events.append(
-                    ("Normal", Reason.JOB_CREATED, f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}")
-                )
-                files = None
+                    job = self._submit(body, job_spec, name, workers, events)
+                    files = None
         if files is None or job.finished:
             files = self.read_files(layout, spec, job)
 
@@ -533,6 +537,17 @@ class Reconciler:
                 if phase == FAILED:
                     metrics.FAILURES.labels(desired.status.get("reason") or "Unknown").inc()
         return Outcome(patch, events + desired.events, phase)
+
+    def _submit(self, body: dict, job_spec, name: str, workers: str, events: list) -> JobObservation:
+        """Start the generation's job (or adopt the one that exists); a created job gets its event."""
+        job = self.executor.submit(body, job_spec)
+        if job.exists:
+            kuberay = self.executor.kind == "kuberay"
+            metrics.JOBS_STARTED.labels(self.executor.kind).inc()
+            events.append(
+                ("Normal", Reason.JOB_CREATED, f"created {'RayJob' if kuberay else 'Ray job'} {name}: {workers}")
+            )
+        return job
 
     def report_failure(self, body: dict, failure: Failure) -> None:
         """Say in the request's status why its reconciles fail (failures.failure_status)."""

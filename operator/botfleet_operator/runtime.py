@@ -1,9 +1,9 @@
 """The operator's one runtime object: what the kopf handlers share, and when reconciles run.
 
 Level-based: the watch schedules a reconcile at once for a new request or a spec change,
-and one loop reconciles every unfinished request every ``reconcile_interval`` seconds. At
-most one reconcile of a request runs at a time; reconciles block (Kubernetes, S3, Ray) and
-run in a thread pool.
+and one loop reconciles every unfinished request ``reconcile_interval`` seconds after its
+last reconcile. At most one reconcile of a request runs at a time; reconciles block
+(Kubernetes, S3, Ray) and run in a thread pool.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from botfleet_operator.settings import Settings
 from botfleet_operator.status import is_terminal_for
 
 log = logging.getLogger("botfleet_operator")
+LEVEL_TICKS = 4  # level-loop ticks per reconcile_interval: a request waits at most 1/4 more
 
 
 def job_of(body: dict) -> str | None:
@@ -41,6 +42,16 @@ def unfinished(body: dict) -> bool:
     if body.get("metadata", {}).get("deletionTimestamp"):
         return False
     return not is_terminal_for(body) or wants_refresh(body)
+
+
+def due_for_level(bodies: dict[str, dict], reconciled_at: dict[str, float], now: float, interval: float) -> list[str]:
+    """The unfinished requests whose last reconcile ended ``interval`` seconds ago or more
+    (or never ran): one the watch just reconciled is not done again at the next tick."""
+    return [
+        key
+        for key, body in bodies.items()
+        if unfinished(body) and now - reconciled_at.get(key, float("-inf")) >= interval
+    ]
 
 
 def object_store(settings: Settings) -> S3Config | None:
@@ -75,6 +86,7 @@ class Runtime:
     bodies: dict[str, dict] = field(default_factory=dict)  # key -> the latest body the watch delivered
     index: object | None = None  # kopf's queue index (handlers.queue_index), once the watch has passed it
     _inflight: set[str] = field(default_factory=set)  # keys with a reconcile scheduled or running
+    _reconciled_at: dict[str, float] = field(default_factory=dict)  # key -> when its last reconcile ended
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopped_orphans: set[str] = field(default_factory=set)
     _level_loop: asyncio.Task | None = None
@@ -144,7 +156,7 @@ class Runtime:
         status = body.get("status") or {}
         changed = not status or status.get("observedGeneration") != body["metadata"].get("generation")
         if unfinished(body) and (changed or wants_refresh(body)):
-            self.schedule(key)
+            self.schedule(key, "watch")
 
     async def gone(self, body: dict, logger: logging.Logger | logging.LoggerAdapter) -> None:
         """A request was deleted: forget it, and stop its Ray job (with kuberay, the garbage
@@ -152,6 +164,7 @@ class Runtime:
         key = request_key(body)
         self.bodies.pop(key, None)
         self.failing.pop(key, None)
+        self._reconciled_at.pop(key, None)
         self.reconciler.forget(key)
         job = job_of(body)
         if job and self.settings.executor == "ray":
@@ -162,11 +175,13 @@ class Runtime:
 
     # ----------------------------------------------------------------- reconciles
 
-    def schedule(self, key: str) -> None:
-        """Reconcile ``key`` soon, unless a reconcile of it is already under way."""
+    def schedule(self, key: str, trigger: str) -> None:
+        """Reconcile ``key`` soon, unless a reconcile of it is already under way; ``trigger``
+        says who asks (the reconciles metric's label)."""
         if key in self._inflight:
             return
         self._inflight.add(key)
+        metrics.RECONCILES.labels(trigger).inc()
         task = asyncio.get_running_loop().create_task(self._reconcile(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -196,6 +211,7 @@ class Runtime:
             if events:
                 await loop.run_in_executor(self.pool, self.kube.post_events, body, events)
         finally:
+            self._reconciled_at[key] = time.monotonic()
             self._inflight.discard(key)
 
     async def _failed(self, key: str, body: dict, exc: Exception) -> list[tuple[str, str, str]]:
@@ -224,15 +240,17 @@ class Runtime:
         return is_due(self.failing.get(key), time.monotonic(), self.health.up_since)
 
     async def _run_level_loop(self) -> None:
-        """Every reconcile_interval, reconcile each unfinished request (one task for all,
-        not a kopf timer per object: timers would put a finalizer on every object); every
-        orphan_sweep_interval, with the ray executor, stop the jobs no request wants."""
+        """Reconcile each unfinished request reconcile_interval after its last reconcile
+        (one task for all, not a kopf timer per object: timers would put a finalizer on
+        every object); every orphan_sweep_interval, with the ray executor, stop the jobs no
+        request wants."""
         next_sweep = 0.0
+        interval = self.settings.reconcile_interval
         while True:
-            await asyncio.sleep(self.settings.reconcile_interval)
-            for key, body in list(self.bodies.items()):
-                if unfinished(body) and self._due(key):
-                    self.schedule(key)
+            await asyncio.sleep(interval / LEVEL_TICKS)
+            for key in due_for_level(dict(self.bodies), self._reconciled_at, time.monotonic(), interval):
+                if self._due(key):  # a request whose reconciles fail waits out its backoff
+                    self.schedule(key, "level")
             if self.settings.executor == "ray" and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.orphan_sweep_interval
                 try:

@@ -115,6 +115,8 @@ def _read_members(archive: zipfile.ZipFile, max_posts: int | None) -> list[Post]
         raise SourceError(f"no data/tweets.js (or tweets-partN.js) in the zip; it holds {shown}")
     note_files = sorted((n for n in names if NOTES_FILE.search(n)), key=lambda n: _part_key(NOTES_FILE, n))
     newest = _newest((e for n in tweet_files for e in _member_entries(archive, n, "tweet")), max_posts)
+    if not note_files:  # most archives: no long tweets, nothing to match
+        return _to_posts(newest, [])
     # Only the notes that can match a kept tweet are kept: those created within seconds of one.
     seconds = {int(row.created.timestamp()) for row in newest if row.created}
     near = {s + d for s in seconds for d in range(-NOTE_MATCH_SECONDS, NOTE_MATCH_SECONDS + 1)}

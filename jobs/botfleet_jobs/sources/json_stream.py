@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -19,6 +20,7 @@ from botfleet_jobs.posts import SourceError
 CHUNK = 1 << 16
 MAX_ENTRY = 8 << 20  # no real post comes near this; past it an unfinished entry is malformed
 _DECODER = json.JSONDecoder()
+_WHITE_SPACE = re.compile(r"[ \t\r\n]*")
 _TYPES = {"{": "dict", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
@@ -73,8 +75,7 @@ class _Text:
     def peek(self) -> str:
         """The next character that is not white space (reading on as needed); "" at the end."""
         while True:
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in " \t\r\n":
-                self.advance(1)
+            self.advance(_WHITE_SPACE.match(self.buffer, self.pos).end() - self.pos)  # one step, not one a character
             if self.pos < len(self.buffer) or not self.more():
                 return self.buffer[self.pos : self.pos + 1]
 
