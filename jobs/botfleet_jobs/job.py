@@ -21,15 +21,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from botfleet import api
-from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
+from botfleet.artifacts import SUCCEEDED, Result, TrainingHistory, TrainingRecord
 from botfleet.card import CardLinks, render_card
 from botfleet.errors import one_line
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
-from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
+from botfleet.storage import JOB_OUTAGE_WAIT_S, NotFound, S3Config, Storage
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
 from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.dataset import NotEnoughText
+from botfleet_jobs.loss_curve import render_loss_curve_png
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.thumbnail import render_predictions_png
 from botfleet_jobs.tracking import Tracker
@@ -82,11 +83,25 @@ def publish_card(
         checkpoints_uri=folder(layout.checkpoints),
         model_uri=folder(layout.model),
         thumbnail_url="predictions.png",  # next to the card, wherever the folder is copied
+        loss_curve_url=publish_loss_curve(spec, storage, workdir),
         model_for_pipeline=spec.model_id,
         tracking_run_url=tracking.get("run_url"),
     )
     storage.write_text(layout.card, render_card(spec, stats, training, links), content_type="text/markdown")
     return layout.card
+
+
+def publish_loss_curve(spec: api.BotSpec, storage: Storage, workdir: Path) -> str | None:
+    """model/loss.png from model/history.json; its link relative to the card (None: no history)."""
+    layout = Layout(spec.model_uri)
+    try:
+        history = TrainingHistory.from_dict(storage.read_json(layout.history))
+    except NotFound:
+        return None
+    png = workdir / "loss.png"
+    render_loss_curve_png(history, f"@{spec.model_id} bot: loss by step", png)
+    storage.upload_file(png, layout.loss_curve, content_type="image/png")
+    return "loss.png"
 
 
 # Failures whose exception says what went wrong; any other failure is its stage's.

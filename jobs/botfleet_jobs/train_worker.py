@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from botfleet.api import TrainingSpec
-from botfleet.artifacts import TrainingRecord
+from botfleet.artifacts import TrainingHistory, TrainingRecord
 from botfleet.layout import Layout
 from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage, StorageError
 from botfleet.timestamps import now_iso
@@ -197,6 +197,7 @@ class Worker:
             state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + step_loss
             state["train_loss_steps"] = state.get("train_loss_steps", 0) + 1
             state["last_loss"] = step_loss
+            state.setdefault("history", []).append([step, step_loss])  # checkpointed: survives a resume
             checkpoint = plan.is_checkpoint_step(step)
             if self._progress(
                 "training",
@@ -259,6 +260,9 @@ class Worker:
         self.storage.upload_dir(model_dir, self.layout.model)
         samples_json = {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples}
         self.storage.write_json(self.layout.samples, samples_json)
+        valid = {0: loss_before, step: loss_after}  # "before" is measured before the first step
+        history = TrainingHistory.of(config.model_id, state.get("history", []), valid)
+        self.storage.write_json(self.layout.history, history.to_dict())
         self.storage.write_json(self.layout.training, record.to_dict())
         self._progress(
             "succeeded",
