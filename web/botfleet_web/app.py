@@ -113,6 +113,10 @@ def fleet_router(source, *, completions_url: str | None = None, token: str | Non
             headers["Content-Disposition"] = f'attachment; filename="{key.rsplit("/", 1)[-1]}"'
         return Response(data, media_type=content_type, headers=headers)
 
+    @router.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204, headers=COMMON_HEADERS)  # no icon; browsers ask anyway
+
     @router.get("/assets/{name}")
     def asset(name: str) -> Response:
         if name not in assets:

@@ -137,3 +137,14 @@ operator/botfleet_operator (kube.py, executors.py) and kopf's watches and events
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+{{/* The fleet page (templates/page.yaml). */}}
+{{- define "botfleet.pageLabels" -}}
+{{ include "botfleet.labels" . }}
+app.kubernetes.io/component: page
+{{- end -}}
+
+{{- define "botfleet.pageSelectorLabels" -}}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/component: page
+{{- end -}}
