@@ -10,6 +10,7 @@ BENCHMARKS = {
     "data": "bench.data_bench",
     "train": "bench.train_bench",
     "operator": "bench.operator_bench",
+    "page": "bench.page_bench",
 }
 
 
