@@ -218,3 +218,15 @@ def test_an_unreachable_store_is_a_503_without_details(tmp_path):
     response = TestClient(fleet_app(StoreSource(storage, "s3://bots"))).get("/")
     assert response.status_code == 503 and "very-secret" not in response.text and "127.0.0.1" not in response.text
     assert json.dumps(dict(response.headers)).count("very-secret") == 0
+
+
+def test_several_outputs_first_one_wins(tmp_path):
+    storage = Storage()
+    first, second = file_uri(tmp_path / "a"), file_uri(tmp_path / "b")
+    storage.write_json(Layout(f"{first}/same").progress, Progress(status="training", step=1, total_steps=2).to_dict())
+    storage.write_json(Layout(f"{second}/same").result, Result("succeeded").to_dict())
+    storage.write_json(Layout(f"{second}/other").result, Result("succeeded").to_dict())
+    source = StoreSource(storage, [first, second])
+    assert [(b.model_id, b.phase) for b in source.bots()] == [("other", "succeeded"), ("same", "training")]
+    assert source.bot("same").files.model_uri == f"{first}/same" and source.bot("other").phase == "succeeded"
+    assert source.bot("missing") is None and source.bot("../a") is None

@@ -20,7 +20,7 @@ from botfleet.storage import Storage
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m botfleet_web", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--output", help="an output URI: show the bot folders under it")
+    where.add_argument("--output", action="append", help="an output URI: show the bot folders under it (repeatable)")
     where.add_argument("--cluster", action="store_true", help="show the BotRequests of the cluster")
     parser.add_argument("--namespace", action="append", default=[], help="with --cluster: only this namespace")
     parser.add_argument("--host", default="0.0.0.0")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -78,20 +78,28 @@ def served_key(key: str) -> str | None:
 
 
 class StoreSource:
-    """The bots under one output URI, from their files alone."""
+    """The bots under one or more output URIs, from their files alone (a model id found
+    under several is shown from the first)."""
 
-    def __init__(self, storage: Storage, output_uri: str) -> None:
+    def __init__(self, storage: Storage, outputs: str | Sequence[str]) -> None:
         self.storage = storage
-        self.output_uri = output_uri.rstrip("/")
+        self.outputs = [uri.rstrip("/") for uri in ([outputs] if isinstance(outputs, str) else outputs)]
 
     def bots(self) -> list[Bot]:
-        return with_samples(self.storage, [Bot(folder) for folder in scan_fleet(self.storage, self.output_uri)])
+        found: dict[str, BotFolder] = {}
+        for output in self.outputs:
+            for folder in scan_fleet(self.storage, output):
+                found.setdefault(folder.model_id, folder)
+        return with_samples(self.storage, [Bot(found[model_id]) for model_id in sorted(found)])
 
     def bot(self, model_id: str) -> Bot | None:
         if not MODEL_ID.match(model_id):
             return None
-        folder = read_bot(self.storage, join(self.output_uri, model_id))
-        return None if folder is None else bot_page_facts(self.storage, Bot(folder))
+        for output in self.outputs:
+            folder = read_bot(self.storage, join(output, model_id))
+            if folder is not None:
+                return bot_page_facts(self.storage, Bot(folder))
+        return None
 
     def read(self, bot: Bot, key: str) -> bytes:
         return read_model_file(self.storage, bot, key)
