@@ -230,3 +230,24 @@ def test_several_outputs_first_one_wins(tmp_path):
     assert [(b.model_id, b.phase) for b in source.bots()] == [("other", "succeeded"), ("same", "training")]
     assert source.bot("same").files.model_uri == f"{first}/same" and source.bot("other").phase == "succeeded"
     assert source.bot("missing") is None and source.bot("../a") is None
+
+
+def test_mounted_on_another_app_with_a_late_source(fleet):
+    from fastapi import FastAPI
+
+    from botfleet_web.app import LateSource, mount_fleet_page
+
+    made = []
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"data": []}
+
+    mount_fleet_page(app, LateSource(lambda: made.append(1) or fleet))
+    assert made == []  # nothing read before the first request
+    client = TestClient(app)
+    assert client.get("/v1/models").json() == {"data": []}
+    page = client.get("/bots/evil")
+    assert page.status_code == 200 and 'data-endpoint="/v1/completions"' in page.text
+    assert client.get("/").status_code == 200 and made == [1]

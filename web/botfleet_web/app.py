@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -76,13 +79,30 @@ def load_assets() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in ASSET_TYPES}
 
 
+class LateSource:
+    """A fleet source made on first use by ``make()``: the serving gateway knows its output
+    URIs only once its replica starts, after its routes are declared."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._source = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._source is None:
+                self._source = self._make()
+        return getattr(self._source, name)
+
+
 def fleet_router(source, *, completions_url: str | None = None, token: str | None = None) -> APIRouter:
     """The gallery (``/``), a bot's page (``/bots/<model-id>``), its files
     (``/bots/<model-id>/files/model/...``) and the page's own script and style (``/assets/``).
 
-    ``source``: a :class:`~botfleet_web.source.StoreSource` or ``ClusterSource``.
-    ``completions_url``: where the "try it" box posts (an OpenAI-style completions API on
-    the same origin), or None for no box. ``token``: a bearer token every request must show.
+    ``source``: a :class:`~botfleet_web.source.StoreSource` or ``ClusterSource`` (or a
+    :class:`LateSource`). ``completions_url``: where the "try it" box posts (an OpenAI-style
+    completions API on the same origin), or None for no box. ``token``: a bearer token every
+    request must show.
     """
     router = APIRouter(dependencies=[Depends(bearer_check(token))])
     assets = load_assets()
@@ -100,7 +120,7 @@ def fleet_router(source, *, completions_url: str | None = None, token: str | Non
 
     @router.get("/bots/{model_id}/files/{key:path}")
     def bot_file(model_id: str, key: str) -> Response:
-        found = source.bot(model_id) if served_key(key) else None
+        found = source.bot(model_id, details=False) if served_key(key) else None
         if found is None:
             return html_response(render.not_found_page(f"No file {key} of {model_id}."), 404)
         try:
@@ -148,6 +168,14 @@ def install_error_pages(app: FastAPI) -> None:
     def store_failed(request: Request, exc: StorageError) -> Response:
         log.warning("fleet page: %s", exc)
         return html_response(render.not_found_page("The object store did not answer; try again."), 503)
+
+
+def mount_fleet_page(app: FastAPI, source, *, completions_url: str | None = "/v1/completions") -> None:
+    """Add the page to another FastAPI app (``botfleet serve``'s ingress), on its port:
+    the router at ``/`` and its error pages. Its own routes must not be GET ``/``,
+    ``/bots/...``, ``/assets/...`` or ``/favicon.ico``."""
+    install_error_pages(app)
+    app.include_router(fleet_router(source, completions_url=completions_url))
 
 
 def fleet_app(source, *, completions_url: str | None = None, token: str | None = None) -> FastAPI:

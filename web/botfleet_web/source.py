@@ -9,6 +9,7 @@ request's folder from its spec. Both only read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -92,13 +93,14 @@ class StoreSource:
                 found.setdefault(folder.model_id, folder)
         return with_samples(self.storage, [Bot(found[model_id]) for model_id in sorted(found)])
 
-    def bot(self, model_id: str) -> Bot | None:
+    def bot(self, model_id: str, details: bool = True) -> Bot | None:
+        """One bot; with ``details``, what its own page shows too (samples, model files)."""
         if not MODEL_ID.match(model_id):
             return None
         for output in self.outputs:
             folder = read_bot(self.storage, join(output, model_id))
             if folder is not None:
-                return bot_page_facts(self.storage, Bot(folder))
+                return bot_page_facts(self.storage, Bot(folder)) if details else Bot(folder)
         return None
 
     def read(self, bot: Bot, key: str) -> bytes:
@@ -139,14 +141,17 @@ class ClusterSource:
         ]
         return with_samples(self.storage, bots)
 
-    def bot(self, model_id: str) -> Bot | None:
+    def bot(self, model_id: str, details: bool = True) -> Bot | None:
+        """One bot; with ``details``, what its own page shows too (events, samples, model files)."""
         if not MODEL_ID.match(model_id):
             return None
         for uri, request in self._requests():
             if uri.rstrip("/").rsplit("/", 1)[-1] == model_id:
-                events = tuple(self.list_events(request.namespace, request.name))
-                request = Request(**{**request.__dict__, "events": events})
                 folder = read_bot(self.storage, uri) or empty_folder(uri)
+                if not details:
+                    return Bot(folder, request=request)
+                events = tuple(self.list_events(request.namespace, request.name))
+                request = dataclasses.replace(request, events=events)
                 return bot_page_facts(self.storage, Bot(folder, request=request))
         return None
 
