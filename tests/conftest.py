@@ -12,4 +12,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 for _name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.pop(_name, None)
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.cluster", "tests.fixtures.manifests", "tests.fixtures.training"]
+pytest_plugins = [
+    "tests.fixtures.s3",
+    "tests.fixtures.cluster",
+    "tests.fixtures.manifests",
+    "tests.fixtures.training",
+    "tests.fixtures.bots",
+]

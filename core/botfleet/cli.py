@@ -32,15 +32,23 @@ def open_storage(spec: api.BotSpec):
     bucket is not (a mistyped one must be reported, not made). A configured store is used
     as it is (a missing bucket there is an error).
     """
+    with storage_for(uses_s3(spec), own_uri=spec.output.uri) as storage:
+        yield storage
+
+
+@contextlib.contextmanager
+def storage_for(needs_s3: bool, own_uri: str | None = None):
+    """The configured object store, or the embedded one when ``needs_s3`` and none is
+    configured; there, the bucket of ``own_uri`` (botfleet's own output) is created."""
     config = S3Config.from_env()
-    if config is not None or not uses_s3(spec):
+    if config is not None or not needs_s3:
         yield Storage(config)
         return
     from botfleet.embedded_s3 import local_default_storage
 
     storage, _ = local_default_storage()
-    if spec.output.uri.startswith("s3://"):
-        storage.ensure_bucket(parse_uri(spec.output.uri).bucket)
+    if own_uri and own_uri.startswith("s3://"):
+        storage.ensure_bucket(parse_uri(own_uri).bucket)
     print(f"botfleet: no object store configured; using the embedded one at {storage.config.endpoint}", file=sys.stderr)
     yield storage
 
@@ -183,6 +191,29 @@ def cmd_store(args) -> int:
     return 0
 
 
+def _serving_commands():
+    """Generation and serving need the ML stack and Ray Serve (the `jobs` extra)."""
+    try:
+        from botfleet_serving import commands
+    except ImportError as error:
+        raise MissingExtra(f"generation and serving need: pip install 'botfleet[jobs]' ({error})") from error
+    return commands
+
+
+def cmd_generate(args) -> int:
+    from botfleet.model_target import resolve_target, target_place
+
+    commands = _serving_commands()
+    with storage_for(target_place(args.target).uri.startswith("s3://")) as storage:
+        return commands.generate(storage, resolve_target(args.target, storage), args)
+
+
+def cmd_serve(args) -> int:
+    commands = _serving_commands()
+    with storage_for(args.output.startswith("s3://"), own_uri=args.output) as storage:
+        return commands.serve_locally(storage, args.output, args.host, args.port)
+
+
 def cmd_operator(operator_args: list[str]) -> int:
     try:
         from botfleet_operator import main as operator_main
@@ -233,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     store.set_defaults(func=cmd_store)
+
+    generate = commands.add_parser("generate", help="continue a prompt with a bot")
+    generate.add_argument(
+        "target", metavar="TARGET", help="a BotRequest YAML, an s3:// or file:// bot or model folder, or a local folder"
+    )
+    generate.add_argument("prompt", metavar="PROMPT")
+    generate.add_argument("-n", type=int, default=1, help="how many generations (default 1)")
+    generate.add_argument("--max-new-tokens", type=int, metavar="K", help="default: the model's saved settings")
+    generate.add_argument("--temperature", type=float, metavar="T", help="default: the model's saved settings")
+    generate.add_argument("--top-p", type=float, metavar="P", help="default: the model's saved settings")
+    generate.add_argument("--seed", type=int, metavar="S", help="for generations that can be made again")
+    generate.add_argument("--json", action="store_true", help='print {"model", "prompt", "generations"}')
+    generate.set_defaults(func=cmd_generate)
+
+    serve = commands.add_parser("serve", help="serve the finished bots on an OpenAI-compatible API (local Ray Serve)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--output", default="s3://bots/", metavar="URI", help="where the bots are (default s3://bots/)")
+    serve.set_defaults(func=cmd_serve)
 
     # Listed for --help only: main() hands `operator ...` to the operator's own parser.
     commands.add_parser(
