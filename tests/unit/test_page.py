@@ -232,22 +232,41 @@ def test_several_outputs_first_one_wins(tmp_path):
     assert source.bot("missing") is None and source.bot("../a") is None
 
 
-def test_mounted_on_another_app_with_a_late_source(fleet):
+def test_mounted_on_another_app_copied_as_ray_serve_copies_it(fleet):
+    """Ray Serve pickles the ingress app by value into each replica; the gateway provides
+    the source there once started, and the copied routes find it."""
     from fastapi import FastAPI
+    from ray import cloudpickle
+    from ray._common.serialization import pickle_dumps
+    from ray.serve._private.utils import ensure_serialization_context
 
-    from botfleet_web.app import LateSource, mount_fleet_page
+    from botfleet_web.app import mount_fleet_page
+    from botfleet_web.source import ProvidedSource, provide_source
 
-    made = []
     app = FastAPI()
 
     @app.get("/v1/models")
     def models() -> dict:
         return {"data": []}
 
-    mount_fleet_page(app, LateSource(lambda: made.append(1) or fleet))
-    assert made == []  # nothing read before the first request
-    client = TestClient(app)
-    assert client.get("/v1/models").json() == {"data": []}
-    page = client.get("/bots/evil")
+    mount_fleet_page(app, ProvidedSource("test-copy"))
+    ensure_serialization_context()  # then the copy serve.ingress makes (ray/serve/api.py)
+    copy = TestClient(cloudpickle.loads(pickle_dumps(app, error_msg="the page does not pickle")))
+    assert copy.get("/").status_code == 503  # before the gateway started: the store's error page
+    provide_source("test-copy", fleet)
+    assert copy.get("/v1/models").json() == {"data": []}
+    page = copy.get("/bots/evil")
     assert page.status_code == 200 and 'data-endpoint="/v1/completions"' in page.text
-    assert client.get("/").status_code == 200 and made == [1]
+    assert copy.get("/bots/evil/files/model/predictions.png").content == PNG
+
+
+def test_as_a_router(fleet):
+    from fastapi import FastAPI
+
+    from botfleet_web.app import fleet_router
+
+    app = FastAPI()
+    app.include_router(fleet_router(fleet, token="t"), prefix="/fleet")
+    client = TestClient(app)
+    assert client.get("/fleet/").status_code == 401
+    assert client.get("/fleet/bots/evil", headers={"Authorization": "Bearer t"}).status_code == 200

@@ -1,6 +1,6 @@
 """The page's HTTP edge: a FastAPI ``APIRouter`` over a fleet source (GET only).
 
-``fleet_router(source)`` is what ``botfleet serve`` mounts beside the completions API;
+``add_fleet_routes(app, source)`` is what ``botfleet serve`` adds beside the completions API;
 ``fleet_app(source)`` is the page alone (the chart's Deployment, tests). Every answer
 carries a Content-Security-Policy without inline script or style; a bot's files are
 served only from its own model folder, by key (:func:`botfleet_web.source.served_key`).
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
-from collections.abc import Callable
 from importlib import resources
-from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
 
 from botfleet.storage import NotFound, StorageError
 
@@ -65,13 +62,9 @@ def bearer_check(token: str | None):
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise Unauthorized()
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     return check
-
-
-class Unauthorized(Exception):
-    pass
 
 
 def load_assets() -> dict[str, bytes]:
@@ -79,46 +72,34 @@ def load_assets() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in ASSET_TYPES}
 
 
-class LateSource:
-    """A fleet source made on first use by ``make()``: the serving gateway knows its output
-    URIs only once its replica starts, after its routes are declared."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._source = None
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        with self._lock:
-            if self._source is None:
-                self._source = self._make()
-        return getattr(self._source, name)
-
-
-def fleet_router(source, *, completions_url: str | None = None, token: str | None = None) -> APIRouter:
+def add_fleet_routes(
+    routes: FastAPI | APIRouter, source, *, completions_url: str | None = None, token: str | None = None
+) -> None:
     """The gallery (``/``), a bot's page (``/bots/<model-id>``), its files
     (``/bots/<model-id>/files/model/...``) and the page's own script and style (``/assets/``).
 
-    ``source``: a :class:`~botfleet_web.source.StoreSource` or ``ClusterSource`` (or a
-    :class:`LateSource`). ``completions_url``: where the "try it" box posts (an OpenAI-style
+    ``source``: a :class:`~botfleet_web.source.StoreSource`, ``ClusterSource`` or
+    ``ProvidedSource``. ``completions_url``: where the "try it" box posts (an OpenAI-style
     completions API on the same origin), or None for no box. ``token``: a bearer token every
     request must show.
     """
-    router = APIRouter(dependencies=[Depends(bearer_check(token))])
+    # Declared on the app itself (no include_router): Ray Serve pickles its ingress app,
+    # and an app with an included router does not pickle.
+    checked = [Depends(bearer_check(token))]
     assets = load_assets()
 
-    @router.get("/", response_class=HTMLResponse)
+    @routes.get("/", response_class=HTMLResponse, dependencies=checked)
     def gallery(phase: str | None = None) -> Response:
         return html_response(render.gallery_page(source.bots(), phase))
 
-    @router.get("/bots/{model_id}", response_class=HTMLResponse)
+    @routes.get("/bots/{model_id}", response_class=HTMLResponse, dependencies=checked)
     def bot(model_id: str) -> Response:
         found = source.bot(model_id)
         if found is None:
             return html_response(render.not_found_page(f"No bot {model_id}."), 404)
         return html_response(render.bot_page(found, card_of(source, found), completions_url))
 
-    @router.get("/bots/{model_id}/files/{key:path}")
+    @routes.get("/bots/{model_id}/files/{key:path}", dependencies=checked)
     def bot_file(model_id: str, key: str) -> Response:
         found = source.bot(model_id, details=False) if served_key(key) else None
         if found is None:
@@ -133,16 +114,21 @@ def fleet_router(source, *, completions_url: str | None = None, token: str | Non
             headers["Content-Disposition"] = f'attachment; filename="{key.rsplit("/", 1)[-1]}"'
         return Response(data, media_type=content_type, headers=headers)
 
-    @router.get("/favicon.ico")
+    @routes.get("/favicon.ico", dependencies=checked)
     def favicon() -> Response:
         return Response(status_code=204, headers=COMMON_HEADERS)  # no icon; browsers ask anyway
 
-    @router.get("/assets/{name}")
+    @routes.get("/assets/{name}", dependencies=checked)
     def asset(name: str) -> Response:
         if name not in assets:
             return html_response(render.not_found_page(f"No asset {name}."), 404)
         return Response(assets[name], media_type=ASSET_TYPES[name], headers=COMMON_HEADERS)
 
+
+def fleet_router(source, *, completions_url: str | None = None, token: str | None = None) -> APIRouter:
+    """The page's routes (:func:`add_fleet_routes`) as a router, for apps that include routers."""
+    router = APIRouter()
+    add_fleet_routes(router, source, completions_url=completions_url, token=token)
     return router
 
 
@@ -156,13 +142,7 @@ def card_of(source, bot: Bot) -> str | None:
 
 
 def install_error_pages(app: FastAPI) -> None:
-    """A missing token is 401; an unreachable store a one-line 503 (details only in the log)."""
-
-    @app.exception_handler(Unauthorized)
-    def unauthorized(request: Request, exc: Unauthorized) -> Response:
-        return JSONResponse(
-            {"error": "a bearer token is required"}, 401, headers={**COMMON_HEADERS, "WWW-Authenticate": "Bearer"}
-        )
+    """An unreachable store is a one-line 503 (details only in the log)."""
 
     @app.exception_handler(StorageError)
     def store_failed(request: Request, exc: StorageError) -> Response:
@@ -175,14 +155,14 @@ def mount_fleet_page(app: FastAPI, source, *, completions_url: str | None = "/v1
     the router at ``/`` and its error pages. Its own routes must not be GET ``/``,
     ``/bots/...``, ``/assets/...`` or ``/favicon.ico``."""
     install_error_pages(app)
-    app.include_router(fleet_router(source, completions_url=completions_url))
+    add_fleet_routes(app, source, completions_url=completions_url)
 
 
 def fleet_app(source, *, completions_url: str | None = None, token: str | None = None) -> FastAPI:
     """The page alone: the router, its error pages and an unauthenticated ``/healthz``."""
     app = FastAPI(title="botfleet fleet page", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_pages(app)
-    app.include_router(fleet_router(source, completions_url=completions_url, token=token))
+    add_fleet_routes(app, source, completions_url=completions_url, token=token)
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -214,3 +214,40 @@ def read_model_file(storage: Storage, bot: Bot, key: str) -> bytes:
     if checked is None:
         raise NotFound(f"{key}: not a file of the model folder")
     return storage.read_bytes(join(bot.files.model_uri, checked))
+
+
+# Sources handed over by name once their owner has started (see ProvidedSource).
+_PROVIDED: dict[str, StoreSource | ClusterSource] = {}
+
+
+def provide_source(name: str, source: StoreSource | ClusterSource) -> None:
+    """Make ``source`` what :class:`ProvidedSource` ``name`` reads, in this process."""
+    _PROVIDED[name] = source
+
+
+class ProvidedSource:
+    """The source provided under ``name`` later (:func:`provide_source`), looked up at each use.
+
+    For the serving gateway: its routes are declared at import, its output URIs known only
+    when its replica starts, and Ray Serve copies the ingress app and the deployment class
+    into each replica by value. This module is imported by name there, not copied, so the
+    gateway's provide_source and the page's routes meet here.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _source(self) -> StoreSource | ClusterSource:
+        try:
+            return _PROVIDED[self.name]
+        except KeyError:
+            raise StorageError(f"the fleet page's source {self.name!r} is not provided yet") from None
+
+    def bots(self) -> list[Bot]:
+        return self._source().bots()
+
+    def bot(self, model_id: str, details: bool = True) -> Bot | None:
+        return self._source().bot(model_id, details)
+
+    def read(self, bot: Bot, key: str) -> bytes:
+        return self._source().read(bot, key)
