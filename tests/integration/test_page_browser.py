@@ -1,7 +1,9 @@
 """The fleet page in a real browser (headless Chromium, Selenium), over folders real botfleet
 runs wrote to the real S3 server: one bot trained end to end (``botfleet run``, a tiny
 GPT-2) whose display name is HTML with script, one whose data stage alone ran
-(``botfleet prepare``). Screenshots: out/test-artifacts/page/.
+(``botfleet prepare``). The page alone (``python -m botfleet_web``), and mounted in
+``botfleet serve`` on the completions API's port, where its "try it" box generates.
+Screenshots: out/test-artifacts/page/.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import requests
 import yaml
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from bench.synthetic import write_archive
 from botfleet import api
 from botfleet.storage import Storage
 from tests.fixtures.browser import PageServer, browser, console_errors, screenshot  # noqa: F401 - a fixture
+from tests.fixtures.cluster import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +143,52 @@ def test_a_hostile_display_name_is_text_and_runs_nothing(browser, page):  # noqa
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # noqa: B018 - asking is the check
     screenshot(browser, "hostile-name")
+
+
+@pytest.fixture(scope="module")
+def served(embedded_s3, fleet_output, tmp_path_factory):
+    """``botfleet serve`` over the same folders: the API and the page on one port."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    command = [sys.executable, "-m", "botfleet.cli", "serve", "--output", fleet_output, "--port", str(port)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **embedded_s3.config.to_env()}
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            models = requests.get(url + "/v1/models", timeout=5).json()["data"]
+            return any(m["id"] == "alice" for m in models) and requests.get(url + "/", timeout=30).ok
+
+        wait_for(ready, timeout=600, interval=2, what=f"botfleet serve at {url}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_try_it_on_botfleet_serve_returns_text(browser, served):  # noqa: F811 - the fixture
+    browser.get(served + "/")
+    assert {e.get_attribute("data-model-id") for e in browser.find_elements(By.CSS_SELECTOR, "li.bot")} == {
+        "alice",
+        "bob",
+    }
+    browser.get(served + "/bots/alice")
+    prompt = browser.find_element(By.ID, "try-it-prompt")
+    prompt.clear()
+    prompt.send_keys("My dream is")
+    browser.find_element(By.CSS_SELECTOR, "form.try-it button").click()
+    output = browser.find_element(By.ID, "try-it-output")
+    WebDriverWait(browser, 300).until(lambda _: output.get_attribute("data-state"))
+    assert output.get_attribute("data-state") == "done", output.text
+    assert output.text.startswith("My dream is") and len(output.text) > len("My dream is")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#try-it-output *")  # text, never markup
+    screenshot(browser, "try-it")
+    assert not console_errors(browser)
