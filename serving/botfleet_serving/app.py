@@ -204,6 +204,7 @@ class Generator:
 
         # Wired here so that the bound comes from the arguments (Serve detects it on the instance).
         self.bot = serve.multiplexed(max_num_models_per_replica=config.models_per_replica)(load)
+        self._load = load  # Serve keeps its cache of models on the function it wraps
 
     async def _loaded(self, files_uri: str):
         from botfleet_serving.generation import BotFilesError
@@ -260,7 +261,7 @@ class Generator:
 
     def loaded_models(self) -> list[str]:
         """The bots this replica holds, least recently used first (for tests and the bench)."""
-        wrapper = getattr(self.bot, "__serve_multiplex_wrapper", None)
+        wrapper = getattr(self._load, "__serve_multiplex_wrapper", None)
         return list(wrapper.models) if wrapper is not None else []
 
 

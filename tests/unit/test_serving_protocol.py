@@ -4,6 +4,7 @@ response shapes, the application's arguments, and the fleet view's refresh and f
 from __future__ import annotations
 
 import pytest
+
 from botfleet_serving import protocol
 from botfleet_serving.catalog import READY, UNAVAILABLE, Bot, CatalogError, FleetView, parse_catalog
 from botfleet_serving.config import ConfigError, parse_args
