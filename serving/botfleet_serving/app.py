@@ -28,7 +28,7 @@ from ray.serve.handle import DeploymentHandle
 
 from botfleet.storage import Storage
 from botfleet_serving import protocol
-from botfleet_serving.catalog import READY, FleetView, bots_in_catalog, bots_under
+from botfleet_serving.catalog import READY, Bot, FleetView, bots_in_catalog, bots_under, model_of
 from botfleet_serving.config import ServingConfig, parse_args
 from botfleet_serving.protocol import ApiError, CompletionRequest
 from botfleet_web.app import mount_fleet_page
@@ -79,8 +79,7 @@ class Gateway:
         otherwise in the background (requests are answered from the last read)."""
         if not self.fleet.due(unknown):
             return
-        first = self.fleet.due() and self._background is None and not self.fleet.bots()
-        if unknown or first:
+        if unknown or not self.fleet.read_yet:
             async with self._reading:
                 if self.fleet.due(unknown):
                     await asyncio.to_thread(self.fleet.refresh)
@@ -93,7 +92,7 @@ class Gateway:
         data = [protocol.model_object(b.model_id, b.state, b.reason, b.created) for b in self.fleet.bots()]
         return {"object": "list", "data": data}
 
-    @api.get("/v1/models/{model_id}")
+    @api.get("/v1/models/{model_id:path}")
     async def model(self, model_id: str):
         await self._read_fleet()
         try:
@@ -110,12 +109,12 @@ class Gateway:
             )
             bot = await self._bot(completion.model)
             if completion.stream:
-                return await self._streaming(completion, bot.files_uri)
-            return await self._complete(completion, bot.files_uri)
+                return await self._streaming(completion, bot)
+            return await self._complete(completion, bot)
         except ApiError as error:
             return error_response(error)
 
-    async def _bot(self, model_id: str, need_ready: bool = True):
+    async def _bot(self, model_id: str, need_ready: bool = True) -> Bot:
         await self._read_fleet()
         bot = self.fleet.get(model_id)
         if bot is None:
@@ -127,11 +126,11 @@ class Gateway:
             raise protocol.unavailable(model_id, bot.reason or bot.state, self.config.retry_after_s)
         return bot
 
-    def _handle(self, model_id: str, stream: bool = False) -> DeploymentHandle:
-        return self.generator.options(multiplexed_model_id=model_id, stream=stream)
+    def _handle(self, bot: Bot, stream: bool = False) -> DeploymentHandle:
+        return self.generator.options(multiplexed_model_id=bot.multiplexed_id, stream=stream)
 
-    async def _complete(self, completion: CompletionRequest, files_uri: str) -> dict:
-        call = self._handle(completion.model).complete.remote(files_uri, asdict(completion))
+    async def _complete(self, completion: CompletionRequest, bot: Bot) -> dict:
+        call = self._handle(bot).complete.remote(bot.files_uri, asdict(completion))
         outcome = await self._bounded(call, completion.model)
         generations = self._check(completion.model, outcome)
         return protocol.completion_response(
@@ -162,10 +161,10 @@ class Gateway:
         self.fleet.succeeded(model_id)
         return outcome
 
-    async def _streaming(self, completion: CompletionRequest, files_uri: str) -> StreamingResponse:
+    async def _streaming(self, completion: CompletionRequest, bot: Bot) -> StreamingResponse:
         """Server-sent events as OpenAI streams them. The first piece is awaited before
         answering, so that a refusal (a broken bot, a prompt too long) is a proper error."""
-        pieces = self._handle(completion.model, stream=True).stream.remote(files_uri, asdict(completion))
+        pieces = self._handle(bot, stream=True).stream.remote(bot.files_uri, asdict(completion))
         first = self._check(completion.model, await self._bounded(anext(pieces), completion.model))
         request_id, created = protocol.completion_id(), int(time.time())
 
@@ -262,7 +261,7 @@ class Generator:
     def loaded_models(self) -> list[str]:
         """The bots this replica holds, least recently used first (for tests and the bench)."""
         wrapper = getattr(self._load, "__serve_multiplex_wrapper", None)
-        return list(wrapper.models) if wrapper is not None else []
+        return [model_of(key) for key in wrapper.models] if wrapper is not None else []
 
 
 def build_app(args: dict) -> serve.Application:
@@ -276,4 +275,5 @@ def build_app(args: dict) -> serve.Application:
         max_queued_requests=config.max_queued_requests,
         ray_actor_options=resources,
     ).bind(config.to_args())
-    return Gateway.bind(generator, config.to_args())
+    # The gateway only awaits: it takes every request; the generators' queue is the bound.
+    return Gateway.options(max_ongoing_requests=1000).bind(generator, config.to_args())

@@ -9,6 +9,7 @@ A catalog is ``{"bots": {"<model id>": "<bot folder uri>"}}``; the folder is a b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -32,10 +33,20 @@ class Bot:
     state: str  # READY, UNAVAILABLE, or the fleet's state of an unfinished bot (training, failed...)
     reason: str | None = None  # why it is not READY
     created: int = 0  # unix time the bot was listed first
+    version: str = ""  # changes when the bot is made again (its result.json)
 
     @property
     def ready(self) -> bool:
         return self.state == READY
+
+    @property
+    def multiplexed_id(self) -> str:
+        """What replicas cache the loaded bot under: a bot made again is loaded again."""
+        return f"{self.model_id}#{self.version}" if self.version else self.model_id
+
+
+def model_of(multiplexed_id: str) -> str:
+    return multiplexed_id.rpartition("#")[0] or multiplexed_id
 
 
 class CatalogError(ValueError):
@@ -46,10 +57,11 @@ def bot_from_folder(folder: BotFolder) -> Bot:
     """What the server makes of one bot folder's files."""
     files = (folder.result.model if folder.result else None) or folder.layout.model
     if folder.finished:
-        return Bot(folder.model_id, files, READY)
+        verdict = json.dumps(folder.result.to_dict(), sort_keys=True).encode()
+        return Bot(folder.model_id, files, READY, version=hashlib.sha256(verdict).hexdigest()[:12])
     if folder.result is not None and folder.result.error:
         return Bot(folder.model_id, files, folder.state, f"the bot failed: {one_line(folder.result.error, 300)}")
-    return Bot(folder.model_id, files, folder.state, f"the bot is not finished ({folder.state})")
+    return Bot(folder.model_id, files, folder.state, f"not finished yet ({folder.state})")
 
 
 def bots_under(storage: Storage, output_uris: list[str]) -> dict[str, Bot]:
@@ -113,6 +125,10 @@ class FleetView:
         self._failures: dict[str, tuple[str, float]] = {}  # model id -> (reason, until)
         self._first_seen: dict[str, int] = {}
         self.error: str | None = None  # why the last read failed (the last good list is kept)
+
+    @property
+    def read_yet(self) -> bool:
+        return self._read_at is not None
 
     def due(self, unknown: bool = False) -> bool:
         if self._read_at is None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 
 from botfleet.errors import UserError
+from botfleet.fleet import FAILED
 from botfleet.model_target import ModelTarget
 from botfleet.storage import Storage
 from botfleet_serving.protocol import ApiError, CompletionRequest, Limits, parse_completion_request
@@ -61,11 +63,12 @@ def _checked(model_id: str, args) -> CompletionRequest:
     try:
         return parse_completion_request(body, _NO_LIMITS)
     except ApiError as error:
-        option = {"max_tokens": "--max-new-tokens", "top_p": "--top-p", "n": "-n"}.get(error.param, error.param)
+        option = {"max_tokens": "--max-new-tokens", "n": "-n", "prompt": "PROMPT"}.get(error.param, f"--{error.param}")
+        option = option.replace("_", "-")
         raise UserError(f"{option}: {error.message}") from error
 
 
-def serve_locally(storage: Storage, output: str, host: str, port: int, app_args: dict | None = None) -> int:
+def serve_locally(storage: Storage, output: str, host: str, port: int) -> int:
     """The fleet under ``output`` on a local Ray until Ctrl-C; the store's settings travel
     to the replicas in their environment."""
     import ray
@@ -74,20 +77,18 @@ def serve_locally(storage: Storage, output: str, host: str, port: int, app_args:
     from botfleet_serving.app import build_app
     from botfleet_serving.catalog import bots_under
 
+    bots = bots_under(storage, [output])  # a bad URI or an unreachable store: said before Ray starts
     env = storage.config.to_env() if storage.config is not None else {}
     temp_dir = tempfile.mkdtemp(prefix="bfserve-", dir="/tmp")  # short: Ray's socket paths
     ray.init(include_dashboard=False, _temp_dir=temp_dir, runtime_env={"env_vars": env}, configure_logging=False)
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app({"output": output, **(app_args or {})}), name="botfleet", blocking=False)
+        serve.run(build_app({"output": output}), name="botfleet", blocking=False)
         url = f"http://{host}:{port}"
-        bots = bots_under(storage, [output])
         print(f"serving {output} at {url}/v1 (OpenAI-compatible completions; Ctrl-C stops)")
         for bot in bots.values():
-            print(
-                f"  {terminal_safe(bot.model_id)}: {bot.state}"
-                + (f" ({terminal_safe(bot.reason)})" if bot.reason else "")
-            )
+            why = f" ({terminal_safe(bot.reason)})" if bot.state == FAILED else ""
+            print(f"  {terminal_safe(bot.model_id)}: {bot.state}{why}")
         if not bots:
             print("  no bot there yet: bots that finish are served as they appear")
         print(f"try: curl {url}/v1/completions -H 'Content-Type: application/json' -d {_example(bots)}")
@@ -96,6 +97,7 @@ def serve_locally(storage: Storage, output: str, host: str, port: int, app_args:
         print("stopping...", file=sys.stderr)
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 
 

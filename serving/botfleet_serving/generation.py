@@ -186,6 +186,9 @@ def load_bot(storage: Storage, files_uri: str, device: str | None = None) -> Loa
 
 
 def _load(folder: str, files_uri: str, device: str | None) -> LoadedBot:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a bar per load on a terminal or in the replica's log
     try:
         return LoadedBot(folder, device)
     except Exception as error:  # noqa: BLE001 - a corrupt file raises anything from OSError to KeyError

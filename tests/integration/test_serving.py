@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,6 +84,7 @@ def fleet(embedded_s3, bot_model_dir):
         common = {**LIMITS, "max_replicas": 1, "replica_cpus": 0.5, "refresh_s": 1}
         serve.run(build_app({"output": output, "models_per_replica": 2, **common}), name="botfleet", blocking=False)
         catalog = {"catalog": f"s3://{bucket}/catalog.json", "max_generation_s": 0.001, **common}
+        catalog |= {"max_ongoing_requests": 1, "max_queued_requests": 1}  # one at a time, one waiting
         serve.run(build_app(catalog), name="catalog", route_prefix="/catalog", blocking=False)
         yield Fleet(storage, output, f"http://127.0.0.1:{port}", bot_model_dir)
     finally:
@@ -102,6 +104,8 @@ def test_models_with_their_state(fleet, client):
         "busy": "training"
     }
     assert sorted(m.id for m in client.models.list()) == sorted(states)
+    assert client.models.retrieve("alice").state == "ready"
+    assert _error(requests.get(fleet.url + "/v1/models/nobody", timeout=60), 404)["param"] == "model"
 
 
 def test_the_openai_client_talks_to_a_bot(client):
@@ -151,7 +155,7 @@ def test_a_broken_bot_is_503_while_the_others_serve(fleet):
     broken = fleet.post({"model": "broken", "prompt": "hi", "max_tokens": 2})
     assert "could not be loaded" in _error(broken, 503)["message"] and broken.headers["Retry-After"]
     assert "model files are missing" in _error(fleet.post({"model": "gone", "prompt": "hi"}), 503)["message"]
-    assert "not finished (training)" in _error(fleet.post({"model": "busy", "prompt": "hi"}), 503)["message"]
+    assert "not finished yet (training)" in _error(fleet.post({"model": "busy", "prompt": "hi"}), 503)["message"]
     assert fleet.post({"model": "bob", "prompt": "hi", "max_tokens": 2}).status_code == 200
     states = {m["id"]: m for m in requests.get(fleet.url + "/v1/models", timeout=60).json()["data"]}
     assert states["broken"]["state"] == "unavailable" and "could not be loaded" in states["broken"]["reason"]
@@ -197,3 +201,22 @@ def test_a_catalog_serves_exactly_its_bots_with_bounded_generation(fleet):
     assert response.json()["usage"]["completion_tokens"] < 32
     assert response.json()["choices"][0]["finish_reason"] == "length"
     assert _error(requests.post(fleet.url + "/catalog/v1/completions", json={**body, "model": "bob"}, timeout=60), 404)
+
+
+def test_load_beyond_the_queue_is_refused_not_crashed(fleet):
+    """The catalog's app takes one request at a time with one waiting: the rest of a burst
+    are 503 "busy" with Retry-After, and the server answers again after."""
+    url, body = fleet.url + "/catalog/v1/completions", {"model": "team/alice", "prompt": "hi", "max_tokens": 8}
+    start = threading.Barrier(12)
+
+    def burst(_) -> requests.Response:
+        start.wait()
+        return requests.post(url, json=body, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(burst, range(12)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) == {200, 503}, statuses
+    busy = [r for r in responses if r.status_code == 503]
+    assert all(_error(r, 503)["code"] == "overloaded" and r.headers["Retry-After"] for r in busy)
+    assert requests.post(url, json=body, timeout=300).status_code == 200

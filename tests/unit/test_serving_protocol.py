@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from botfleet_serving import protocol
-from botfleet_serving.catalog import READY, UNAVAILABLE, Bot, CatalogError, FleetView, parse_catalog
+from botfleet_serving.catalog import (
+    READY,
+    UNAVAILABLE,
+    Bot,
+    CatalogError,
+    FleetView,
+    bot_from_folder,
+    model_of,
+    parse_catalog,
+)
 from botfleet_serving.config import ConfigError, parse_args
 from botfleet_serving.protocol import ApiError, Limits, parse_completion_request
 
@@ -180,3 +189,19 @@ def test_a_bot_that_failed_to_load_is_unavailable_until_the_retry():
     view.failed("a", "still broken")
     view.succeeded("a")
     assert view.get("a").ready
+
+
+def test_a_bot_made_again_is_loaded_again():
+    from botfleet.artifacts import Result
+    from botfleet.fleet import FAILED, SUCCEEDED, BotFolder
+
+    def bot(result: Result):
+        return bot_from_folder(BotFolder("dril", "s3://b/dril", SUCCEEDED if result.succeeded else FAILED, result))
+
+    first = bot(Result("succeeded", model="s3://b/dril/model", metrics={"perplexity_after": 3.0}))
+    again = bot(Result("succeeded", model="s3://b/dril/model", metrics={"perplexity_after": 2.5}))
+    assert first.ready and first.files_uri == "s3://b/dril/model"
+    assert first.multiplexed_id != again.multiplexed_id and model_of(again.multiplexed_id) == "dril"
+    assert model_of("team#x#abc") == "team#x" and model_of("plain") == "plain"
+    failed = bot(Result.failed("training", "out of memory", "TrainingFailed"))
+    assert failed.state == "failed" and "out of memory" in failed.reason and failed.multiplexed_id == "dril"
