@@ -11,6 +11,7 @@ BENCHMARKS = {
     "train": "bench.train_bench",
     "operator": "bench.operator_bench",
     "parrot": "bench.parrot_bench",
+    "page": "bench.page_bench",
     "serving": "bench.serving_bench",
 }
 

@@ -10,6 +10,25 @@ VENV=.venv
 key=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
 stamp="$VENV/.botfleet-setup-$key"
 
+# The fleet page's browser tests drive Debian's headless Chromium through its chromedriver.
+# Installed with apt-get when missing, as root or with password-less sudo; otherwise setup
+# says so and goes on (those tests then skip, naming the packages).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt=()
+  if ! command -v apt-get >/dev/null; then :
+  elif [[ $(id -u) -eq 0 ]]; then apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then apt=(sudo -n env DEBIAN_FRONTEND=noninteractive apt-get)
+  fi
+  if ((${#apt[@]})); then
+    echo "setup: installing chromium and chromium-driver (Debian packages) for the fleet page's browser tests"
+    { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends chromium chromium-driver; } \
+      || echo "setup: apt-get could not install chromium chromium-driver; the browser tests will skip" >&2
+  else
+    echo "setup: chromium/chromedriver missing and apt-get is not usable here (not root, no password-less sudo):" \
+      "install the Debian packages chromium and chromium-driver, or the browser tests skip" >&2
+  fi
+fi
+
 if [[ -f "$stamp" ]]; then
   echo "setup: .venv is up to date"
   exit 0

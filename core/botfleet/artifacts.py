@@ -6,6 +6,11 @@ Under ``<output>/<model-id>/`` (:class:`botfleet.layout.Layout` names the paths)
 ``owner.json`` (:class:`Owner`) and ``history.json`` (:class:`History`). Each type's
 ``to_dict()`` is the file's JSON; its ``from_dict()`` reads what any botfleet version
 wrote: a missing key is None (or empty), an unknown one is ignored.
+``model/training.json`` (:class:`TrainingRecord`), ``model/loss_history.json``
+(:class:`TrainingHistory`), ``result.json`` (:class:`Result`) and
+``owner.json`` (:class:`Owner`). Each type's ``to_dict()`` is the file's JSON; its
+``from_dict()`` reads what any botfleet version wrote: a missing key is None (or empty),
+an unknown one is ignored.
 """
 
 from __future__ import annotations
@@ -222,6 +227,56 @@ class TrainingRecord:
     def metrics(self) -> dict:
         """The numbers result.json and the status report."""
         return {name: getattr(self, name) for name in METRICS}
+
+
+# --------------------------------------------------------------------------- model/loss_history.json
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One step of the training: its training loss (mean over the ranks), and the validation
+    loss where it was measured (before training, at step 0 of a fresh run, and after it)."""
+
+    step: int
+    train_loss: float | None = None
+    valid_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    """``model/loss_history.json``: the losses step by step, for the loss curve (``model/loss.png``)."""
+
+    model_id: str = ""
+    points: tuple[HistoryPoint, ...] = ()  # by step
+
+    @classmethod
+    def of(cls, model_id: str, train: list, valid: dict) -> TrainingHistory:
+        """From ``train``, [step, loss] pairs, and ``valid``, {step: loss} (None: not measured)."""
+        losses = {int(step): [float(loss), None] for step, loss in train}
+        for step, loss in valid.items():
+            if loss is not None:
+                losses.setdefault(int(step), [None, None])[1] = float(loss)
+        return cls(model_id, tuple(HistoryPoint(s, t, v) for s, (t, v) in sorted(losses.items())))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingHistory:
+        known = _known_fields(cls, data)
+        points = []
+        for point in known.get("points") or ():
+            step = _number(point.get("step"), int) if isinstance(point, Mapping) else None
+            if step is not None:
+                loss = (_number(point.get(name), float) for name in ("train_loss", "valid_loss"))
+                points.append(HistoryPoint(step, *loss))
+        return cls(str(known.get("model_id") or ""), tuple(points))
+
+    def to_dict(self) -> dict:
+        return {"model_id": self.model_id, "points": [asdict(p) for p in self.points]}
+
+    def train_losses(self) -> list[tuple[int, float]]:
+        return [(p.step, p.train_loss) for p in self.points if p.train_loss is not None]
+
+    def valid_losses(self) -> list[tuple[int, float]]:
+        return [(p.step, p.valid_loss) for p in self.points if p.valid_loss is not None]
 
 
 # --------------------------------------------------------------------------- result.json

@@ -42,7 +42,9 @@ class CardLinks:
     data artifacts (huggingtweets linked the preprocess run's artifacts); it defaults to
     the training run's artifacts page. ``model_for_pipeline`` is what the "How to use"
     snippet passes as ``model=``: a local folder or the model's s3:// URI.
-    ``thumbnail_url`` is None when there is no picture (a card the operator writes).
+    ``thumbnail_url`` is None when there is no picture (a card the operator writes);
+    ``loss_curve_url`` likewise for the loss curve. Both are shown in the body too, so
+    relative ones (next to the card) show on the page, in a folder and on the Hub alike.
     """
 
     dataset_uri: str
@@ -53,6 +55,7 @@ class CardLinks:
     tracking_run_url: str | None = None
     tracking_artifacts_url: str | None = None
     hub_url: str | None = None  # the Hub repository's page, for the card published there
+    loss_curve_url: str | None = None
 
     @property
     def on_hub(self) -> bool:
@@ -345,6 +348,15 @@ def where_recorded(links: CardLinks) -> str:
     )
 
 
+def pictures(links: CardLinks) -> list[str]:
+    """The loss curve and the sample predictions, where the job drew them."""
+    shown = [
+        ("Training and validation loss by step", links.loss_curve_url),
+        ("Sample predictions", links.thumbnail_url),
+    ]
+    return [f"![{alt}]({url})" for alt, url in shown if url]
+
+
 def training_procedure(spec: BotSpec, training: dict, links: CardLinks) -> str:
     base = training.get("base_model") or spec.training.base_model
     return "\n\n".join(
@@ -354,6 +366,7 @@ def training_procedure(spec: BotSpec, training: dict, links: CardLinks) -> str:
             f"which is fine-tuned on @{spec.model_id}'s tweets.",
             hyperparameter_table(spec, training),
             metrics_list(training),
+            *pictures(links),
             where_recorded(links),
         ]
     )

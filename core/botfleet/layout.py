@@ -74,6 +74,11 @@ class Layout:
     def samples(self) -> str:
         return f"{self.model}/samples.json"
 
+    @property
+    def loss_history(self) -> str:
+        """The losses step by step (written before training.json)."""
+        return f"{self.model}/loss_history.json"
+
     # ---- publishing: result.json is the job's verdict, written last
 
     @property
@@ -83,6 +88,10 @@ class Layout:
     @property
     def thumbnail(self) -> str:
         return f"{self.model}/predictions.png"
+
+    @property
+    def loss_curve(self) -> str:
+        return f"{self.model}/loss.png"
 
     @property
     def tracking(self) -> str:

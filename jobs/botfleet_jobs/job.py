@@ -23,17 +23,18 @@ from typing import TextIO
 from tqdm import tqdm
 
 from botfleet import api
-from botfleet.artifacts import SUCCEEDED, Result, TrainingRecord
+from botfleet.artifacts import SUCCEEDED, Result, TrainingHistory, TrainingRecord
 from botfleet.card import CardLinks, render_card
 from botfleet.errors import one_line, with_notes
 from botfleet.layout import Layout, folder
 from botfleet.reasons import STAGE_FAILURES, Reason
-from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage
+from botfleet.storage import JOB_OUTAGE_WAIT_S, NotFound, S3Config, Storage
 from botfleet.timestamps import now_iso
 from botfleet_jobs.base_model import BaseModelError, make_preset_gpt2
 from botfleet_jobs.data_stage import format_table
 from botfleet_jobs.dataset import NotEnoughText
 from botfleet_jobs.job_log import JobLog
+from botfleet_jobs.loss_curve import render_loss_curve_png
 from botfleet_jobs.posts import SourceError
 from botfleet_jobs.publish import publish_if_asked, record_parrot_check
 from botfleet_jobs.refresh import gather_data, record_nothing_new, starting_point
@@ -109,6 +110,7 @@ def publish_card(
         checkpoints_uri=folder(layout.checkpoints),
         model_uri=folder(layout.model),
         thumbnail_url="predictions.png",  # next to the card, wherever the folder is copied
+        loss_curve_url=publish_loss_curve(spec, storage, workdir),
         model_for_pipeline=spec.model_id,
         tracking_run_url=tracking.get("run_url"),
     )
@@ -133,6 +135,19 @@ def was_stopped(error: BaseException) -> bool:
     Ray does it in a driver (ray.init installs a SIGTERM handler that calls sys.exit, and a
     signal inside ray.get surfaces as a SystemExit whose code is not the signal's)."""
     return isinstance(error, (JobStopped, SystemExit))
+
+
+def publish_loss_curve(spec: api.BotSpec, storage: Storage, workdir: Path) -> str | None:
+    """model/loss.png from model/loss_history.json; its link relative to the card (None: no history)."""
+    layout = Layout(spec.model_uri)
+    try:
+        history = TrainingHistory.from_dict(storage.read_json(layout.loss_history))
+    except NotFound:
+        return None
+    png = workdir / "loss.png"
+    render_loss_curve_png(history, f"@{spec.model_id} bot: loss by step", png)
+    storage.upload_file(png, layout.loss_curve, content_type="image/png")
+    return "loss.png"
 
 
 # Failures whose exception says what went wrong; any other failure is its stage's.

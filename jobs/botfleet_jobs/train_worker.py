@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from botfleet.api import TrainingSpec
-from botfleet.artifacts import TrainingRecord
+from botfleet.artifacts import TrainingHistory, TrainingRecord
 from botfleet.layout import Layout
 from botfleet.storage import JOB_OUTAGE_WAIT_S, S3Config, Storage, StorageError
 from botfleet.timestamps import now_iso
@@ -198,7 +198,7 @@ class Worker:
                 self._progress(
                     "training",
                     step,
-                    loss=self._settle(losses),
+                    loss=self._settle(losses, step),
                     learning_rate=engine.get_lr()[0],
                     force=True,
                     run_start=run_start,
@@ -206,11 +206,13 @@ class Worker:
             if checkpoint:
                 state.update(step=step, train_seconds=prior_seconds + (time.time() - run_start))
                 self._checkpoint()
-        self._settle(losses)  # waits for the last step
+        self._settle(losses, step)  # waits for the last step
         state.update(step=step, train_seconds=prior_seconds + (time.time() - run_start))
 
-    def _settle(self, losses: StepLosses) -> float | None:
-        """Read the step losses back into the run state; their mean since the last time."""
+    def _settle(self, losses: StepLosses, step: int) -> float | None:
+        """Read the step losses back into the run state; their mean since the last time,
+        which the loss curve records at ``step`` (reading each step's loss would make every
+        step wait for the device)."""
         settled = losses.settle()
         if settled is None:
             return None
@@ -219,6 +221,7 @@ class Worker:
         state["train_loss_sum"] = state.get("train_loss_sum", 0.0) + total
         state["train_loss_steps"] = state.get("train_loss_steps", 0) + steps
         state["last_loss"] = last
+        state.setdefault("history", []).append([step, total / steps])  # checkpointed: survives a resume
         return total / steps
 
     def finish(self) -> None:
@@ -268,6 +271,9 @@ class Worker:
         self.storage.upload_dir(model_dir, self.layout.model)
         samples_json = {"seed": training.seed, "settings": GENERATION_SETTINGS, "samples": samples}
         self.storage.write_json(self.layout.samples, samples_json)
+        valid = {0: loss_before, step: loss_after}  # "before" is measured before the first step
+        history = TrainingHistory.of(config.model_id, state.get("history", []), valid)
+        self.storage.write_json(self.layout.loss_history, history.to_dict())
         self.storage.write_json(self.layout.training, record.to_dict())
         self._progress(
             "succeeded",

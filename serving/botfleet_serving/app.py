@@ -31,14 +31,22 @@ from botfleet_serving import protocol
 from botfleet_serving.catalog import READY, Bot, FleetView, bots_in_catalog, bots_under, model_of
 from botfleet_serving.config import ServingConfig, parse_args
 from botfleet_serving.protocol import ApiError, CompletionRequest
+from botfleet_web.app import mount_fleet_page
+from botfleet_web.source import ProvidedSource, StoreSource, provide_source
 
 log = logging.getLogger("botfleet.serving")
+
+
+# The fleet page's source, provided by the gateway once it knows its output URIs.
+PAGE_SOURCE = "botfleet-serve"
 
 
 def fastapi_app() -> FastAPI:
     """The ingress's HTTP app. Other routes of the same server (the fleet page's router)
     are added here, so they share the port."""
-    return FastAPI(title="botfleet", description="Talk to your bots: OpenAI-compatible completions.")
+    app = FastAPI(title="botfleet", description="Talk to your bots: OpenAI-compatible completions.")
+    mount_fleet_page(app, ProvidedSource(PAGE_SOURCE), completions_url="/v1/completions")
+    return app
 
 
 api = fastapi_app()
@@ -61,6 +69,7 @@ class Gateway:
         else:
             read = partial(bots_under, storage, list(self.config.output))
         self.fleet = FleetView(read, self.config.refresh_s, self.config.retry_after_s)
+        provide_source(PAGE_SOURCE, StoreSource(storage, list(self.config.output)))  # no catalog on the page
         self.generator = generator
         self._reading = asyncio.Lock()
         self._background: asyncio.Task | None = None

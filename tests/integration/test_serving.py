@@ -74,7 +74,7 @@ def fleet(embedded_s3, bot_model_dir):
 
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="bfserve-", dir="/tmp")  # short: Ray's socket paths
-    paths = os.pathsep.join([ray_env_paths(), os.path.join(REPO, "serving")])
+    paths = os.pathsep.join([ray_env_paths(), os.path.join(REPO, "serving"), os.path.join(REPO, "web")])  # + the page
     env = {**embedded_s3.config.to_env(), "PYTHONPATH": paths}
     ray.init(
         num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, runtime_env={"env_vars": env}, configure_logging=False

@@ -1,5 +1,6 @@
-"""The import rule: the core (botfleet) and the operator (botfleet_operator) import no torch,
-transformers or deepspeed, so the operator's image and the CLI stay small and start fast.
+"""The import rule: the core (botfleet), the operator (botfleet_operator) and the fleet page
+(botfleet_web) import no torch, transformers or deepspeed, so the operator's image and the
+CLI stay small and start fast.
 Imports inside a function body (the CLI's commands that run a job here) are allowed: only
 what importing the modules pulls in counts.
 """
@@ -61,6 +62,7 @@ def test_core_and_operator_import_no_torch_transformers_or_deepspeed():
         "botfleet.cli",
         "botfleet_operator.reconciler",
         "botfleet_operator.handlers",
+        "botfleet_web.app",
     } <= set(report["imported"]), report["imported"]
     assert not report["failed"], report["failed"]
     heavy = sorted(set(HEAVY) & set(report["loaded"]))

@@ -197,3 +197,14 @@ for the ray executor (tests/unit/test_chart.py checks that the two agree).
       key: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/* The fleet page (templates/page.yaml). */}}
+{{- define "botfleet.pageLabels" -}}
+{{ include "botfleet.labels" . }}
+app.kubernetes.io/component: page
+{{- end -}}
+
+{{- define "botfleet.pageSelectorLabels" -}}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/component: page
+{{- end -}}
