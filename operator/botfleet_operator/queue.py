@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from botfleet.reasons import Reason
 from botfleet_operator.lifecycle import suspend_requested
+from botfleet_operator.publish_status import awaiting_publish_retry
 from botfleet_operator.status import SUSPENDED, TERMINAL, is_terminal_for
 
 
@@ -79,5 +80,6 @@ def queue_entry(body: dict) -> QueueEntry:
     # A request whose output folder is another's waits for that, not for a slot.
     blocked = status.get("reason") == Reason.OUTPUT_IN_USE and status.get("observedGeneration") == generation
     held = suspend_requested(body)
-    waiting = not active and not done and not blocked and not held and not meta.get("deletionTimestamp")
+    publishing = awaiting_publish_retry(status)  # trained: the operator publishes it, no job
+    waiting = not (active or done or blocked or held or publishing or meta.get("deletionTimestamp"))
     return QueueEntry(request_key(body), meta.get("creationTimestamp") or "", active, waiting)

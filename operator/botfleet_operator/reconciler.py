@@ -262,11 +262,12 @@ class Reconciler:
             )
             return True
 
-    def clear_previous_run(self, layout: Layout) -> None:
-        """Remove the files of an earlier run that would be mistaken for this one's."""
+    def clear_previous_run(self, layout: Layout, publishes: bool) -> None:
+        """Remove the files of an earlier run that would be mistaken for this one's (its
+        publish.json only matters to a request that publishes)."""
         if self.storage is None:
             return
-        for uri in (layout.result, layout.progress, layout.publication):
+        for uri in (layout.result, layout.progress) + ((layout.publication,) if publishes else ()):
             try:
                 self.storage.delete(uri)
             except StorageError as exc:
@@ -477,7 +478,7 @@ class Reconciler:
                 return self._wait(body, old, status_of(empty_job, JobFiles(), queue=decision), events)
             # Admitted: reserve the slot in status first (a restart then finds it), then start.
             self.executor.resume(body, name)  # a job suspended in place goes on from here
-            self.clear_previous_run(layout)
+            self.clear_previous_run(layout, publishes=hub is not None)
             desired = status_of(empty_job, JobFiles())
             self._apply(body, old, desired.status)
             events += desired.events

@@ -162,7 +162,7 @@ def test_a_failed_job_runs_again_up_to_its_backoff_limit(world):
         assert f"worker died {retry}" in status["message"] and f"retry {retry} of 2" in status["message"]
         assert status["retry"] == {"attempts": retry, "backoff": retry}
         world.reconcile("alice")  # the next attempt's job, from the newest checkpoint
-        assert world.executor.started[-1] == f"bots-alice-1-r{retry}"
+        assert world.executor.started[-1] == f"bots-alice-1-a{retry}"
     status = fail(world, "alice", "worker died 3")
     assert (status["phase"], status["message"]) == ("Failed", "worker died 3")
     assert len(world.executor.started) == 3
