@@ -179,3 +179,32 @@ def test_a_failure_the_same_inputs_would_repeat_is_not_run_again(world):
     )
     world.executor.states[job] = "FAILED"
     assert world.reconcile("alice")["reason"] == "NotEnoughPosts" and world.executor.started == [job]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("serving", {"enabled": False}), ("refresh", {"schedule": "@weekly"}), ("epochs", 7)],
+)
+def test_only_a_change_of_what_trains_the_bot_trains_it_again(world, field, value):
+    world.create("alice")
+    world.reconcile("alice")
+    write_stats(world, "alice")
+    layout = world.layout("alice")
+    world.storage.write_json(layout.model_config, {"model_type": "gpt2"})
+    world.storage.write_text(layout.card, "# alice\n")
+    world.storage.write_json(layout.result, {"status": "succeeded", "model": f"{layout.model}/", "card": layout.card})
+    world.executor.states["bots-alice-1"] = "SUCCEEDED"
+    assert world.reconcile("alice")["phase"] == "Succeeded"
+
+    body = world.requests["alice"]
+    if field == "epochs":
+        body["spec"].setdefault("training", {})["epochs"] = value
+    else:
+        body["spec"][field] = value
+    body["metadata"]["generation"] += 1
+    status = world.reconcile("alice")
+    if field == "epochs":  # the training changed: a new run, a new job
+        assert world.executor.started == ["bots-alice-1", "bots-alice-2"] and status["phase"] == "Pending"
+    else:  # how the bot is served or refreshed changed: the finished model stands
+        assert world.executor.started == ["bots-alice-1"]
+        assert (status["phase"], status["observedGeneration"]) == ("Succeeded", 2)
