@@ -3,6 +3,8 @@ The chart's Role for the page grants exactly these two (tests/unit/test_chart.py
 
 from __future__ import annotations
 
+import os
+
 from botfleet import api
 
 # What the page shows of an Event; nothing else of it (annotations, the object) is kept.
@@ -20,7 +22,9 @@ class KubeReader:
         try:
             kubernetes.config.load_incluster_config(client_configuration=configuration)
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)
+            # $KUBECONFIG as it is now: the client library reads it once, when first imported.
+            config_file = os.environ.get("KUBECONFIG")
+            kubernetes.config.load_kube_config(config_file=config_file, client_configuration=configuration)
         client = k8s.ApiClient(configuration)
         self.custom = k8s.CustomObjectsApi(client)
         self.core = k8s.CoreV1Api(client)
