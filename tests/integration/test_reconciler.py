@@ -14,6 +14,7 @@ from botfleet.artifacts import data_fingerprint
 from botfleet.layout import Layout
 from botfleet_operator.observation import observe_ray_job  # how the ray executor reads Ray's job states
 from botfleet_operator.reconciler import Reconciler
+from botfleet_operator.refresh import run_tag
 from botfleet_operator.settings import Settings
 
 NAMESPACE = "bots"
@@ -75,6 +76,15 @@ def merged(old: dict, patch: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+class RayJobsByRunTag(RayJobsStandIn):
+    """The stand-in, naming jobs as the real executors do: by the run's generation, refresh
+    and retry (botfleet_operator.refresh.run_tag)."""
+
+    def name(self, body: dict) -> str:
+        meta = body["metadata"]
+        return f"{meta['namespace']}-{meta['name']}-{run_tag(body)}"
 
 
 class World:

@@ -8,22 +8,13 @@ import pytest
 
 from botfleet_operator.lifecycle import RETRY_ANNOTATION
 from botfleet_operator.queue import queue_entry
-from botfleet_operator.refresh import run_tag
-from tests.integration.test_reconciler import RayJobsStandIn, World, write_stats
-
-
-class AttemptsStandIn(RayJobsStandIn):
-    """The stand-in, naming each run's and attempt's job as the real executors do."""
-
-    def name(self, body: dict) -> str:
-        meta = body["metadata"]
-        return f"{meta['namespace']}-{meta['name']}-{run_tag(body)}"
+from tests.integration.test_reconciler import RayJobsByRunTag, World, write_stats
 
 
 @pytest.fixture
 def world(storage) -> World:
     world = World(storage)
-    world.executor = world.reconciler.executor = AttemptsStandIn()
+    world.executor = world.reconciler.executor = RayJobsByRunTag()
     return world
 
 

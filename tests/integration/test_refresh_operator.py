@@ -12,17 +12,8 @@ import pytest
 from botfleet import api
 from botfleet.timestamps import now_iso
 from botfleet_operator.reconciler import Reconciler
-from botfleet_operator.refresh import run_tag
 from botfleet_operator.settings import Settings
-from tests.integration.test_reconciler import RayJobsStandIn, World, write_stats
-
-
-class RayJobsByRunTag(RayJobsStandIn):
-    """The stand-in, naming jobs as the real executors do: by generation and refresh."""
-
-    def name(self, body: dict) -> str:
-        meta = body["metadata"]
-        return f"{meta['namespace']}-{meta['name']}-{run_tag(body)}"
+from tests.integration.test_reconciler import RayJobsByRunTag, World, write_stats
 
 
 @pytest.fixture
