@@ -634,7 +634,7 @@ class Storage:
         from pyarrow import fs
 
         cfg = self.config
-        return fs.S3FileSystem(
+        options = dict(
             access_key=cfg.access_key,
             secret_key=cfg.secret_key,
             endpoint_override=cfg.host,
@@ -643,11 +643,15 @@ class Storage:
             **({"tls_ca_file_path": cfg.ca_file} if cfg.ca_file else {}),
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
-            # Ray Train's checkpoint uploads wait out a store outage as the other calls do: the
-            # default strategy doubles its wait from 25 ms (14 tries: about 7 minutes in all)
-            # and, unlike the standard one, has no retry quota that many failing uploads use up.
-            **({"retry_strategy": fs.AwsDefaultS3RetryStrategy(max_attempts=14)} if self.outage_wait_s else {}),
         )
+        if not self.outage_wait_s:
+            return fs.S3FileSystem(**options)
+        from botfleet.pyarrow_s3 import RetryingS3FileSystem
+
+        # Ray Train's checkpoint uploads wait out a store outage as the other calls do: the
+        # default strategy doubles its wait from 25 ms (14 tries: about 7 minutes in all)
+        # and, unlike the standard one, has no retry quota that many failing uploads use up.
+        return RetryingS3FileSystem(14, **options)
 
     def pyarrow_target(self, uri: str) -> tuple[Any, str]:
         """``(filesystem, path)`` for pyarrow/Ray: ``s3://b/k`` -> (S3FileSystem, "b/k"),
