@@ -6,8 +6,6 @@ stand-in)."""
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 
 import pytest
 
@@ -22,7 +20,7 @@ from botfleet.storage import join
 from botfleet_jobs.publish import record_parrot_check
 from botfleet_jobs.train_driver import TrainOptions, train
 from tests.fakes.hub_stand_in import HubStandIn
-from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model
+from tests.fixtures.training import EOT, spec_dict, upload_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +33,6 @@ WORDS = (
     "apple river cloud stone music quiet window garden yellow bridge paper winter candle forest "
     "silver ocean market letter dream mountain coffee little morning evening street yesterday"
 ).split()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="bfray-", dir="/tmp")  # short: Ray's socket paths
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        runtime_env={"env_vars": {"PYTHONPATH": ray_env_paths()}},
-        configure_logging=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture

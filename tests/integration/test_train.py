@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -34,28 +32,7 @@ from botfleet_jobs.train_plan import (
     startup_breakdown,
     tokenize,
 )
-from tests.fixtures.training import EOT, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for the module's trainings (train() uses an initialised Ray as is)."""
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="bfray-", dir="/tmp")  # short: Ray's socket paths
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        runtime_env={"env_vars": {"PYTHONPATH": ray_env_paths()}},
-        configure_logging=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
+from tests.fixtures.training import EOT, spec_dict, upload_tiny_model, write_dataset
 
 # --------------------------------------------------------------------------- pure parts
 
