@@ -108,15 +108,8 @@ class LoadedBot:
 
         ids, new_tokens = self.plan(prompt, max_new_tokens, cap)
         inputs = torch.tensor([ids], device=self.device)
-        with _GENERATE_LOCK, torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = self.model.generate(
-                input_ids=inputs,
-                attention_mask=torch.ones_like(inputs),
-                num_return_sequences=n,
-                **self._settings(len(ids), new_tokens, temperature, top_p, max_time),
-            )
+        settings = self._settings(len(ids), new_tokens, temperature, top_p, max_time)
+        out = self._model_generate(inputs, seed, num_return_sequences=n, **settings)
         texts, reasons, produced = [], [], 0
         prompt_text = self.tokenizer.decode(ids[self._prefix_len :], skip_special_tokens=True)
         for row in out.tolist():
@@ -128,6 +121,16 @@ class LoadedBot:
             texts.append(full[len(prompt_text) :] if full.startswith(prompt_text) else self.tokenizer.decode(new))
             reasons.append(STOP if ended else LENGTH)
         return Generations(texts, reasons, len(ids) - self._prefix_len, produced)
+
+    def _model_generate(self, inputs, seed: int | None, **options):
+        """One call of the model's generate, seeded, one at a time in this process (so that a
+        seed gives the same text whatever else is asked)."""
+        import torch
+
+        with _GENERATE_LOCK, torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(seed)
+            return self.model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), **options)
 
     def stream(
         self,
@@ -149,15 +152,8 @@ class LoadedBot:
         produced: list[int] = []
 
         def run() -> None:
-            with _GENERATE_LOCK, torch.no_grad():
-                if seed is not None:
-                    torch.manual_seed(seed)
-                out = self.model.generate(
-                    input_ids=inputs,
-                    attention_mask=torch.ones_like(inputs),
-                    streamer=streamer,
-                    **self._settings(len(ids), new_tokens, temperature, top_p, max_time),
-                )
+            settings = self._settings(len(ids), new_tokens, temperature, top_p, max_time)
+            out = self._model_generate(inputs, seed, streamer=streamer, **settings)
             produced.extend(out[0, len(ids) :].tolist())
 
         worker = threading.Thread(target=run, name="generate-stream", daemon=True)
