@@ -21,19 +21,24 @@ CHUNK = 1 << 16
 MAX_ENTRY = 8 << 20  # no real post comes near this; past it an unfinished entry is malformed
 _DECODER = json.JSONDecoder()
 _WHITE_SPACE = re.compile(r"[ \t\r\n]*")
+_COMMA = re.compile(r"[ \t\r\n]*,[ \t\r\n]*")
 _TYPES = {"{": "dict", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
 class _Text:
-    """UTF-8 text from a byte stream, chunk by chunk: ``buffer[pos:]`` is what is unread,
-    and ``line``/``column`` say where ``pos`` is in the file."""
+    """UTF-8 text from a byte stream, chunk by chunk: ``buffer[pos:]`` is what is unread.
+
+    Where the buffer starts in the file (its line, and its column on that line) is kept
+    only when a chunk is dropped, so reading an entry costs no line counting: positions
+    are worked out when an error needs one."""
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self.stream, self.name = stream, name
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.buffer, self.pos = "", 0
         self.fed = 0  # bytes given to the decoder so far
-        self.line, self.column = 1, 1
+        self.lines_before = 0  # new lines in the text dropped from the buffer's front
+        self.columns_before = 0  # characters of the buffer's first line that were dropped
         self.eof = False
 
     def more(self) -> bool:
@@ -51,31 +56,30 @@ class _Text:
                 f"{self.name}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset})"
             ) from None
         self.fed += len(data)
-        self.buffer = self.buffer[self.pos :] + decoded  # the one copy: once a chunk, not once an entry
-        self.pos = 0
+        self._drop_read()
+        self.buffer += decoded
         return not self.eof
 
-    def advance(self, count: int) -> None:
-        """Move past ``count`` characters, keeping the line and column right."""
-        end = self.pos + count
-        lines = self.buffer.count("\n", self.pos, end)
+    def _drop_read(self) -> None:
+        lines = self.buffer.count("\n", 0, self.pos)
         if lines:
-            self.line += lines
-            self.column = end - self.buffer.rfind("\n", self.pos, end)
+            self.lines_before += lines
+            self.columns_before = self.pos - self.buffer.rfind("\n", 0, self.pos) - 1
         else:
-            self.column += count
-        self.pos = end
+            self.columns_before += self.pos
+        self.buffer = self.buffer[self.pos :]  # the one copy: once a chunk, not once an entry
+        self.pos = 0
 
     def where(self, index: int) -> str:
         """``line L column C`` of ``buffer[index]``."""
-        lines = self.buffer.count("\n", self.pos, index)
-        column = index - self.buffer.rfind("\n", self.pos, index) if lines else self.column + index - self.pos
-        return f"line {self.line + lines} column {column}"
+        lines = self.buffer.count("\n", 0, index)
+        column = index - self.buffer.rfind("\n", 0, index) if lines else self.columns_before + index + 1
+        return f"line {self.lines_before + lines + 1} column {column}"
 
     def peek(self) -> str:
         """The next character that is not white space (reading on as needed); "" at the end."""
         while True:
-            self.advance(_WHITE_SPACE.match(self.buffer, self.pos).end() - self.pos)  # one step, not one a character
+            self.pos = _WHITE_SPACE.match(self.buffer, self.pos).end()
             if self.pos < len(self.buffer) or not self.more():
                 return self.buffer[self.pos : self.pos + 1]
 
@@ -86,21 +90,25 @@ def iter_array(stream: BinaryIO, name: str, prefix_length: int = 0) -> Iterator[
     text = _Text(stream, name)
     while len(text.buffer) < prefix_length + 1 and text.more():
         pass
-    text.advance(prefix_length + (1 if text.buffer.startswith("\ufeff") else 0))
+    text.pos = prefix_length + (1 if text.buffer.startswith("\ufeff") else 0)
     first = text.peek()
     if first != "[":
         raise SourceError(f"{name}: expected a JSON array, got {_kind(first)}")
-    text.advance(1)
+    text.pos += 1
     char = text.peek()
     while char != "]":
         yield _value(text)
+        comma = _COMMA.match(text.buffer, text.pos)
+        if comma and comma.end() < len(text.buffer):  # the usual case: the next value starts in this chunk
+            text.pos = comma.end()
+            continue
         char = text.peek()
         if char == ",":
-            text.advance(1)
+            text.pos += 1
             text.peek()  # a value starts where the white space ends
         elif char != "]":
             raise SourceError(f"{name}: malformed JSON at {text.where(text.pos)} (Expecting ',' delimiter)")
-    text.advance(1)
+    text.pos += 1
     if text.peek():
         raise SourceError(f"{name}: malformed JSON at {text.where(text.pos)} (Extra data)")
 
@@ -134,5 +142,5 @@ def _value(text: _Text) -> object:
             raise SourceError(f"{text.name}: JSON nested too deeply at {text.where(text.pos)}") from None
         if end == len(text.buffer) and isinstance(value, (int, float)) and text.more():
             continue  # a number may go on in the next chunk
-        text.advance(end - text.pos)
+        text.pos = end
         return value
