@@ -42,8 +42,11 @@ def read_complete_stats(storage: Storage, spec: BotSpec) -> dict | None:
     return stats if Stats.from_dict(stats).fingerprint == data_fingerprint(spec) else None
 
 
+_ENCODE_JSON = json.JSONEncoder(ensure_ascii=False).encode  # built once: json.dumps builds one a call
+
+
 def _jsonl(posts: list[Post]) -> bytes:
-    return "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in posts).encode()
+    return "".join(_ENCODE_JSON(p.to_record()) + "\n" for p in posts).encode()
 
 
 def prepare(
@@ -63,14 +66,14 @@ def prepare(
     versions = object_versions(spec, storage)  # before any download: a change during it shows next time
     if known is not None and len(versions) == len(spec.handles) and versions == known:
         return existing  # every input is an object, and none changed: nothing to read
-    if existing is None and storage.exists(layout.stats):
+    if existing is None:
         storage.delete(layout.stats)  # another settings' dataset: it stops looking complete at once
     started = time.monotonic()
     posts = {handle.name: _fetch(handle, spec, storage, show_progress) for handle in spec.handles}
     inputs = {name: versions.get(name) or posts_identity(fetched) for name, fetched in posts.items()}
     if known is not None and inputs == known:
         return existing
-    return write_dataset(spec, storage, posts, inputs, started)
+    return write_dataset(spec, storage, posts, inputs, started, stats_removed=existing is None)
 
 
 def _fetch(handle: Handle, spec: BotSpec, storage: Storage, show_progress: bool) -> list[Post]:
@@ -92,10 +95,14 @@ def write_dataset(
     inputs: dict[str, str],
     started: float,
     new_posts: int | None = None,
+    *,
+    stats_removed: bool = False,
 ) -> dict:
-    """Filter ``posts`` (by handle name), write the dataset and return stats.json's content."""
+    """Filter ``posts`` (by handle name), write the dataset and return stats.json's content.
+
+    ``stats_removed``: the caller has already removed stats.json (no request needed)."""
     layout = Layout(spec.model_uri)
-    if storage.exists(layout.stats):
+    if not stats_removed:
         storage.delete(layout.stats)  # the old dataset stops looking complete before we touch it
     kept_by_handle: dict[str, list[str]] = {}
     handles: dict[str, HandleStats] = {}
