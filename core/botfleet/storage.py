@@ -29,7 +29,7 @@ import shutil
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,12 +214,15 @@ class Storage:
     ``file://`` always works; ``s3://`` needs an :class:`S3Config`.
     """
 
-    def __init__(self, config: S3Config | None = None, *, outage_wait_s: float = 0.0) -> None:
+    def __init__(self, config: S3Config | None = None, *, outage_wait_s: float = 0.0, connections: int = 10) -> None:
         """``outage_wait_s``: once the store has answered, how long a call waits for it to
         come back when it stops answering (a restart, a network cut) before failing. 0 (the
-        operator's choice: the next reconcile retries) fails at once; the job waits."""
+        operator's choice: the next reconcile retries) fails at once; the job waits.
+        ``connections``: the connections kept open, at least as many as threads calling at once
+        (past it, each call opens and closes one)."""
         self.config = config
         self.outage_wait_s = outage_wait_s
+        self.connections = connections
         self._client = None
         self._buckets_seen: set[str] = set()  # buckets known to exist (see _error)
         self._answered = False  # the store has answered once: a failure now is an outage
@@ -248,7 +251,7 @@ class Storage:
             cfg = self.config
             http = urllib3.PoolManager(
                 timeout=urllib3.Timeout(connect=10, read=300),
-                maxsize=10,
+                maxsize=self.connections,
                 # The object store's own CA, if any: BOTFLEET_S3_CA_FILE applies to S3 only,
                 # where SSL_CERT_FILE would also replace the public roots W&B needs.
                 ca_certs=cfg.ca_file or os.environ.get("SSL_CERT_FILE") or None,
@@ -592,21 +595,38 @@ class Storage:
         loc = self._s3(prefix_uri, loc)
         if not loc.key:
             raise StorageError(f"{prefix_uri}: refusing to delete a whole bucket; name a prefix")
+        keys = list(self._iter_keys(prefix_uri, loc))
+        self._remove_keys(prefix_uri, loc, keys)
+        return len(keys)
+
+    def delete_all(self, uris: Iterable[str]) -> None:
+        """Delete several objects (or files) with one request per bucket; deleting what is
+        not there is not an error."""
+        by_bucket: dict[str, list[tuple[str, Location]]] = {}
+        for uri in uris:
+            loc = parse_uri(uri)
+            if loc.scheme == "file":
+                self.delete(uri)
+                continue
+            loc = self._s3(uri, loc)
+            self._require_key(uri, loc)
+            by_bucket.setdefault(loc.bucket, []).append((uri, loc))
+        for named in by_bucket.values():
+            first_uri, first_loc = named[0]
+            self._remove_keys(first_uri, first_loc, [loc.key for _, loc in named])
+
+    def _remove_keys(self, uri: str, loc: Location, keys: list[str]) -> None:
+        """Remove ``keys`` of ``loc``'s bucket, 1,000 a request (S3's most)."""
         from minio.deleteobjects import DeleteObject
 
-        keys = list(self._iter_keys(prefix_uri, loc))
         for start in range(0, len(keys), 1000):
             batch = [DeleteObject(k) for k in keys[start : start + 1000]]
-            errors = self._call(
-                prefix_uri, loc, lambda objects: list(self.client.remove_objects(loc.bucket, objects)), batch
-            )
+            errors = self._call(uri, loc, lambda objects: list(self.client.remove_objects(loc.bucket, objects)), batch)
             if errors:
                 first = errors[0]
                 raise StorageError(
-                    f"{prefix_uri}: could not delete {len(errors)} objects, first"
-                    f" {first.name}: {first.code} {first.message}"
+                    f"{uri}: could not delete {len(errors)} objects, first {first.name}: {first.code} {first.message}"
                 )
-        return len(keys)
 
     def ensure_bucket(self, bucket: str) -> None:
         """Create ``bucket`` if it does not exist (embedded default and tests only)."""

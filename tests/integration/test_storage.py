@@ -174,6 +174,23 @@ def test_delete_prefix(storage):
         storage.delete_prefix(storage.root)
 
 
+def test_delete_all_removes_several_objects_and_files_in_one_go(storage, tmp_path):
+    for key in ("run/result.json", "run/progress.json", "run/keep.json"):
+        storage.write_text(storage.uri(key), key)
+    local = tmp_path / "local.txt"
+    local.write_text("x")
+    storage.delete_all(
+        [
+            storage.uri("run/result.json"),
+            storage.uri("run/progress.json"),
+            storage.uri("run/never.json"),
+            file_uri(local),
+        ]
+    )
+    assert storage.list(storage.uri("run")) == [storage.uri("run/keep.json")]
+    assert not local.exists()
+
+
 def test_missing_bucket_errors(storage, tmp_path):
     uri = "s3://no-such-bucket-here/x/y.json"
     expected = "s3://no-such-bucket-here/x/y.json: bucket 'no-such-bucket-here' does not exist"
