@@ -109,7 +109,11 @@ class Runtime:
             # (they set BOTFLEET_S3_CA_FILE themselves when the store needs one).
             s3_env = {k: v for k, v in (s3.to_env() if s3 else {}).items() if k != "BOTFLEET_S3_CA_FILE"}
             executor = RayExecutor(settings, kube.read_secret, s3_env, health)
-        storage = Storage(s3) if s3 is not None else None
+        storage = Storage(s3, connections=settings.workers) if s3 is not None else None
+        if storage is not None:
+            # The client now, not in the first reconciles: under a burst of new requests
+            # every reconcile thread waited on the first one's import of the S3 client.
+            storage.client  # noqa: B018
         reconciler = Reconciler(settings, executor, storage, kube.patch_status, kube.request_uid, kube.read_secret)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
         serving = None
