@@ -267,11 +267,11 @@ class Reconciler:
         publish.json only matters to a request that publishes)."""
         if self.storage is None:
             return
-        for uri in (layout.result, layout.progress) + ((layout.publication,) if publishes else ()):
-            try:
-                self.storage.delete(uri)
-            except StorageError as exc:
-                log.warning("cannot remove %s before a new run: %s", uri, exc)
+        uris = (layout.result, layout.progress) + ((layout.publication,) if publishes else ())
+        try:
+            self.storage.delete_all(uris)
+        except StorageError as exc:
+            log.warning("cannot remove %s before a new run: %s", ", ".join(uris), exc)
 
     def _start_refresh(self, body: dict, events: list) -> dict:
         """A refresh that is due (:mod:`~botfleet_operator.refresh`) starts here: its status
@@ -476,14 +476,18 @@ class Reconciler:
             decision = self._admit(key, generation, entries)
             if not decision.admit:
                 return self._wait(body, old, status_of(empty_job, JobFiles(), queue=decision), events)
-            # Admitted: reserve the slot in status first (a restart then finds it), then start.
-            self.executor.resume(body, name)  # a job suspended in place goes on from here
+            if old_job.get("name") == name:  # only a job this status names can be suspended in place
+                self.executor.resume(body, name)
             self.clear_previous_run(layout, publishes=hub is not None)
-            desired = status_of(empty_job, JobFiles())
-            self._apply(body, old, desired.status)
-            events += desired.events
-            old = desired.status
-            body = {**body, "status": old}
+            if self.settings.max_concurrent > 0:
+                # Reserve the slot in status first (a restarted operator counts it), then start.
+                # With no limit there is no slot: the one status patch after the job is made
+                # names it, and a restart before that adopts the job by its name.
+                desired = status_of(empty_job, JobFiles())
+                self._apply(body, old, desired.status)
+                events += desired.events
+                old = desired.status
+                body = {**body, "status": old}
 
         files = None
         if admitted_now:

@@ -1,7 +1,8 @@
-"""How many object-store calls a new request's first reconcile makes: the claim of its folder
-and the removal of an earlier run's result and progress, and nothing read that cannot exist
-yet (200 requests at once pay each call 200 times). Same world as test_reconciler.py: real
-S3, status patches recorded, a stand-in for the ray executor.
+"""How many calls a new request's first reconcile makes: to the object store, the claim of
+its folder and one removal of an earlier run's result and progress, and nothing read that
+cannot exist yet; to Kubernetes, one status patch when no training limit needs a slot
+reserved first (200 requests at once pay each call 200 times). Same world as
+test_reconciler.py: real S3, status patches recorded, a stand-in for the ray executor.
 """
 
 from __future__ import annotations
@@ -29,15 +30,35 @@ def counted(storage) -> CountingStorage:
     return CountingStorage(storage)
 
 
-def test_a_new_requests_first_reconcile_makes_four_object_store_calls(counted):
+def test_a_new_requests_first_reconcile_makes_three_object_store_calls(counted):
     world = World(counted)
     world.create("alice")
     counted.calls = 0
     status = world.reconcile("alice")
     assert world.executor.started == ["bots-alice-1"]
     assert (status["phase"], status["reason"]) == ("Pending", "JobStarting")
-    # owner.json read and written; result.json and progress.json of an earlier run removed.
-    assert counted.calls == 4
+    # owner.json read and written; result.json and progress.json of an earlier run removed in one.
+    assert counted.calls == 3
+
+
+def test_with_a_training_limit_the_slot_is_reserved_in_status_before_the_job_starts(counted):
+    world = World(counted)
+    assert world.reconciler.settings.max_concurrent > 0
+    world.create("alice")
+    world.reconcile("alice")
+    reserved, started = world.patches_of("alice")
+    assert (reserved["phase"], reserved["reason"]) == ("Pending", "Launching") and reserved["job"]["name"]
+    assert started["reason"] == "JobStarting"
+
+
+def test_with_no_training_limit_a_new_request_gets_one_status_patch(counted):
+    world = World(counted)
+    world.reconciler.settings.max_concurrent = 0
+    world.create("alice")
+    status = world.reconcile("alice")
+    (patch,) = world.patches_of("alice")
+    assert world.executor.started == ["bots-alice-1"]
+    assert patch["job"]["name"] == "bots-alice-1" and (status["phase"], status["reason"]) == ("Pending", "JobStarting")
 
 
 def test_an_earlier_runs_result_is_removed_not_read_as_this_runs(counted):
