@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.fixtures.manifests",
     "tests.fixtures.training",
     "tests.fixtures.bots",
+    "tests.fixtures.social_apis",
 ]

@@ -4,13 +4,11 @@ Real S3 server; the social API is the local stand-in."""
 
 import json
 
-import pytest
-
 from botfleet import api
 from botfleet.artifacts import Progress, Stats
 from botfleet.layout import Layout
 from botfleet_jobs.data_stage import prepare
-from tests.fakes import FakeAccount, FakeSocialApis
+from tests.fakes import FakeAccount
 
 
 def posts_jsonl(prefix: str, n: int = 200) -> bytes:
@@ -87,14 +85,6 @@ def test_a_local_file_that_changed_is_read_again(storage, tmp_path):
     source.write_bytes(posts_jsonl("new", 210))
     prepare(spec, storage, show_progress=False)
     assert "new post" in train_text(storage, spec)
-
-
-@pytest.fixture
-def apis(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with FakeSocialApis() as server:
-        yield server
 
 
 def mastodon_spec(storage, apis) -> api.BotSpec:

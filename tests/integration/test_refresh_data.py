@@ -7,16 +7,8 @@ from botfleet import api
 from botfleet.layout import Layout
 from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.refresh import NothingToRefresh, read_stored_posts, refresh_dataset
-from tests.fakes import FakeAccount, FakeSocialApis
+from tests.fakes import FakeAccount
 from tests.integration.test_data_inputs import dataset_spec, posts_jsonl
-
-
-@pytest.fixture
-def apis(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with FakeSocialApis() as server:
-        yield server
 
 
 def mastodon_spec(storage, apis, max_posts: int) -> api.BotSpec:
