@@ -30,7 +30,9 @@ class Kube:
         try:
             kubernetes.config.load_incluster_config(client_configuration=configuration)
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)
+            # $KUBECONFIG as it is now: the client library reads it once, when first imported.
+            config_file = os.environ.get("KUBECONFIG")
+            kubernetes.config.load_kube_config(config_file=config_file, client_configuration=configuration)
         configuration.connection_pool_maxsize = max(4, pool_size)
         client = k8s.ApiClient(configuration)
         self.custom = k8s.CustomObjectsApi(client)
