@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.training",
     "tests.fixtures.bots",
     "tests.fixtures.social_apis",
+    "tests.fixtures.reconciler_world",
 ]

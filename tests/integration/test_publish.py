@@ -20,7 +20,7 @@ from botfleet_operator import publish_status
 from botfleet_operator.queue import queue_entry
 from botfleet_operator.status import is_terminal_for
 from tests.fakes.hub_stand_in import HubStandIn
-from tests.integration.test_reconciler import NAMESPACE, World, write_stats
+from tests.fixtures.reconciler_world import NAMESPACE, World, write_stats
 
 TOKEN = "hf_writes_org_0123456789"
 OTHER_ORG_TOKEN = "hf_writes_elsewhere_9876543210"

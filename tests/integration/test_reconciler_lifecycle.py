@@ -8,7 +8,7 @@ import pytest
 
 from botfleet_operator.lifecycle import RETRY_ANNOTATION
 from botfleet_operator.queue import queue_entry
-from tests.integration.test_reconciler import RayJobsByRunTag, World, write_stats
+from tests.fixtures.reconciler_world import RayJobsByRunTag, World, write_stats
 
 
 @pytest.fixture

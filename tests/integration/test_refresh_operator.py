@@ -13,7 +13,7 @@ from botfleet import api
 from botfleet.timestamps import now_iso
 from botfleet_operator.reconciler import Reconciler
 from botfleet_operator.settings import Settings
-from tests.integration.test_reconciler import RayJobsByRunTag, World, write_stats
+from tests.fixtures.reconciler_world import RayJobsByRunTag, World, write_stats
 
 
 @pytest.fixture
