@@ -65,6 +65,15 @@ class Outcome:
     phase: str | None = None
 
 
+def announced(events: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The events a reconcile posts. A job it created is announced once, by JobCreated: the
+    Launching and JobStarting transitions on the way there would only repeat it (and each
+    event is one more API write, paid once per request of a burst)."""
+    if not any(reason == Reason.JOB_CREATED for _, reason, _ in events):
+        return events
+    return [event for event in events if event[1] not in (Reason.LAUNCHING, Reason.JOB_STARTING)]
+
+
 def _fingerprint_ok(stats: Stats, spec: api.BotSpec) -> bool:
     """Whether stats.json describes this spec's data (data_stage's fingerprint)."""
     return stats.fingerprint in (None, data_fingerprint(spec))
@@ -541,7 +550,7 @@ class Reconciler:
                     metrics.JOB_SECONDS.labels(phase).observe(max(0.0, (end - start).total_seconds()))
                 if phase == FAILED:
                     metrics.FAILURES.labels(desired.status.get("reason") or "Unknown").inc()
-        return Outcome(patch, events + desired.events, phase)
+        return Outcome(patch, announced(events + desired.events), phase)
 
     def _submit(self, body: dict, job_spec, name: str, workers: str, events: list) -> JobObservation:
         """Start the generation's job (or adopt the one that exists); a created job gets its event."""

@@ -1,16 +1,16 @@
 """How many calls a new request's first reconcile makes: to the object store, the claim of
 its folder and one removal of an earlier run's result and progress, and nothing read that
 cannot exist yet; to Kubernetes, one status patch when no training limit needs a slot
-reserved first (200 requests at once pay each call 200 times). Same world as
-test_reconciler.py: real S3, status patches recorded, a stand-in for the ray executor.
+reserved first, and one event (200 requests at once pay each call 200 times). The world of
+tests/fixtures/reconciler_world.py: real S3, status patches recorded, a stand-in executor.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.fixtures.reconciler_world import World
 from tests.fixtures.s3 import BucketStorage
-from tests.integration.test_reconciler import World
 
 
 class CountingStorage(BucketStorage):
@@ -59,6 +59,16 @@ def test_with_no_training_limit_a_new_request_gets_one_status_patch(counted):
     (patch,) = world.patches_of("alice")
     assert world.executor.started == ["bots-alice-1"]
     assert patch["job"]["name"] == "bots-alice-1" and (status["phase"], status["reason"]) == ("Pending", "JobStarting")
+
+
+@pytest.mark.parametrize("max_concurrent", [0, 2])
+def test_a_job_created_by_a_reconcile_is_announced_by_one_event(counted, max_concurrent):
+    world = World(counted)
+    world.reconciler.settings.max_concurrent = max_concurrent
+    world.create("alice")
+    outcome = world.reconciler.reconcile(world.requests["alice"], [])
+    assert [reason for _, reason, _ in outcome.events] == ["JobCreated"]
+    assert world.requests["alice"]["status"]["reason"] == "JobStarting"
 
 
 def test_an_earlier_runs_result_is_removed_not_read_as_this_runs(counted):
