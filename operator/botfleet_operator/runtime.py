@@ -94,6 +94,13 @@ class Runtime:
     _sweep_error: str | None = None  # the orphan sweep's last failure, logged once
     serving: ServingSync | None = None  # with a serving catalog (settings.serving_catalog)
     _serving_loop: asyncio.Task | None = None
+    # Events are posted one at a time, in order, off the reconcile threads: under a burst of
+    # new requests they would otherwise hold reconcile threads and compete at the API server
+    # with the RayJob creates and status patches. Best effort, like kopf's own event posting;
+    # the ones queued at exit are still posted (the executor's thread is joined then).
+    _event_poster: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+    )
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -213,7 +220,7 @@ class Runtime:
                     log.info("%s: reconciles work again", key)
                 events = outcome.events
             if events:
-                await loop.run_in_executor(self.pool, self.kube.post_events, body, events)
+                self._event_poster.submit(self.kube.post_events, body, events)
         finally:
             self._reconciled_at[key] = time.monotonic()
             self._inflight.discard(key)
