@@ -12,7 +12,7 @@ import pytest
 from botfleet.api import TrainingSpec
 from botfleet.storage import Storage, file_uri
 from botfleet_jobs.train_session import LocalSession
-from botfleet_jobs.train_worker import Worker, WorkerConfig, setup_runtime
+from botfleet_jobs.train_worker import Worker, WorkerConfig, prepared_worker
 from tests.fixtures.training import write_dataset
 
 
@@ -39,8 +39,7 @@ def lone_worker(model_dir: str, model_uri: str, precision: str, workdir: str) ->
         threads=1,
         progress_every_seconds=3600.0,
     )
-    setup_runtime(config)
-    return Worker(config, workdir, LocalSession())
+    return prepared_worker(config, workdir, LocalSession())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,9 @@ def test_no_sync_trains_the_same_weights_as_the_all_reduce(precision, tiny_model
     write_dataset(Storage(), model_uri, n_train=60, epochs=1)
     weights = {}
     for reduce in (False, True):
-        worker = lone_worker(tiny_model_dir, model_uri, precision, str(tmp_path / f"work-{reduce}"))
+        workdir = tmp_path / f"work-{reduce}"
+        workdir.mkdir()
+        worker = lone_worker(tiny_model_dir, model_uri, precision, str(workdir))
         assert worker.reduce_gradients is False  # alone: the loop skips the all-reduce by itself
         worker.reduce_gradients = reduce
         worker.train()
