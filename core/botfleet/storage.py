@@ -340,14 +340,19 @@ class Storage:
                 raise self._error(uri, loc, exc) from exc
 
     def _iter_keys(self, prefix_uri: str, loc: Location) -> Iterator[str]:
-        def keys() -> list[str]:
+        return (obj.object_name for obj in self._objects(prefix_uri, loc))
+
+    def _objects(self, prefix_uri: str, loc: Location) -> list:
+        """The objects (minio's listing entries: name, etag, size, time) under the folder."""
+
+        def objects() -> list:
             return [
-                obj.object_name
+                obj
                 for obj in self.client.list_objects(loc.bucket, prefix=loc.folder_key(), recursive=True)
                 if not obj.is_dir and not obj.object_name.endswith("/")
             ]
 
-        return iter(self._call(prefix_uri, loc, keys))
+        return self._call(prefix_uri, loc, objects)
 
     # ----------------------------------------------------------------- bytes/text/json
 
@@ -440,11 +445,10 @@ class Storage:
                 raise NotFound(f"{uri}: not found") from None
             except OSError as exc:
                 raise StorageError(f"{uri}: {exc.strerror}") from exc
-            return f"size {info.st_size} mtime {info.st_mtime_ns}"
+            return _file_version(info)
         loc = self._s3(uri, loc)
         self._require_key(uri, loc)
-        found = self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key)
-        return f"etag {found.etag}" if found.etag else f"size {found.size} mtime {found.last_modified}"
+        return _object_version(self._call(uri, loc, self.client.stat_object, loc.bucket, loc.key))
 
     def copy(self, src_uri: str, dst_uri: str) -> str:
         """Copy one object to another place in the same store (server-side on S3; minio copies
@@ -475,6 +479,16 @@ class Storage:
             return sorted(file_uri(p) for p in _walk_files(loc.path))
         loc = self._s3(prefix_uri, loc)
         return sorted(Location("s3", bucket=loc.bucket, key=k).uri for k in self._iter_keys(prefix_uri, loc))
+
+    def versions(self, prefix_uri: str) -> dict[str, str]:
+        """Every object under the folder ``prefix_uri``, recursively, as {full URI: its
+        :meth:`version`}, from one listing."""
+        loc = parse_uri(prefix_uri)
+        if loc.scheme == "file":
+            return {file_uri(p): _file_version(os.stat(p)) for p in sorted(_walk_files(loc.path))}
+        loc = self._s3(prefix_uri, loc)
+        objects = sorted(self._objects(prefix_uri, loc), key=lambda obj: obj.object_name)
+        return {Location("s3", bucket=loc.bucket, key=obj.object_name).uri: _object_version(obj) for obj in objects}
 
     def folders(self, prefix_uri: str) -> list[str]:
         """The folders directly under ``prefix_uri`` (one level, not recursive), as sorted full URIs."""
@@ -698,6 +712,15 @@ def _guess_type(name: str, default: str = "application/octet-stream") -> str:
     if name.endswith((".jsonl", ".ndjson")):
         return "application/x-ndjson"
     return mimetypes.guess_type(name)[0] or default
+
+
+def _file_version(info: os.stat_result) -> str:
+    return f"size {info.st_size} mtime {info.st_mtime_ns}"
+
+
+def _object_version(obj) -> str:
+    """An S3 object's version from its stat or listing entry: the ETag, else size and time."""
+    return f"etag {obj.etag}" if obj.etag else f"size {obj.size} mtime {obj.last_modified}"
 
 
 def _walk_files(root: str) -> list[str]:

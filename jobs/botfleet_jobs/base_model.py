@@ -16,13 +16,17 @@ and nothing can be downloaded from a model hub here, so tests and the demo train
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import shutil
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from botfleet.errors import one_line
 from botfleet.storage import Storage, StorageError, file_uri
+
+from .model_cache import cached_model
 
 HUB_HINT = "no network access to the model hub? use an s3:// folder of a saved model"
 
@@ -73,37 +77,49 @@ def check_base_model(base_model: str, storage: Storage) -> None:
 
 
 def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLike) -> str:
-    """A local folder holding the base model and its tokenizer (``<workdir>/base-model``).
+    """A local folder holding the base model and its tokenizer, only to be read.
 
-    ``s3://``/``file://`` folders are copied with ``storage.download_dir``; anything else
-    is a hub id, loaded with ``from_pretrained`` and saved into the folder. A folder that
-    is already complete in ``workdir`` is reused.
+    ``s3://``/``file://`` folders come from this node's cache (:mod:`botfleet_jobs.model_cache`),
+    downloaded once per version of their files; anything else is a hub id, loaded with
+    ``from_pretrained`` and saved into ``<workdir>/base-model``.
     """
-    dest = os.path.join(os.fspath(workdir), "base-model")
-    if os.path.isfile(os.path.join(dest, "config.json")):
-        return dest
-    partial = dest + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
     if is_folder_uri(base_model):
         try:
-            storage.download_dir(base_model, partial)
+            folder = cached_model(base_model, storage)
         except StorageError as error:
             raise _error(base_model, one_line(error), hint=False) from error
-        if not os.path.isfile(os.path.join(partial, "config.json")):
+        if not os.path.isfile(os.path.join(folder, "config.json")):
             raise _error(base_model, "no config.json in the folder (not a saved model)", hint=False)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(base_model)
-            model = AutoModelForCausalLM.from_pretrained(base_model)
-        except Exception as error:  # noqa: BLE001 - OSError, ValueError, HTTP errors...
-            raise _error(base_model, one_line(error), hint=True) from error
-        tokenizer.save_pretrained(partial)
-        model.save_pretrained(partial)
-    shutil.rmtree(dest, ignore_errors=True)  # an incomplete copy from an earlier attempt
-    os.replace(partial, dest)
+    dest = os.path.join(os.fspath(workdir), "base-model")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_model)
+    except Exception as error:  # noqa: BLE001 - OSError, ValueError, HTTP errors...
+        raise _error(base_model, one_line(error), hint=True) from error
+    tokenizer.save_pretrained(dest)
+    model.save_pretrained(dest)
     return dest
+
+
+class BaseModelLoad:
+    """:func:`load_base_model` begun early: a folder's download runs in a thread while the
+    caller goes on (a worker imports DeepSpeed and transformers meanwhile: seconds); a hub
+    id, which needs transformers itself, loads in :meth:`folder`."""
+
+    def __init__(self, base_model: str, storage: Storage, workdir: str | os.PathLike) -> None:
+        self._load = functools.partial(load_base_model, base_model, storage, workdir)
+        self._future: Future[str] | None = None
+        if is_folder_uri(base_model):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="base-model")
+            self._future = pool.submit(self._load)
+            pool.shutdown(wait=False)  # the thread ends with the load
+
+    def folder(self) -> str:
+        """The local folder (waits for the download); BaseModelError as load_base_model."""
+        return self._future.result() if self._future is not None else self._load()
 
 
 # --------------------------------------------------------------------------- random GPT-2

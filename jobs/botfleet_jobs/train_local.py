@@ -9,16 +9,15 @@ import shutil
 import tempfile
 
 from .train_session import LocalSession
-from .train_worker import Worker, WorkerConfig, setup_runtime
+from .train_worker import WorkerConfig, prepared_worker
 
 
 def run_local(config: WorkerConfig, keep_checkpoints_in: str | None = None) -> None:
     """Train ``config`` to the end here: the same files as a job's worker writes (progress.json,
     the model folder, training.json); checkpoints are kept only in ``keep_checkpoints_in``."""
-    setup_runtime(config)
     workdir = tempfile.mkdtemp(prefix="botfleet-train-")
     try:
-        Worker(config, workdir, LocalSession(keep_checkpoints_in)).run()
+        prepared_worker(config, workdir, LocalSession(keep_checkpoints_in)).run()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         import torch.distributed as dist

@@ -161,6 +161,23 @@ def test_list_is_recursive_sorted_and_folder_scoped(storage):
     assert storage.list(storage.uri("nothing/here")) == []
 
 
+def test_versions_of_a_folder_agree_with_each_object_version(storage, tmp_path):
+    for key in ["runs/1/b.txt", "runs/1/a/x.txt", "runs/10/c.txt"]:
+        storage.write_text(storage.uri(key), key)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.txt").write_text("x")
+    for folder in (storage.uri("runs/1"), file_uri(tmp_path)):
+        versions = storage.versions(folder)
+        assert list(versions) == storage.list(folder)
+        assert versions == {uri: storage.version(uri) for uri in versions}
+    before = storage.versions(storage.uri("runs/1"))
+    storage.write_text(storage.uri("runs/1/b.txt"), "changed")
+    after = storage.versions(storage.uri("runs/1"))
+    changed = [uri for uri in after if after[uri] != before[uri]]
+    assert changed == [storage.uri("runs/1/b.txt")]
+    assert storage.versions(storage.uri("nothing/here")) == {}
+
+
 def test_delete_prefix(storage):
     for key in ["runs/1/a.txt", "runs/1/sub/b.txt", "runs/10/c.txt", "keep.txt"]:
         storage.write_text(storage.uri(key), key)
