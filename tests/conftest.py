@@ -1,6 +1,8 @@
 """Shared test set-up: offline model hub, fast Ray health checks, shared fixtures."""
 
 import os
+import shutil
+import tempfile
 
 # Before anything imports transformers, ray or the kubernetes client.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +13,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # Tests must never pick up a developer's object store.
 for _name in ("BOTFLEET_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.pop(_name, None)
+# A base-model cache of the run's own, removed when it ends: every test bucket is a new
+# entry, which the machine's shared cache would keep for an hour.
+_MODEL_CACHE = os.environ["BOTFLEET_MODEL_CACHE"] = tempfile.mkdtemp(prefix="botfleet-test-model-cache-")
 
 pytest_plugins = [
     "tests.fixtures.s3",
@@ -21,3 +26,7 @@ pytest_plugins = [
     "tests.fixtures.social_apis",
     "tests.fixtures.reconciler_world",
 ]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_MODEL_CACHE, ignore_errors=True)
