@@ -206,9 +206,6 @@ def _ensure_ray(options: TrainOptions) -> bool:
     env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths + existing))}
     ray.init(
         num_cpus=options.num_cpus or os.cpu_count() or 1,
-        # Nothing talks to this Ray's dashboard (the job submission API is for clusters the
-        # operator submits to); starting it cost seconds of every local start-up.
-        include_dashboard=False,
         _temp_dir=options.ray_temp_dir,
         runtime_env={"env_vars": env},
         configure_logging=False,
