@@ -3,9 +3,10 @@
 botfleet: ``botfleet operator`` (``python -m botfleet_operator``, no concurrency limit)
 watching the real control plane (tests/cluster/controlplane.py, KubeRay's real CRDs) with a
 real (embedded) S3 server; 200 BotRequests are created at once by 16 client threads and
-we time until every one has its RayJob, and each request's latency from its create call
-returning to its RayJob arriving on a watch. Reconcile latency p50/p99 come from the
-operator's own histogram (/metrics), its peak memory from /proc (VmHWM).
+we time until every one has its RayJob (then its status, then its event), and each
+request's latency from its create call returning to its RayJob arriving on a watch.
+Reconcile latency p50/p99 come from the operator's own histogram (/metrics), its peak
+memory from /proc (VmHWM).
 
 Baseline: the same 200 RayJobs (the operator's own rendering) created directly by the same
 16 client threads: the API server's speed for those writes, with no operator. Rounds
@@ -142,6 +143,9 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
 
         wait_for(statuses_written, 600, 0.2, "every status")
         status_seconds = time.perf_counter() - start
+        # Events are posted after the reconciles, by a thread of their own: one JobCreated each.
+        wait_for(lambda: sum(_event_reasons(kube, namespace).values()) >= REQUESTS, 600, 0.2, "every event")
+        event_seconds = time.perf_counter() - start
         latencies = sorted(max(0.0, arrivals[name] - created[name]) for name in created if name in arrivals)
         text = op.metrics()
         buckets = _histogram(text, "botfleet_reconcile_duration_seconds")
@@ -155,6 +159,7 @@ def _round_botfleet(kube, s3_env: dict, tmp: str) -> dict:
             "seconds_all_created": created_seconds,
             "seconds_all_rayjobs": all_seconds,
             "seconds_all_statuses": status_seconds,
+            "seconds_all_events": event_seconds,
             "create_to_rayjob_p50": latencies[len(latencies) // 2],
             "create_to_rayjob_p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "reconcile_p50": _quantile(buckets, 0.5),
@@ -227,6 +232,7 @@ def run() -> dict:
         "seconds_until_every_rayjob": {"botfleet": round(ours, 2), "baseline_direct_creates": round(base, 2)},
         "ratio_botfleet_to_baseline": round(ours / base, 2),
         "seconds_until_every_status": round(median("botfleet", "seconds_all_statuses"), 2),
+        "seconds_until_every_event": round(median("botfleet", "seconds_all_events"), 2),
         "create_to_rayjob_seconds": {
             "p50": round(median("botfleet", "create_to_rayjob_p50"), 3),
             "p99": round(median("botfleet", "create_to_rayjob_p99"), 3),
