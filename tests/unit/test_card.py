@@ -5,9 +5,9 @@ import re
 import pytest
 from huggingface_hub import ModelCard
 
-from botfleet.api import parse_spec
 from botfleet.card import CardLinks, render_card
 from tests.cluster.controlplane import shared_dir
+from tests.fixtures.cards import DATA_URL, RUN_URL, TRAINING, links_for, spec_of, stats_of
 
 SEEDS = shared_dir() / "seeds"
 # 003 is an older layout ("Intended uses & limitations" with ### subsections); the other
@@ -27,70 +27,6 @@ SEED_SECTIONS = [
     "About",
 ]
 DATA_ROWS = ["Tweets downloaded", "Retweets", "Short tweets", "Tweets kept"]
-
-RUN_URL = "https://wandb.ai/acme/huggingtweets/runs/abc123"
-DATA_URL = "https://wandb.ai/acme/huggingtweets/runs/def456/artifacts"
-
-
-def spec_of(*handles, output="s3://bots/out"):
-    return parse_spec(
-        {
-            "handles": [
-                {
-                    "handle": h,
-                    "source": {"archive": {"uri": f"s3://bots/in/{h}.zip"}},
-                    **({"displayName": name} if name else {}),
-                }
-                for h, name in handles
-            ],
-            "output": {"uri": output},
-        }
-    )
-
-
-def stats_of(spec, counts):
-    return {
-        "model_id": spec.model_id,
-        "handles": {
-            h.name: {"downloaded": d, "retweets": r, "short": s, "kept": k, "display_name": f"{h.name} (from source)"}
-            for h, (d, r, s, k) in zip(spec.handles, counts, strict=True)
-        },
-        "epochs": 4,
-        "seed": 42,
-    }
-
-
-TRAINING = {
-    "base_model": "gpt2",
-    "hyperparameters": {
-        "learning_rate": 1.372e-4,
-        "epochs": 4,
-        "block_size": 1024,
-        "batch_size_per_worker": 1,
-        "workers": 2,
-        "zero_stage": 2,
-        "precision": "bf16",
-    },
-    "valid_loss_before": 4.8123,
-    "valid_loss_after": 3.2071,
-    "perplexity_before": 123.0,
-    "perplexity_after": 24.71,
-    "train_loss": 3.0112,
-    "steps": 321,
-}
-
-
-def links_for(spec, tracked: bool):
-    base = spec.model_uri
-    return CardLinks(
-        dataset_uri=f"{base}/dataset",
-        checkpoints_uri=f"{base}/checkpoints",
-        model_uri=f"{base}/model",
-        thumbnail_url=f"{base}/predictions.png",
-        model_for_pipeline=f"{base}/model",
-        tracking_run_url=RUN_URL if tracked else None,
-        tracking_artifacts_url=DATA_URL if tracked else None,
-    )
 
 
 @pytest.fixture

@@ -13,20 +13,20 @@ import yaml
 
 from botfleet import api
 from tests.fixtures.code import operator_code
-from tests.fixtures.manifests import CHART, RELEASE_NS, VALUE_SETS, find, helm, render, write_values
+from tests.fixtures.manifests import (
+    CHART,
+    RELEASE_NS,
+    VALUE_SETS,
+    chart_settings,
+    env_of,
+    find,
+    helm,
+    operator_deployment,
+    render,
+    write_values,
+)
 
 CRD_FILE = CHART / "crds" / "botrequests.botfleet.dev.yaml"
-
-
-def operator_deployment(docs: list[dict]) -> dict:
-    (deployment,) = [
-        d for d in find(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
-    ]
-    return deployment
-
-
-def env_of(container: dict) -> dict:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 # --------------------------------------------------------------------------- lint and render
@@ -131,16 +131,6 @@ def test_operator_settings_come_from_values(value_set, tmp_path):
         assert env["BOTFLEET_S3_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
     else:
         assert "BOTFLEET_S3_CA_FILE" not in env
-
-
-def chart_settings(tmp_path, values: dict):
-    """The operator's Settings as the chart's Deployment configures them."""
-    from botfleet_operator.settings import ENV_PREFIX, Settings
-
-    (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
-    return Settings.from_env(
-        {k: v for k, v in env_of(container).items() if k.startswith(ENV_PREFIX) and isinstance(v, str)}
-    )
 
 
 def test_job_pods_pass_the_restricted_pod_security_profile_by_default(tmp_path):

@@ -11,8 +11,16 @@ import re
 import pytest
 
 from tests.fixtures.code import ROOT
-from tests.fixtures.manifests import RELEASE_NS, VALUE_SETS, find, helm, render, write_values
-from tests.unit.test_chart import env_of, operator_deployment
+from tests.fixtures.manifests import (
+    RELEASE_NS,
+    VALUE_SETS,
+    env_of,
+    find,
+    helm,
+    operator_deployment,
+    render,
+    write_values,
+)
 
 PAGE = "botfleet-page"
 

@@ -10,8 +10,7 @@ import yaml
 
 from botfleet_operator.serving import serve_application
 from botfleet_operator.settings import Settings
-from tests.fixtures.manifests import VALUE_SETS, find, render
-from tests.unit.test_chart import chart_settings
+from tests.fixtures.manifests import VALUE_SETS, chart_settings, find, render
 
 RAY = {"executor": {"type": "ray", "ray": {"address": "http://raycluster-head-svc.ray:8265"}}}
 

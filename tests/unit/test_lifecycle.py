@@ -8,7 +8,7 @@ from botfleet_operator import queue as q
 from botfleet_operator import rayjob as render
 from botfleet_operator import status as st
 from botfleet_operator.settings import Settings
-from tests.unit.test_operator import LAYOUT, NOW, STATS, body, compute, job_files, rayjob_for, running
+from tests.fixtures.bot_requests import LAYOUT, NOW, STATS, body, compute, job_files, rayjob_for, running
 
 LOG = "s3://bots/alice/logs/job-20261202T150000Z.log"
 

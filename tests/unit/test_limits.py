@@ -9,7 +9,7 @@ from botfleet import api
 from botfleet_operator import observation
 from botfleet_operator.limits import Limits, limits_for, overdue
 from botfleet_operator.settings import Settings
-from tests.unit.test_operator import body, rayjob_for
+from tests.fixtures.bot_requests import body, rayjob_for
 
 START = "2026-12-02T15:00:00Z"
 WORKERS = "2 workers, each 1 GPU, 4 CPUs, 16Gi"

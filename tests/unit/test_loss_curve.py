@@ -13,7 +13,7 @@ from botfleet.artifacts import HistoryPoint, TrainingHistory
 from botfleet.card import render_card
 from botfleet.layout import Layout
 from botfleet_jobs.loss_curve import HEIGHT, TRAIN_COLOR, VALID_COLOR, WIDTH, render_loss_curve_png
-from tests.unit.test_card import TRAINING, links_for, spec_of, stats_of
+from tests.fixtures.cards import TRAINING, links_for, spec_of, stats_of
 
 TRAIN = [[s, 4 * math.exp(-s / 20) + 1] for s in range(1, 61)]
 

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from botfleet import api
-from botfleet.artifacts import History, Progress, Result, Stats, TrainingRecord
-from botfleet.layout import Layout
+from botfleet.artifacts import History
 from botfleet.secrets import secret_env_name
 from botfleet.storage import S3Config
 from botfleet_operator import observation, patch
@@ -18,28 +17,7 @@ from botfleet_operator import rayjob as render
 from botfleet_operator import status as st
 from botfleet_operator.reconciler import operator_card
 from botfleet_operator.settings import Settings
-
-NOW = "2025-01-01T00:00:00Z"
-
-
-def body(name="alice", generation=1, spec=None, status=None, labels=None, uid="0123456789abcdef"):
-    spec = spec or {
-        "handles": [{"handle": "@Alice", "source": {"dataset": {"uri": "s3://inputs/alice.jsonl"}}}],
-        "output": {"uri": "s3://bots/"},
-    }
-    spec = api.with_defaults(spec, api.SPEC_SCHEMA)
-    document = {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": generation, "creationTimestamp": NOW},
-        "spec": spec,
-    }
-    if labels:
-        document["metadata"]["labels"] = labels
-    if status is not None:
-        document["status"] = status
-    return document
-
+from tests.fixtures.bot_requests import LAYOUT, NOW, STATS, body, compute, job_files, rayjob_for, running
 
 # --------------------------------------------------------------------------- settings
 
@@ -112,11 +90,6 @@ def test_submission_ids_carry_uid_and_generation():
 
 
 # --------------------------------------------------------------------------- RayJob
-
-
-def rayjob_for(doc, settings):
-    """The RayJob the kuberay executor submits for ``doc``."""
-    return render.render_rayjob(doc, render.resolve_spec(doc, settings), settings)
 
 
 def test_rayjob_rendering():
@@ -375,48 +348,6 @@ def test_ray_job_status_mapping():
 
 
 # --------------------------------------------------------------------------- status
-
-LAYOUT = Layout("s3://bots/alice")
-STATS = {"handles": {"alice": {"downloaded": 100, "retweets": 10, "short": 5, "kept": 85}}, "fingerprint": "f"}
-
-
-def job_files(stats=None, progress=None, result=None, training=None, **flags):
-    """JobFiles from the files' JSON, as the reconciler reads them."""
-
-    def read(artifact, data):
-        return None if data is None else artifact.from_dict(data)
-
-    typed = read(Stats, stats), read(Progress, progress), read(Result, result), read(TrainingRecord, training)
-    return st.JobFiles(*typed, **flags)
-
-
-NO_FILES = st.JobFiles()
-
-
-def compute(doc, job, files=NO_FILES, queue=None, invalid=None, now=NOW, workers=None):
-    return st.compute_status(
-        doc,
-        model_id="alice",
-        handles=["alice"],
-        layout=LAYOUT,
-        job=job,
-        files=files,
-        queue=queue,
-        now=now,
-        invalid=invalid,
-        workers=workers,
-    )
-
-
-def running(state=observation.JOB_RUNNING, **kw):
-    return observation.JobObservation(
-        "kuberay",
-        "alice-g1",
-        state=state,
-        job_status=kw.pop("job_status", "RUNNING"),
-        deployment_status=kw.pop("deployment_status", "Running"),
-        **kw,
-    )
 
 
 def test_status_walks_the_phases():

@@ -16,8 +16,8 @@ from botfleet_operator import rayjob as render
 from botfleet_operator.health import ExecutorHealth, serve_readiness
 from botfleet_operator.ray_access import RayAccess, RayToken, RayUnauthorized, RayUnreachable, auth_headers
 from botfleet_operator.settings import Settings
+from tests.fixtures.bot_requests import body
 from tests.fixtures.cluster import free_port
-from tests.unit.test_operator import body
 
 TOKEN = "f" * 64
 

@@ -9,7 +9,7 @@ from botfleet_operator import rayjob as render
 from botfleet_operator.executors import KubeRayExecutor, RayExecutor
 from botfleet_operator.refresh import REFRESH_ENV, ScheduleError, last_fire_time, refresh_due, run_tag
 from botfleet_operator.settings import Settings
-from tests.unit.test_operator import body
+from tests.fixtures.bot_requests import body
 
 SUCCEEDED = {"phase": "Succeeded", "observedGeneration": 1, "history": [{"version": 1}]}
 
