@@ -7,6 +7,8 @@ dataset, one with the all-reduce put back, and their weights are compared bit fo
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from botfleet.api import TrainingSpec
@@ -42,15 +44,25 @@ def lone_worker(model_dir: str, model_uri: str, precision: str, workdir: str) ->
     return prepared_worker(config, workdir, LocalSession())
 
 
+RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # LocalSession sets them
+
+
 @pytest.fixture(scope="module")
 def process_group():
     """DeepSpeed makes the process group on its first engine and keeps its own groups from
-    it: one for the module, removed at its end."""
+    it: one for the module, removed at its end, and the rendezvous variables with it (a later
+    test's subprocess would inherit a MASTER_PORT still bound here)."""
+    before = {key: os.environ.get(key) for key in RENDEZVOUS}
     yield
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
