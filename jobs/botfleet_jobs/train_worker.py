@@ -100,20 +100,24 @@ def train_loop(loop_config: dict) -> None:
 
 
 def prepared_worker(config: WorkerConfig, workdir: str, session: Session) -> Worker:
-    """:func:`setup_runtime`, then the :class:`Worker`, the base model downloading meanwhile."""
-    base_model = BaseModelLoad(config.training.base_model, worker_storage(config), workdir)
+    """:func:`setup_runtime`, then the :class:`Worker`, the base model downloading meanwhile
+    (with the worker's own object-store client)."""
+    storage = Storage(config.storage_config, outage_wait_s=JOB_OUTAGE_WAIT_S)
+    base_model = BaseModelLoad(config.training.base_model, storage, workdir)
     setup_runtime(config)
-    return Worker(config, workdir, session, base_model)
+    return Worker(config, workdir, session, storage, base_model)
 
 
 class Worker:
     """One worker's run: ``__init__`` sets everything up, :meth:`run` trains and saves."""
 
-    def __init__(self, config: WorkerConfig, workdir: str, session: Session, base_model: BaseModelLoad) -> None:
+    def __init__(
+        self, config: WorkerConfig, workdir: str, session: Session, storage: Storage, base_model: BaseModelLoad
+    ) -> None:
         self.config = config
         self.session = session
         self.rank, self.world = session.rank, session.world
-        self.storage = worker_storage(config)
+        self.storage = storage
         self.layout = Layout(config.model_uri)
         self.workdir = workdir
         self.started = time.time()
@@ -414,10 +418,6 @@ def setup_runtime(config: WorkerConfig) -> None:
             deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         except Exception:  # noqa: BLE001 - an older/newer DeepSpeed: just pay the compile
             pass
-
-
-def worker_storage(config: WorkerConfig) -> Storage:
-    return Storage(config.storage_config, outage_wait_s=JOB_OUTAGE_WAIT_S)
 
 
 def load_model(training: TrainingSpec, base_model: BaseModelLoad):
