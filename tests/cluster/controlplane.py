@@ -108,8 +108,9 @@ def k8s_bin_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (all sockets held open until all are chosen)."""
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (all sockets held open until all are chosen:
+    the kernel may hand a port just released to the next bind)."""
     socks, ports = [], []
     try:
         while len(ports) < n:
@@ -481,7 +482,7 @@ class ControlPlane:
     def _start_processes(self, bin_dir: Path, etcd: str, attempt: int):
         d, c = self.dir, self.dir / "certs"
         deadline = time.monotonic() + self.startup_timeout
-        etcd_client, etcd_peer, api_port, cm_port = _free_ports(4)
+        etcd_client, etcd_peer, api_port, cm_port = free_ports(4)
         self.ports = {
             "etcd_client": etcd_client,
             "etcd_peer": etcd_peer,
