@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -26,7 +27,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from botfleet.errors import one_line
 from botfleet.storage import Storage, StorageError, file_uri
 
-from .model_cache import cached_model
+from .model_cache import cache_root, cached_model
+
+log = logging.getLogger("botfleet_jobs.train")
 
 HUB_HINT = "no network access to the model hub? use an s3:// folder of a saved model"
 
@@ -85,7 +88,7 @@ def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLik
     """
     if is_folder_uri(base_model):
         try:
-            folder = cached_model(base_model, storage)
+            folder = _from_cache(base_model, storage, workdir)
         except StorageError as error:
             raise _error(base_model, one_line(error), hint=False) from error
         if not os.path.isfile(os.path.join(folder, "config.json")):
@@ -102,6 +105,17 @@ def load_base_model(base_model: str, storage: Storage, workdir: str | os.PathLik
     tokenizer.save_pretrained(dest)
     model.save_pretrained(dest)
     return dest
+
+
+def _from_cache(base_model: str, storage: Storage, workdir: str | os.PathLike) -> str:
+    """The model from this node's cache or, where that cannot be written (a mounted volume
+    another user owns, a read-only one), from a cache of this worker's own: slower, not fatal."""
+    try:
+        return cached_model(base_model, storage)
+    except OSError as error:
+        own = os.path.join(os.fspath(workdir), "model-cache")
+        log.warning("model cache %s unusable (%s): downloading into %s", cache_root(), one_line(error), own)
+        return cached_model(base_model, storage, root=own)
 
 
 class BaseModelLoad:

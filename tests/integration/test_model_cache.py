@@ -55,6 +55,21 @@ def test_a_second_load_reads_the_cache(storage, tiny_model_dir, cache, tmp_path)
     assert second == first and len(counting.downloads) == len(files)  # nothing downloaded again
 
 
+def test_an_unwritable_cache_is_skipped_with_a_warning(storage, tiny_model_dir, tmp_path, monkeypatch, caplog):
+    # A file where the folder should be: as unusable as a mounted volume of another owner
+    # (which root, running these tests, could still write to).
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(blocked))
+    base = upload_tiny_model(storage, tiny_model_dir)
+    with caplog.at_level("WARNING", logger="botfleet_jobs.train"):
+        folder = load_base_model(base, storage, tmp_path / "work")
+    assert folder.startswith(str(tmp_path / "work")) and sorted(os.listdir(folder)) == sorted(
+        os.listdir(tiny_model_dir)
+    )
+    assert f"model cache {blocked} unusable" in caplog.text
+
+
 def test_a_changed_model_is_downloaded_again(storage, tiny_model_dir, cache):
     base = upload_tiny_model(storage, tiny_model_dir)
     counting = CountingStorage(storage)
