@@ -31,6 +31,7 @@ MANAGED_BY = "botfleet"
 
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_CA_DIR = "/etc/botfleet/s3-ca"  # where the job pods mount settings.s3_ca_secret
+MODEL_CACHE_DIR = "/var/cache/botfleet/models"  # where the worker pods mount settings.job_model_cache_volume
 
 
 def _hash(*parts: str, length: int = 8) -> str:
@@ -222,17 +223,35 @@ def _container(
     return container
 
 
-def _pod_spec(container: dict, settings: Settings, extra: dict) -> dict:
+def _pod_spec(container: dict, extra: dict, mounts: list[tuple[dict, dict]]) -> dict:
     """A Ray pod running ``container``, with the platform's additions (``extra``: scheduling,
-    pull secrets, security) and the object store's CA mounted where ``container_env`` says."""
-    if not settings.s3_ca_secret:
+    pull secrets, security) and ``mounts``: (volume, volumeMount) pairs."""
+    if not mounts:
         return {**extra, "containers": [container]}
-    mounted = {**container, "volumeMounts": [{"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True}]}
     return {
         **extra,
-        "containers": [mounted],
-        "volumes": [{"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}],
+        "containers": [{**container, "volumeMounts": [mount for _, mount in mounts]}],
+        "volumes": [volume for volume, _ in mounts],
     }
+
+
+def _mounts(settings: Settings, worker: bool) -> list[tuple[dict, dict]]:
+    """The object store's CA where ``container_env`` says, in every Ray pod; and in the
+    workers, which load the base model, the platform's model cache volume if it gave one."""
+    mounts = []
+    if settings.s3_ca_secret:
+        volume = {"name": "s3-ca", "secret": {"secretName": settings.s3_ca_secret}}
+        mounts.append((volume, {"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True}))
+    if worker and settings.job_model_cache_volume:
+        volume = {"name": "model-cache", **settings.job_model_cache_volume}
+        mounts.append((volume, {"name": "model-cache", "mountPath": MODEL_CACHE_DIR}))
+    return mounts
+
+
+def _worker_env(env: list[dict], settings: Settings) -> list[dict]:
+    if not settings.job_model_cache_volume:
+        return env
+    return [*env, {"name": "BOTFLEET_MODEL_CACHE", "value": MODEL_CACHE_DIR}]  # read by botfleet_jobs.model_cache
 
 
 def _submitter_pod_spec(settings: Settings) -> dict:
@@ -282,7 +301,12 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
         ],
     )
     worker = _container(
-        "ray-worker", settings, env, resources.cpus_per_worker, resources.memory_per_worker, worker_gpus
+        "ray-worker",
+        settings,
+        _worker_env(env, settings),
+        resources.cpus_per_worker,
+        resources.memory_per_worker,
+        worker_gpus,
     )
     return {
         "apiVersion": "ray.io/v1",
@@ -310,7 +334,7 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
                     "template": {
                         "metadata": {"labels": pod_labels},
-                        "spec": _pod_spec(head, settings, settings.job_pod),
+                        "spec": _pod_spec(head, settings.job_pod, _mounts(settings, worker=False)),
                     },
                 },
                 "workerGroupSpecs": [
@@ -325,7 +349,11 @@ def render_rayjob(body: dict, spec: JobSpec, settings: Settings) -> dict:
                         },
                         "template": {
                             "metadata": {"labels": pod_labels},
-                            "spec": _pod_spec(worker, settings, {**settings.job_pod, **settings.job_worker_pod}),
+                            "spec": _pod_spec(
+                                worker,
+                                {**settings.job_pod, **settings.job_worker_pod},
+                                _mounts(settings, worker=True),
+                            ),
                         },
                     }
                 ],

@@ -119,6 +119,14 @@ class Settings:
             " (e.g. GPU nodes' nodeSelector and tolerations)"
         },
     )
+    job_model_cache_volume: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "JSON Kubernetes volume source mounted in the worker pods as their base-model cache, e.g."
+            ' {"persistentVolumeClaim": {"claimName": "botfleet-models"}}: a node\'s pods, and later jobs,'
+            " download each base model once (empty = each pod's own temporary folder)"
+        },
+    )
     job_container_security_context: dict = field(
         default_factory=dict,
         metadata={"help": "JSON securityContext of the Ray containers (e.g. for the PodSecurity 'restricted' profile)"},
@@ -215,9 +223,16 @@ class Settings:
             raise ValueError(f"job_ray_auth: must be one of {', '.join(RAY_AUTH_MODES)}, got {self.job_ray_auth!r}")
         self._check_serving()
         self.worker_defaults  # noqa: B018 - validates the default_* settings against the schema
-        for name in ("job_pod", "job_worker_pod", "job_container_security_context"):
+        for name in ("job_pod", "job_worker_pod", "job_container_security_context", "job_model_cache_volume"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: must be a JSON object, got {getattr(self, name)!r}")
+        if self.job_model_cache_volume and (
+            len(self.job_model_cache_volume) != 1 or "name" in self.job_model_cache_volume
+        ):
+            raise ValueError(
+                "job_model_cache_volume: must name one volume source (e.g. persistentVolumeClaim or hostPath),"
+                f" got {sorted(self.job_model_cache_volume)}"
+            )
         for name in ("job_pod", "job_worker_pod"):
             unknown = sorted(set(getattr(self, name)) - set(JOB_POD_FIELDS))
             if unknown:

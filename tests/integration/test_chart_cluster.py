@@ -169,7 +169,9 @@ def test_rbac_suffices_for_the_operators_writes(k8s, tmp_path):
     request["metadata"]["namespace"] = "bots-w"
     k8s.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-", input=yaml.safe_dump(request))
     body = json.loads(k8s.kubectl("get", "botrequest", "dril", "-n", "bots-w", "-o", "json").stdout)
-    settings = settings_module.Settings()
+    # The optional volumes too (the store's CA, the model cache): KubeRay's schema checks them.
+    claim = {"persistentVolumeClaim": {"claimName": "botfleet-models"}}
+    settings = settings_module.Settings(s3_ca_secret="s3-ca", job_model_cache_volume=claim)
     rayjob = rayjob_module.render_rayjob(body, rayjob_module.resolve_spec(body, settings), settings)
     as_sa = [f"--as={user}", "-n", "bots-w"]
     k8s.kubectl("create", "--dry-run=server", *as_sa, "-f", "-", input=json.dumps(rayjob))

@@ -170,6 +170,9 @@ def test_job_pod_values_take_what_the_operator_accepts(tmp_path):
     # null is how Helm users drop a default map: the operator then gets none, not "null"
     dropped = chart_settings(tmp_path, {"job": {"pod": None, "containerSecurityContext": None}})
     assert dropped.job_pod == {} and dropped.job_container_security_context == {}
+    assert dropped.job_model_cache_volume == {}  # the default: no volume, each pod's own cache
+    claim = {"persistentVolumeClaim": {"claimName": "botfleet-models"}}
+    assert chart_settings(tmp_path, {"job": {"modelCacheVolume": claim}}).job_model_cache_volume == claim
 
     job = json.loads((CHART / "values.schema.json").read_text())["properties"]["job"]["properties"]
     for name in ("pod", "workerPod"):
@@ -191,6 +194,7 @@ def test_values_schema_rejects_bad_values(tmp_path):
         ({"objectStore": {"credentialsSecret": ""}}, "objectStore.credentialsSecret is required"),
         ({"minio": {"enabled": True, "image": {"tag": ""}}}, "minio.image.tag"),  # not botfleet's appVersion
         ({"job": {"pod": {"containers": []}}}, "job.pod"),  # the containers are the operator's
+        ({"job": {"modelCacheVolume": {"name": "cache", "emptyDir": {}}}}, "job.modelCacheVolume"),  # we name it
     ]:
         proc = helm("template", "botfleet", str(CHART), "-f", str(write_values(tmp_path, bad)), check=False)
         assert proc.returncode != 0, f"accepted {bad}"

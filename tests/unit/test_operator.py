@@ -62,6 +62,10 @@ def test_worker_defaults_settings():
             {"BOTFLEET_OPERATOR_JOB_CONTAINER_SECURITY_CONTEXT": '["privileged"]'},
             "job_container_security_context: must be a JSON object",
         ),
+        (
+            {"BOTFLEET_OPERATOR_JOB_MODEL_CACHE_VOLUME": '{"name": "x", "emptyDir": {}}'},
+            r"job_model_cache_volume: must name one volume source .* got \['emptyDir', 'name'\]",
+        ),
     ],
 )
 def test_settings_errors_name_the_setting(env, message):
@@ -200,6 +204,27 @@ def test_rayjob_pods_reach_a_regional_store_with_a_private_ca():
             }
         )
         assert (config.region, config.ca_file) == ("eu-central-1", f"{mount['mountPath']}/ca.crt")
+
+
+def test_rayjob_workers_share_the_platforms_model_cache_volume():
+    claim = {"persistentVolumeClaim": {"claimName": "botfleet-models"}}
+    settings = Settings.from_env({"BOTFLEET_OPERATOR_JOB_MODEL_CACHE_VOLUME": json.dumps(claim)}, s3_ca_secret="s3-ca")
+    cluster = rayjob_for(body(), settings)["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    (container,) = worker["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert set(mounts) == set(volumes) == {"s3-ca", "model-cache"}
+    assert volumes["model-cache"] == {"name": "model-cache", **claim} and not mounts["model-cache"].get("readOnly")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BOTFLEET_MODEL_CACHE"] == mounts["model-cache"]["mountPath"]
+    # the head loads no model: it gets the CA only
+    assert [v["name"] for v in head["volumes"]] == ["s3-ca"]
+    assert "BOTFLEET_MODEL_CACHE" not in {e["name"] for e in head["containers"][0]["env"]}
+    # without the setting, each worker keeps its own cache in its temporary folder
+    plain = rayjob_for(body(), Settings())["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert "volumes" not in plain and "BOTFLEET_MODEL_CACHE" not in {e["name"] for e in plain["containers"][0]["env"]}
 
 
 def test_rayjob_pods_get_the_platforms_scheduling_and_security():
