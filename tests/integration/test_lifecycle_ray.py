@@ -12,6 +12,7 @@ import pytest
 
 from botfleet.layout import Layout
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.training import registered_steps
 from tests.integration.test_operator_e2e import (  # noqa: F401 - fixtures
     base_model,
     manifest,
@@ -19,7 +20,6 @@ from tests.integration.test_operator_e2e import (  # noqa: F401 - fixtures
     ray_operator,
     upload_posts,
 )
-from tests.integration.test_train_resume import registered_steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
