@@ -18,9 +18,9 @@ from botfleet_operator.serving import APP_NAME, ServingSync
 from botfleet_operator.settings import Settings
 from tests.fixtures.bots import publish_bot
 from tests.fixtures.cluster import free_port, wait_for
+from tests.fixtures.kuberay_jobs import finish_job, request
 from tests.fixtures.manifests import VALUE_SETS, find, render
 from tests.integration.test_operator_e2e import ray_head  # noqa: F401 - the module's Ray head fixture
-from tests.integration.test_operator_kuberay import finish_job, request
 
 ENDPOINT = "http://botfleet-serving-serve-svc.botfleet.svc:8000/v1"
 
