@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.bots",
     "tests.fixtures.social_apis",
     "tests.fixtures.reconciler_world",
+    "tests.fixtures.browser",
 ]
 
 
