@@ -20,11 +20,14 @@ _MODEL_CACHE = os.environ["BOTFLEET_MODEL_CACHE"] = tempfile.mkdtemp(prefix="bot
 pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.cluster",
+    "tests.fixtures.ray_head",
+    "tests.fixtures.operators",
     "tests.fixtures.manifests",
     "tests.fixtures.training",
     "tests.fixtures.bots",
     "tests.fixtures.social_apis",
     "tests.fixtures.reconciler_world",
+    "tests.fixtures.browser",
 ]
 
 

@@ -2,29 +2,12 @@
 new posts; a resumed run (its training unfinished) keeps the posts its checkpoints saw.
 Real S3 server; the social API is the local stand-in."""
 
-import json
-
 from botfleet import api
 from botfleet.artifacts import Progress, Stats
 from botfleet.layout import Layout
 from botfleet_jobs.data_stage import prepare
 from tests.fakes import FakeAccount
-
-
-def posts_jsonl(prefix: str, n: int = 200) -> bytes:
-    lines = (
-        json.dumps({"id": f"{prefix}-{i}", "text": f"{prefix} post number {i} about fish and chips"}) for i in range(n)
-    )
-    return ("\n".join(lines) + "\n").encode()
-
-
-def dataset_spec(storage, source_uri: str) -> api.BotSpec:
-    return api.parse_spec(
-        {
-            "handles": [{"handle": "alice", "source": {"dataset": {"uri": source_uri}}}],
-            "output": {"uri": storage.uri("out")},
-        }
-    )
+from tests.fixtures.posts import dataset_spec, posts_jsonl
 
 
 def train_text(storage, spec) -> str:

@@ -11,15 +11,10 @@ from __future__ import annotations
 import pytest
 
 from botfleet.layout import Layout
+from tests.fixtures.bot_requests import manifest
 from tests.fixtures.cluster import wait_for
-from tests.integration.test_operator_e2e import (  # noqa: F401 - fixtures
-    base_model,
-    manifest,
-    ray_head,
-    ray_operator,
-    upload_posts,
-)
-from tests.integration.test_train_resume import registered_steps
+from tests.fixtures.posts import upload_posts
+from tests.fixtures.training import registered_steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -28,14 +23,14 @@ def test_suspended_mid_training_a_run_resumes_from_its_checkpoint(
     kube,
     namespace,
     storage,
-    ray_operator,  # noqa: F811
-    ray_head,  # noqa: F811
-    base_model,  # noqa: F811
+    ray_operator,
+    ray_head_address,
+    tiny_model_uri,
 ):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    text = manifest("jokes", uri, storage.uri("bots"), base_model=base_model, epochs=6)
+    text = manifest("jokes", uri, storage.uri("bots"), base_model=tiny_model_uri, epochs=6)
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
     layout = Layout(storage.uri("bots", "pyjokes"))
     first_job = kube.wait_phase(namespace, "jokes", "Training", timeout=600, reason="Training")["job"]["name"]
@@ -44,7 +39,7 @@ def test_suspended_mid_training_a_run_resumes_from_its_checkpoint(
 
     kube.patch_request(namespace, "jokes", {"spec": {"suspend": True}})
     status = kube.wait_phase(namespace, "jokes", "Suspended", timeout=120, reason="SuspendRequested")
-    assert JobSubmissionClient(ray_head).get_job_status(first_job) == JobStatus.STOPPED
+    assert JobSubmissionClient(ray_head_address).get_job_status(first_job) == JobStatus.STOPPED
     saved = registered_steps(storage, layout.checkpoints)
     stopped = wait_for(lambda: storage.exists(layout.result) and storage.read_json(layout.result), 30, 0.5, "result")
     assert (stopped["status"], stopped["reason"]) == ("failed", "JobStopped"), stopped

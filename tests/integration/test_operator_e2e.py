@@ -11,108 +11,21 @@ The job is the real one (``python -m botfleet_jobs.job``), on a tiny random GPT-
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
-import textwrap
 import time
 
 import pytest
 
+from tests.fixtures.bot_requests import manifest
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.ray_head import ray_head as start_ray_head
+from tests.fixtures.posts import upload_posts
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A local Ray head, token authentication off (test_operator_ray_auth.py: on)."""
-    with start_ray_head(tmp_path_factory.mktemp("ray")) as address:
-        yield address
-
-
-@pytest.fixture
-def ray_operator(start_operator, namespace, embedded_s3, ray_head):
-    return start_operator(
-        "--executor",
-        "ray",
-        "--ray-address",
-        ray_head,
-        "--namespaces",
-        namespace,
-        "--reconcile-interval",
-        "0.5",
-        "--max-concurrent",
-        "2",
-        "--job-entrypoint",
-        f"{sys.executable} -m botfleet_jobs.job",
-        env=embedded_s3.config.to_env(),
-    )
-
-
-def upload_posts(storage, key: str, count: int) -> str:
-    import pyjokes
-
-    jokes = pyjokes.get_jokes()[:count]
-    lines = [json.dumps({"id": str(i), "text": joke, "is_retweet": False}) for i, joke in enumerate(jokes)]
-    lines.append(json.dumps({"id": "rt", "text": "RT @someone: not mine", "is_retweet": True}))
-    return storage.write_text(storage.uri(key), "\n".join(lines) + "\n")
-
-
-@pytest.fixture
-def base_model(storage) -> str:
-    """The base model: a tiny random GPT-2 in the object store (no model hub here)."""
-    from botfleet_jobs.job import publish_random_base_model
-
-    return publish_random_base_model(storage, "tiny", storage.uri("models", "tiny-gpt2"))
-
-
-def manifest(
-    name: str,
-    uri: str,
-    output: str,
-    handle: str = "pyjokes",
-    base_model: str = "gpt2",
-    epochs: int = 1,
-    delete_policy: str = "Retain",
-) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: botfleet.dev/v1alpha1
-        kind: BotRequest
-        metadata:
-          name: {name}
-        spec:
-          handles:
-            - handle: {handle}
-              source:
-                dataset: {{uri: "{uri}"}}
-          training:
-            baseModel: "{base_model}"
-            epochs: {epochs}
-            blockSize: 64
-            batchSizePerWorker: 4
-            learningRate: 0.002
-            gpusPerWorker: 0
-            workers: 1
-            precision: fp32
-          resources:
-            cpusPerWorker: 1
-            memoryPerWorker: 2Gi
-          tracking:
-            wandb: {{mode: disabled}}
-          output:
-            uri: {output}
-            deletePolicy: {delete_policy}
-        """
-    )
-
-
-def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operator, base_model):
+def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operator, tiny_model_uri):
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    kube.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
-    )
+    text = manifest("jokes", uri, storage.uri("bots"), base_model=tiny_model_uri)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
 
     status = kube.wait_phase(namespace, "jokes", "Succeeded", timeout=240)
     model_uri = storage.uri("bots", "pyjokes")
@@ -136,20 +49,18 @@ def test_kubectl_apply_to_succeeded_on_ray(kube, namespace, storage, ray_operato
     )
 
     # Applying the same manifest again changes nothing: no second job.
-    kube.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
-    )
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
     assert kube.get_request(namespace, "jokes")["metadata"]["generation"] == 1
 
 
 def test_a_request_deleted_mid_training_leaves_nothing_behind(
-    kube, namespace, storage, ray_operator, ray_head, base_model
+    kube, namespace, storage, ray_operator, ray_head_address, tiny_model_uri
 ):
     """deletePolicy: Delete while the job trains: the job is stopped, its files go, the object goes."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    text = manifest("doomed", uri, storage.uri("bots"), base_model=base_model, epochs=40, delete_policy="Delete")
+    text = manifest("doomed", uri, storage.uri("bots"), base_model=tiny_model_uri, epochs=40, delete_policy="Delete")
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
     model_uri = storage.uri("bots", "pyjokes")
     status = kube.wait_phase(namespace, "doomed", "Training", timeout=240, reason="Training")
@@ -162,7 +73,7 @@ def test_a_request_deleted_mid_training_leaves_nothing_behind(
         120,
         what="the BotRequest to go",
     )
-    client = JobSubmissionClient(ray_head)
+    client = JobSubmissionClient(ray_head_address)
     assert client.get_job_status(job_id) in (JobStatus.STOPPED, JobStatus.FAILED)
     time.sleep(3)  # nothing a dying job still had in flight may land after the clean-up
     assert storage.list(model_uri) == [], "files left behind"
@@ -194,7 +105,7 @@ def test_failed_sources_end_failed_with_a_readable_reason(kube, namespace, stora
 
 
 def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(
-    kube, namespace, storage, ray_head, start_operator, embedded_s3
+    kube, namespace, storage, ray_head_address, start_operator, embedded_s3
 ):
     """A Ray job has no owner reference: a BotRequest deleted (or changed) while no operator
     ran would leave its job running. The operator's sweep stops exactly those jobs."""
@@ -203,7 +114,7 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(
     from botfleet_operator.executors import META_GENERATION, META_REQUEST
     from botfleet_operator.rayjob import submission_id
 
-    client = JobSubmissionClient(ray_head)
+    client = JobSubmissionClient(ray_head_address)
     alive = kube.create_request(
         namespace,
         {
@@ -236,7 +147,7 @@ def test_jobs_whose_request_went_while_no_operator_ran_are_stopped(
             "--executor",
             "ray",
             "--ray-address",
-            ray_head,
+            ray_head_address,
             "--namespaces",
             namespace,
             "--reconcile-interval",

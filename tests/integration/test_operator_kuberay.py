@@ -14,65 +14,9 @@ from botfleet import api
 from botfleet.artifacts import Result
 from botfleet.reasons import Reason
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.kuberay_jobs import STATS, finish_job, request
 
 pytestmark = pytest.mark.cluster
-
-STATS = {"handles": {"alice": {"downloaded": 120, "retweets": 20, "short": 10, "kept": 90}}}
-
-
-def request(name: str, bucket: str, **spec_extra) -> dict:
-    spec = {
-        "handles": [{"handle": "alice", "source": {"dataset": {"uri": f"s3://{bucket}/in/alice.jsonl"}}}],
-        "training": {"gpusPerWorker": 1, "workers": 2},
-        "output": {"uri": f"s3://{bucket}/bots"},
-    }
-    labels = spec_extra.pop("labels", None)
-    spec.update(spec_extra)
-    meta = {"name": name}
-    if labels:
-        meta["labels"] = labels
-    return {"metadata": meta, "spec": spec}
-
-
-@pytest.fixture
-def operator(start_operator, namespace, embedded_s3):
-    """Start the operator on this test's namespace; extra flags may be given."""
-
-    def start(*flags: str):
-        return start_operator(
-            "--executor",
-            "kuberay",
-            "--namespaces",
-            namespace,
-            "--reconcile-interval",
-            "0.3",
-            "--job-image",
-            "botfleet-jobs:test",
-            "--s3-secret",
-            "s3-creds",
-            *flags,
-            env=embedded_s3.config.to_env(),
-        )
-
-    return start
-
-
-def finish_job(storage, model_uri: str, card: bool = True) -> None:
-    """What a successful job leaves in the object store."""
-    storage.write_json(f"{model_uri}/model/config.json", {"model_type": "gpt2"})
-    storage.write_json(
-        f"{model_uri}/model/training.json",
-        {
-            "valid_loss_before": 5.5,
-            "valid_loss_after": 3.25,
-            "perplexity_before": 244.7,
-            "perplexity_after": 25.8,
-            "train_loss": 3.0,
-        },
-    )
-    if card:
-        storage.write_text(f"{model_uri}/model/README.md", "# alice\n")
-    storage.write_json(f"{model_uri}/result.json", {"status": "succeeded", "tracking_run_url": None})
 
 
 def test_bad_specs_are_rejected_naming_the_field(kube, namespace, storage):
@@ -91,8 +35,8 @@ def test_bad_specs_are_rejected_naming_the_field(kube, namespace, storage):
     assert "spec.handles" in result.stderr
 
 
-def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operator):
-    op = operator()
+def test_request_follows_its_rayjob_to_success(kube, namespace, storage, kuberay_operator):
+    op = kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket, labels={"kueue.x-k8s.io/queue-name": "gpus"}))
     model_uri = storage.uri("bots", "alice")
 
@@ -196,13 +140,15 @@ def test_request_follows_its_rayjob_to_success(kube, namespace, storage, operato
     assert set(status) <= set(api.STATUS_SCHEMA["properties"])
 
 
-def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kube, namespace, storage, operator):
+def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(
+    kube, namespace, storage, kuberay_operator
+):
     gpu_nodes = {
         "nodeSelector": {"nvidia.com/gpu.present": "true"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     }
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    operator(
+    kuberay_operator(
         "--default-workers",
         "3",
         "--default-gpus-per-worker",
@@ -270,8 +216,8 @@ def test_rayjob_pods_take_the_operators_settings_where_the_request_is_silent(kub
     assert kube.status(namespace, "alice")["job"]["workers"] == "3 workers, each 2 GPUs, 6 CPUs, 24Gi"
 
 
-def test_failures_have_readable_reasons(kube, namespace, storage, operator):
-    operator()
+def test_failures_have_readable_reasons(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING")
@@ -318,8 +264,8 @@ def test_failures_have_readable_reasons(kube, namespace, storage, operator):
     )
 
 
-def test_operator_writes_a_missing_card(kube, namespace, storage, operator):
-    operator()
+def test_operator_writes_a_missing_card(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
@@ -331,8 +277,8 @@ def test_operator_writes_a_missing_card(kube, namespace, storage, operator):
     assert "| Tweets kept | 90 |" in storage.read_text(f"{model_uri}/model/README.md")
 
 
-def test_concurrency_limit_queues_the_rest(kube, namespace, storage, operator):
-    operator("--max-concurrent", "2")
+def test_concurrency_limit_queues_the_rest(kube, namespace, storage, kuberay_operator):
+    kuberay_operator("--max-concurrent", "2")
     for name in ("a1", "a2", "a3", "a4"):
         kube.create_request(
             namespace, request(name, storage.test_bucket, handles=[{"handle": name, "source": {"bluesky": {}}}])
@@ -357,8 +303,8 @@ def test_concurrency_limit_queues_the_rest(kube, namespace, storage, operator):
     assert len(kube.list_rayjobs(namespace)) == 3
 
 
-def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, storage, operator):
-    first = operator()
+def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, storage, kuberay_operator):
+    first = kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     rayjob = wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
@@ -369,7 +315,7 @@ def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, stor
     first.kill()
 
     storage.write_json(f"{model_uri}/progress.json", {"step": 8, "total_steps": 10})
-    operator()
+    kuberay_operator()
     wait_for(
         lambda: kube.status(namespace, "alice").get("progress", {}).get("step") == 8,
         30,
@@ -383,8 +329,8 @@ def test_restart_mid_training_neither_duplicates_nor_loses(kube, namespace, stor
     kube.wait_phase(namespace, "alice", "Succeeded")
 
 
-def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage, operator):
-    operator()
+def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
@@ -415,8 +361,8 @@ def test_spec_change_after_completion_starts_a_new_run(kube, namespace, storage,
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
-def test_delete_removes_children_and_honours_delete_policy(kube, namespace, storage, operator, policy):
-    operator()
+def test_delete_removes_children_and_honours_delete_policy(kube, namespace, storage, kuberay_operator, policy):
+    kuberay_operator()
     kube.create_request(
         namespace, request("alice", storage.test_bucket, output={"uri": storage.uri("bots"), "deletePolicy": policy})
     )
@@ -447,8 +393,8 @@ def test_delete_removes_children_and_honours_delete_policy(kube, namespace, stor
     assert storage.exists(f"{model_uri}/data/stats.json") is (policy == "Retain")
 
 
-def test_two_requests_never_share_an_output_folder(kube, namespace, storage, operator):
-    operator("--max-concurrent", "1")
+def test_two_requests_never_share_an_output_folder(kube, namespace, storage, kuberay_operator):
+    kuberay_operator("--max-concurrent", "1")
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
@@ -508,10 +454,10 @@ def test_two_requests_never_share_an_output_folder(kube, namespace, storage, ope
     assert storage.read_json(owner_uri)["uid"] == kube.get_request(namespace, "alice-third")["metadata"]["uid"]
 
 
-def test_an_api_server_restart_under_the_operator(kube, namespace, storage, operator, control_plane):
+def test_an_api_server_restart_under_the_operator(kube, namespace, storage, kuberay_operator, control_plane):
     """The API server goes away for a while and comes back: the operator's watches recover,
     it starts no second job, and the status catches up with what happened meanwhile."""
-    op = operator()
+    op = kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     kube.set_rayjob_status(namespace, "alice-g1", jobDeploymentStatus="Running", jobStatus="RUNNING", jobId="a")

@@ -9,13 +9,13 @@ import pytest
 from botfleet_operator.executors import SUSPENDED_BY
 from botfleet_operator.lifecycle import RETRY_ANNOTATION
 from tests.fixtures.cluster import wait_for
-from tests.integration.test_operator_kuberay import STATS, finish_job, operator, request  # noqa: F401 - a fixture
+from tests.fixtures.kuberay_jobs import STATS, finish_job, request
 
 pytestmark = pytest.mark.cluster
 
 
-def test_suspend_and_resume_use_the_rayjobs_own_suspend(kube, namespace, storage, operator):  # noqa: F811
-    operator()
+def test_suspend_and_resume_use_the_rayjobs_own_suspend(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     first = wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     model_uri = storage.uri("bots", "alice")
@@ -58,8 +58,8 @@ def test_suspend_and_resume_use_the_rayjobs_own_suspend(kube, namespace, storage
     kube.wait_phase(namespace, "alice", "Succeeded")
 
 
-def test_a_kueue_suspended_rayjob_is_not_resumed_by_botfleet(kube, namespace, storage, operator):  # noqa: F811
-    operator()
+def test_a_kueue_suspended_rayjob_is_not_resumed_by_botfleet(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     # Kueue suspends the RayJob while it waits for quota (no botfleet annotation on it).
@@ -81,8 +81,8 @@ def test_a_kueue_suspended_rayjob_is_not_resumed_by_botfleet(kube, namespace, st
     assert kube.get_rayjob(namespace, "alice-g1")["spec"]["suspend"] is True  # Kueue's to lift
 
 
-def test_a_failed_request_is_retried_in_a_new_rayjob(kube, namespace, storage, operator):  # noqa: F811
-    operator()
+def test_a_failed_request_is_retried_in_a_new_rayjob(kube, namespace, storage, kuberay_operator):
+    kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     kube.set_rayjob_status(
@@ -102,9 +102,9 @@ def test_a_job_stuck_waiting_for_its_cluster_fails_at_its_pre_running_deadline(
     kube,
     namespace,
     storage,
-    operator,  # noqa: F811
+    kuberay_operator,
 ):
-    operator()
+    kuberay_operator()
     # The RayJob's cluster never comes up (no KubeRay here: nobody starts it).
     kube.create_request(namespace, request("alice", storage.test_bucket, preRunningDeadlineSeconds=3))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")

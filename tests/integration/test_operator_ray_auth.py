@@ -18,9 +18,10 @@ import urllib.request
 
 import pytest
 
+from tests.fixtures.bot_requests import manifest
 from tests.fixtures.cluster import free_port
+from tests.fixtures.posts import upload_posts
 from tests.fixtures.ray_head import ray_head
-from tests.integration.test_operator_e2e import base_model, manifest, upload_posts  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -72,7 +73,7 @@ def test_a_locked_head_trains_with_the_token(
     start_operator,
     embedded_s3,
     token_head,
-    base_model,  # noqa: F811 - the fixture imported above
+    tiny_model_uri,
 ):
     address, token_file = token_head
     with pytest.raises(urllib.error.HTTPError) as locked:  # the head really is locked
@@ -81,7 +82,7 @@ def test_a_locked_head_trains_with_the_token(
 
     op = start_ray_operator(start_operator, namespace, embedded_s3, address, token_file)
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    text = manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
+    text = manifest("jokes", uri, storage.uri("bots"), base_model=tiny_model_uri)
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
 
     status = kube.wait_phase(namespace, "jokes", "Succeeded", timeout=300)

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from bench.synthetic import write_archive
 from botfleet import api
 from botfleet.storage import Storage
-from tests.fixtures.browser import PageServer, browser, console_errors, screenshot  # noqa: F401 - a fixture
+from tests.fixtures.browser import PageServer, console_errors, screenshot
 from tests.fixtures.cluster import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def page(embedded_s3, fleet_output, tmp_path_factory):
     server.stop()
 
 
-def test_gallery_lists_the_bots(browser, page):  # noqa: F811 - the fixture
+def test_gallery_lists_the_bots(browser, page):
     browser.get(page.url + "/")
     entries = {e.get_attribute("data-model-id"): e for e in browser.find_elements(By.CSS_SELECTOR, "li.bot")}
     assert set(entries) == {"alice", "bob"}
@@ -113,7 +113,7 @@ def test_gallery_lists_the_bots(browser, page):  # noqa: F811 - the fixture
     assert [e.get_attribute("data-model-id") for e in browser.find_elements(By.CSS_SELECTOR, "li.bot")] == ["bob"]
 
 
-def test_bot_page_shows_the_card_and_its_pictures(browser, page):  # noqa: F811 - the fixture
+def test_bot_page_shows_the_card_and_its_pictures(browser, page):
     browser.get(page.url + "/bots/alice")
     card = browser.find_element(By.CSS_SELECTOR, "article.card")
     headings = [h.text for h in card.find_elements(By.TAG_NAME, "h2")]
@@ -131,7 +131,7 @@ def test_bot_page_shows_the_card_and_its_pictures(browser, page):  # noqa: F811 
     assert not console_errors(browser)
 
 
-def test_a_hostile_display_name_is_text_and_runs_nothing(browser, page):  # noqa: F811 - the fixture
+def test_a_hostile_display_name_is_text_and_runs_nothing(browser, page):
     for path in ("/", "/bots/alice"):
         browser.get(page.url + path)
         shown = browser.find_element(By.CSS_SELECTOR, "p.names").text
@@ -174,7 +174,7 @@ def served(embedded_s3, fleet_output, tmp_path_factory):
             proc.wait(10)
 
 
-def test_try_it_on_botfleet_serve_returns_text(browser, served):  # noqa: F811 - the fixture
+def test_try_it_on_botfleet_serve_returns_text(browser, served):
     browser.get(served + "/")
     assert {e.get_attribute("data-model-id") for e in browser.find_elements(By.CSS_SELECTOR, "li.bot")} == {
         "alice",

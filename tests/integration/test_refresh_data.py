@@ -8,7 +8,7 @@ from botfleet.layout import Layout
 from botfleet_jobs.data_stage import prepare
 from botfleet_jobs.refresh import NothingToRefresh, read_stored_posts, refresh_dataset
 from tests.fakes import FakeAccount
-from tests.integration.test_data_inputs import dataset_spec, posts_jsonl
+from tests.fixtures.posts import dataset_spec, posts_jsonl
 
 
 def mastodon_spec(storage, apis, max_posts: int) -> api.BotSpec:

@@ -8,23 +8,17 @@ from __future__ import annotations
 import pytest
 
 from botfleet import api
+from tests.fixtures.bot_requests import manifest
 from tests.fixtures.cluster import wait_for
-from tests.integration.test_operator_e2e import (  # noqa: F401 (fixtures)
-    base_model,
-    manifest,
-    ray_head,
-    ray_operator,
-    upload_posts,
-)
+from tests.fixtures.posts import upload_posts
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def test_an_annotated_request_refreshes_and_finds_nothing_new(kube, namespace, storage, ray_operator, base_model):  # noqa: F811
+def test_an_annotated_request_refreshes_and_finds_nothing_new(kube, namespace, storage, ray_operator, tiny_model_uri):
     uri = upload_posts(storage, "in/pyjokes.jsonl", 180)
-    kube.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=manifest("jokes", uri, storage.uri("bots"), base_model=base_model)
-    )
+    text = manifest("jokes", uri, storage.uri("bots"), base_model=tiny_model_uri)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=text)
     first = kube.wait_phase(namespace, "jokes", "Succeeded", timeout=600)
     assert first["history"][0]["version"] == 1
     training = storage.read_json(storage.uri("bots", "pyjokes", "model", "training.json"))

@@ -8,7 +8,7 @@ import pytest
 
 from botfleet import api
 from tests.fixtures.cluster import wait_for
-from tests.integration.test_operator_kuberay import STATS, finish_job, operator, request  # noqa: F401 (fixture)
+from tests.fixtures.kuberay_jobs import STATS, finish_job, request
 
 pytestmark = pytest.mark.cluster
 
@@ -27,8 +27,8 @@ def succeed(kube, namespace, storage, job: str, result: dict) -> dict:
     )
 
 
-def test_a_new_annotation_value_starts_one_refresh_rayjob(kube, namespace, storage, operator):  # noqa: F811
-    op = operator()
+def test_a_new_annotation_value_starts_one_refresh_rayjob(kube, namespace, storage, kuberay_operator):
+    op = kuberay_operator()
     kube.create_request(namespace, request("alice", storage.test_bucket))
     wait_for(lambda: kube.get_rayjob(namespace, "alice-g1"), 30, what="the RayJob")
     succeed(kube, namespace, storage, "alice-g1", {"version": 1})
@@ -50,7 +50,7 @@ def test_a_new_annotation_value_starts_one_refresh_rayjob(kube, namespace, stora
 
     # Handled once: neither more reconciles nor a restarted operator start another.
     op.stop()
-    operator()
+    kuberay_operator()
     kube.wait_phase(namespace, "alice", "Succeeded")
     assert sorted(j["metadata"]["name"] for j in kube.list_rayjobs(namespace)) == ["alice-g1", "alice-g1-r1"]
     assert kube.get_request(namespace, "alice")["spec"] == spec_before  # spec never written

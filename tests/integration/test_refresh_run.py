@@ -13,8 +13,8 @@ import yaml
 from botfleet import api
 from botfleet.artifacts import History
 from botfleet.layout import Layout, folder
+from tests.fixtures.posts import posts_jsonl
 from tests.fixtures.training import upload_tiny_model
-from tests.integration.test_data_inputs import posts_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,8 @@ from botfleet_operator.serving import APP_NAME, ServingSync
 from botfleet_operator.settings import Settings
 from tests.fixtures.bots import publish_bot
 from tests.fixtures.cluster import free_port, wait_for
+from tests.fixtures.kuberay_jobs import finish_job, request
 from tests.fixtures.manifests import VALUE_SETS, find, render
-from tests.integration.test_operator_e2e import ray_head  # noqa: F401 - the module's Ray head fixture
-from tests.integration.test_operator_kuberay import finish_job, request
 
 ENDPOINT = "http://botfleet-serving-serve-svc.botfleet.svc:8000/v1"
 
@@ -117,7 +116,7 @@ def test_succeeded_requests_are_listed_and_deleted_ones_unlisted(kube, namespace
 
 @pytest.mark.slow
 def test_the_ray_executor_serves_the_fleet_beside_the_clusters_other_applications(
-    ray_head,  # noqa: F811 - the fixture imported above
+    ray_head_address,
     bot_model_dir,
     tmp_path,
 ):
@@ -134,14 +133,16 @@ def test_the_ray_executor_serves_the_fleet_beside_the_clusters_other_application
     }
     port = free_port()
     # The dashboard's Serve module connects to Ray on its first call: slow on a busy machine.
-    wait_for(lambda: serve_request(ray_head, "GET"), 300, 1.0, "Serve's REST API")
+    wait_for(lambda: serve_request(ray_head_address, "GET"), 300, 1.0, "Serve's REST API")
     # Another team's application, there first.
     theirs = {"name": "theirs", "route_prefix": "/theirs", "import_path": "tests.fakes.serving_stand_in:build_app"}
-    serve_request(ray_head, "PUT", {"http_options": {"host": "127.0.0.1", "port": port}, "applications": [theirs]})
+    serve_request(
+        ray_head_address, "PUT", {"http_options": {"host": "127.0.0.1", "port": port}, "applications": [theirs]}
+    )
 
     settings = Settings(
         executor="ray",
-        ray_address=ray_head,
+        ray_address=ray_head_address,
         serving_catalog=f"file://{tmp_path}/serving-catalog.json",
         serving_endpoint=f"http://127.0.0.1:{port}/v1",
         serving_replica_cpus=0.5,
@@ -154,7 +155,7 @@ def test_the_ray_executor_serves_the_fleet_beside_the_clusters_other_application
     assert patches[0][2]["serving"] == {"model": "team-a/alice", "endpoint": settings.serving_endpoint}
 
     def running():
-        apps = serve_request(ray_head, "GET")["applications"]
+        apps = serve_request(ray_head_address, "GET")["applications"]
         if any(app["status"] == "DEPLOY_FAILED" for app in apps.values()):
             raise AssertionError(json.dumps(apps)[:3000])
         return apps if {n: a["status"] for n, a in apps.items()} == {"theirs": "RUNNING", APP_NAME: "RUNNING"} else None

@@ -22,20 +22,15 @@ import urllib.parse
 from botfleet.api import parse_spec
 from botfleet.storage import join
 from tests.fixtures.network import CuttableProxy
-from tests.fixtures.training import REPO, ray_env_paths, spec_dict, upload_tiny_model, write_dataset
-
-SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registered checkpoints
-
-
-def registered_steps(storage, checkpoints: str) -> list[int]:
-    """Steps of the checkpoints Ray Train has registered (what a re-run resumes from).
-    Files of a checkpoint appear while it uploads; it counts once it is in the snapshot."""
-    steps = []
-    for uri in storage.list(checkpoints):
-        if uri.endswith("/" + SNAPSHOT):
-            snapshot = json.loads(storage.read_text(uri))
-            steps += [r["metrics"]["step"] for r in snapshot["checkpoint_results"]]
-    return sorted(steps)
+from tests.fixtures.training import (
+    REPO,
+    SNAPSHOT,
+    ray_env_paths,
+    registered_steps,
+    spec_dict,
+    upload_tiny_model,
+    write_dataset,
+)
 
 
 def session_pids(sid: int) -> list[int]:
