@@ -19,7 +19,6 @@ import urllib.request
 import pytest
 
 from tests.fixtures.bot_requests import manifest
-from tests.fixtures.cluster import free_port
 from tests.fixtures.posts import upload_posts
 from tests.fixtures.ray_head import ray_head
 
@@ -50,15 +49,13 @@ def start_ray_operator(start_operator, namespace, embedded_s3, address, token_fi
         "0.5",
         "--job-entrypoint",
         f"{sys.executable} -m botfleet_jobs.job",
-        "--ready-port",
-        str(free_port()),
         *flags,
         env=embedded_s3.config.to_env(),
     )
 
 
 def readiness(op) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{op.args[op.args.index('--ready-port') + 1]}/readyz"
+    url = f"http://127.0.0.1:{op.ready_port}/readyz"
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             return r.status, r.read().decode()
