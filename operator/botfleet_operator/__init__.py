@@ -38,8 +38,18 @@ def run(settings: Settings) -> None:
 
     runtime = Runtime.create(settings)
     address = settings.bind_address
-    _listen("--metrics-port", settings, lambda: metrics.serve(settings.metrics_port, address, runtime.current_phases))
-    _listen("--ready-port", settings, lambda: health.serve_readiness(settings.ready_port, address, runtime.health))
+    _listen(
+        address,
+        settings.metrics_port,
+        "--metrics-port",
+        lambda: metrics.serve(settings.metrics_port, address, runtime.current_phases),
+    )
+    _listen(
+        address,
+        settings.ready_port,
+        "--ready-port",
+        lambda: health.serve_readiness(settings.ready_port, address, runtime.health),
+    )
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("botfleet_operator").info(
         "botfleet operator: executor %s, at most %s trainings, namespaces %s, metrics :%s, health :%s",
@@ -59,14 +69,13 @@ def run(settings: Settings) -> None:
     )
 
 
-def _listen(flag: str, settings: Settings, start) -> None:
+def _listen(address: str, port: int, flag: str, start) -> None:
     """Start one of the operator's HTTP endpoints; a port in use ends the operator with one line."""
     try:
         start()
     except OSError as exc:
-        port = getattr(settings, flag.removeprefix("--").replace("-", "_"))
         raise SystemExit(
-            f"botfleet operator: error: cannot listen on {settings.bind_address}:{port}: {exc.strerror or exc}"
+            f"botfleet operator: error: cannot listen on {address}:{port}: {exc.strerror or exc}"
             f" (choose another with {flag}, or 0 for none)"
         ) from None
 
